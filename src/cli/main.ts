@@ -1,0 +1,11 @@
+// The `keel` command line. Each command lives in its own module under ./commands and registers itself here.
+import { Command } from 'commander';
+import { registerSpecCommands } from './commands/spec.js';
+
+const program = new Command('keel')
+  .description('Durable RL post-training pipelines (slime / Megatron / Ray) on Temporal')
+  .showHelpAfterError();
+
+registerSpecCommands(program);
+
+await program.parseAsync(process.argv);
