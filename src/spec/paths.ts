@@ -1,0 +1,39 @@
+// Where a spec's directories live. Pure (posix paths): relative model/ckpt paths are under storage.baseDir.
+import type { Spec } from './schema.js';
+
+export function joinPath(...parts: string[]): string {
+  const joined = parts.filter((p) => p !== '').join('/');
+  return joined.replace(/\/{2,}/g, '/');
+}
+
+/** A spec path as the programs see it: absolute stays, relative goes under baseDir. Trailing slashes are kept. */
+export function underBase(spec: Spec, path: string): string {
+  return path.startsWith('/') ? path : joinPath(spec.storage.baseDir, path);
+}
+
+export function stripTrailingSlash(path: string): string {
+  return path.length > 1 ? path.replace(/\/+$/, '') : path;
+}
+
+export interface ModelPaths {
+  download: string;
+  bf16: string;
+  torchDist: string;
+  save: string;
+  hfCheckpoint: string;
+  refLoad: string;
+  load: string;
+}
+
+export function modelPaths(spec: Spec): ModelPaths {
+  const m = spec.model;
+  return {
+    download: underBase(spec, m.downloadDir),
+    bf16: underBase(spec, m.bf16Dir),
+    torchDist: underBase(spec, m.torchDistDir),
+    save: underBase(spec, spec.ckpt.save ?? m.saveDir),
+    hfCheckpoint: underBase(spec, spec.ckpt.hfCheckpoint ?? m.downloadDir),
+    refLoad: underBase(spec, spec.ckpt.refLoad ?? m.torchDistDir),
+    load: underBase(spec, spec.ckpt.load ?? m.saveDir),
+  };
+}
