@@ -37,3 +37,17 @@ export function modelPaths(spec: Spec): ModelPaths {
     load: underBase(spec, spec.ckpt.load ?? m.saveDir),
   };
 }
+
+/**
+ * Make the spec's local paths absolute against a directory (the keel checkout for the tiny-local preset, whose
+ * paths are relative). Absolute paths are left alone. Runs where files are, never in workflow code.
+ */
+export function absolutize(spec: Spec, cwd: string): Spec {
+  const abs = (p: string): string => (p.startsWith('/') ? p : joinPath(cwd, p));
+  return {
+    ...spec,
+    storage: { ...spec.storage, baseDir: abs(spec.storage.baseDir) },
+    slime: { ...spec.slime, dir: abs(spec.slime.dir), megatronPath: abs(spec.slime.megatronPath) },
+    cluster: { ...spec.cluster, stateDir: abs(spec.cluster.stateDir) },
+  };
+}

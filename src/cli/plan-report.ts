@@ -1,0 +1,92 @@
+// The human form of a plan: a few aligned sections, then the findings with their fixes.
+import { fmtBytes, type Plan } from '../plan/index.js';
+
+function rows(pairs: [string, string | number | undefined][]): string[] {
+  const width = Math.max(...pairs.map(([k]) => k.length));
+  return pairs.filter(([, v]) => v !== undefined).map(([k, v]) => `  ${k.padEnd(width)}  ${v}`);
+}
+
+export function formatPlan(p: Plan): string {
+  const l = p.layout;
+  const c = p.conversion;
+  const out: string[] = [`plan for ${p.name}${p.preset ? ` (preset ${p.preset})` : ''}`, ''];
+  out.push('training layout');
+  out.push(
+    ...rows([
+      ['world size', l.worldSize],
+      ['TP x PP x CP x DP', `${l.tp} x ${l.pp} x ${l.cp} x ${l.dp}`],
+      ['EP x ETP (per stage)', `${l.ep} x ${l.etp} over ${l.ranksPerStage} ranks, expert DP ${l.expertDp}`],
+      ['experts per rank', l.expertsPerRank || undefined],
+      ['layers per stage', l.stageLayers.join(', ')],
+    ]),
+  );
+  out.push('', 'conversion (torch_dist)');
+  out.push(
+    ...rows([
+      ['gang', `${c.nodes} nodes x ${c.nprocPerNode} ranks = ${c.worldSize}`],
+      ['TP x PP x DP', `${c.tp} x ${c.pp} x ${c.dp}`],
+      ['EP x ETP', `${c.ep} x ${c.etp}`],
+      ['layers per stage', c.stageLayers.join(', ')],
+    ]),
+  );
+  out.push('', 'rollout');
+  out.push(
+    ...rows([
+      ['GPUs', p.rollout.gpus],
+      ['engines', `${p.rollout.engines} x ${p.rollout.gpusPerEngine} GPUs (${p.rollout.nodesPerEngine} node(s) each)`],
+      ['SGLang DP', p.rollout.sglangDpSize],
+      ['concurrency per DP rank', p.rollout.concurrencyPerDpRank],
+    ]),
+  );
+  out.push('', 'batches and tokens');
+  out.push(
+    ...rows([
+      ['samples per rollout', p.batch.samplesPerRollout],
+      ['global batch', `${p.batch.globalBatch} (${p.batch.stepsPerRollout} step(s) per rollout)`],
+      ['over-sampling batch', p.batch.overSamplingBatch],
+      ['longest sample', `${p.tokens.perSampleMax} tokens`],
+      ['token budget per CP group', p.tokens.budgetPerCpGroup],
+    ]),
+  );
+  out.push('', 'memory and storage (estimates)');
+  out.push(
+    ...rows([
+      [
+        'GPU per GPU (weights+grads)',
+        `${fmtBytes(p.memory.gpuBytesPerGpu)} of ${fmtBytes(p.memory.gpuBytesAvailable)}`,
+      ],
+      ['host per node (CPU Adam)', p.memory.hostBytesPerNode ? fmtBytes(p.memory.hostBytesPerNode) : undefined],
+      [
+        'download / BF16 / torch_dist',
+        `${fmtBytes(p.storage.downloadBytes)} / ${fmtBytes(p.storage.bf16Bytes)} / ${fmtBytes(p.storage.torchDistBytes)}`,
+      ],
+      [
+        'checkpoint',
+        `${fmtBytes(p.storage.checkpointBytes)} x ${p.storage.checkpointsKept} kept of ${p.storage.checkpointsTotal}`,
+      ],
+      ['total', fmtBytes(p.storage.totalBytes)],
+    ]),
+  );
+  out.push('', 'schedule');
+  out.push(
+    ...rows([
+      [
+        'checkpoints',
+        `${p.schedule.checkpoints} (first at rollout ${p.schedule.firstCheckpoint}, last at ${p.schedule.lastCheckpoint})`,
+      ],
+      ['evals', p.schedule.evals],
+    ]),
+  );
+  out.push('', p.findings.length ? 'findings' : 'findings: none');
+  for (const f of p.findings) {
+    out.push(`  ${f.severity.toUpperCase().padEnd(7)} ${f.path}: ${f.message}`);
+    if (f.fix) out.push(`          fix: ${f.fix}`);
+  }
+  out.push(
+    '',
+    p.ok
+      ? 'no errors'
+      : `${p.findings.filter((f) => f.severity === 'error').length} error(s): fix them before starting`,
+  );
+  return out.join('\n');
+}

@@ -1,0 +1,192 @@
+// The exact commands of every step of a spec, as argv + env + cwd. Pure: the same objects feed the executors
+// (what runs) and `keel render` (what a person reads).
+import { quote } from 'shell-quote';
+import type { NodeSpec, Spec } from '../spec/schema.js';
+import { modelPaths } from '../spec/paths.js';
+import { conversionArgs, groupOrder, trainArgGroups } from './args.js';
+
+/** Stands in an argv for the model script's MODEL_ARGS array, expanded on the node by {@link withModelArgs}. */
+export const MODEL_ARGS = '@MODEL_ARGS@';
+
+export interface StepCommand {
+  /** what this command is, for logs and the rendered script */
+  title: string;
+  node: string;
+  argv: string[];
+  env: Record<string, string>;
+  /** env vars copied from the worker's environment by name (secrets, endpoints): values never rendered */
+  envFromWorker: Record<string, string>;
+  cwd?: string;
+  /** slime model script (relative to cwd) whose MODEL_ARGS replace the {@link MODEL_ARGS} marker */
+  modelScript?: string;
+}
+
+export function nodeName(node: NodeSpec): string {
+  return node.name ?? node.host;
+}
+
+export function nodeIp(node: NodeSpec): string {
+  return node.ip ?? node.host;
+}
+
+/**
+ * A fixed bash program (no spec text inside it) that sources the model script named by $1 and runs the rest of its
+ * arguments with the MODEL_ARGS marker replaced by the array -- as the recipe's `source ...; cmd ${MODEL_ARGS[@]}`.
+ */
+const MODEL_ARGS_WRAPPER =
+  'set -e; source "$1"; shift; args=(); for a in "$@"; do if [ "$a" = "' +
+  MODEL_ARGS +
+  '" ]; then args+=("${MODEL_ARGS[@]}"); else args+=("$a"); fi; done; exec "${args[@]}"';
+
+/** The argv that really runs: wrapped in the fixed bash program when the command needs MODEL_ARGS. */
+export function withModelArgs(command: StepCommand): string[] {
+  if (!command.modelScript) return command.argv;
+  return ['bash', '-c', MODEL_ARGS_WRAPPER, 'keel-model-args', command.modelScript, ...command.argv];
+}
+
+function envFromWorker(spec: Spec): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (spec.model.hfTokenEnv) env.HF_TOKEN = spec.model.hfTokenEnv;
+  if (spec.model.hfEndpointEnv) env.HF_ENDPOINT = spec.model.hfEndpointEnv;
+  return env;
+}
+
+export function headNode(spec: Spec, nodes: NodeSpec[] = spec.cluster.nodes): NodeSpec {
+  const head = nodes[0];
+  if (!head) throw new Error('the cluster has no nodes');
+  return head;
+}
+
+export function downloadCommand(spec: Spec): StepCommand {
+  const argv = ['hf', 'download', spec.model.repo, '--local-dir', modelPaths(spec).download];
+  if (spec.model.revision !== 'main') argv.push('--revision', spec.model.revision);
+  return {
+    title: 'download the model',
+    node: nodeName(headNode(spec)),
+    argv,
+    env: {},
+    envFromWorker: envFromWorker(spec),
+  };
+}
+
+export function castCommand(spec: Spec): StepCommand {
+  const paths = modelPaths(spec);
+  return {
+    title: 'cast FP8 to BF16',
+    node: nodeName(headNode(spec)),
+    cwd: spec.slime.dir,
+    argv: [
+      spec.slime.python,
+      'tools/fp8_cast_bf16.py',
+      '--input-fp8-hf-path',
+      paths.download,
+      '--output-bf16-hf-path',
+      paths.bf16,
+    ],
+    env: {},
+    envFromWorker: {},
+  };
+}
+
+/** The conversion gang: one torchrun per node, same master, one node rank each. */
+export function convertCommands(spec: Spec, nodes: NodeSpec[] = spec.cluster.nodes): StepCommand[] {
+  const c = spec.conversion;
+  const members = nodes.slice(0, c.nodes);
+  const master = nodeIp(headNode(spec, members));
+  const paths = modelPaths(spec);
+  return members.map((node, rank) => ({
+    title: `convert to torch_dist (node rank ${rank})`,
+    node: nodeName(node),
+    cwd: spec.slime.dir,
+    modelScript: spec.model.modelScript,
+    env: { PYTHONPATH: spec.slime.megatronPath, MASTER_ADDR: master, NODE_RANK: String(rank) },
+    envFromWorker: {},
+    argv: [
+      'torchrun',
+      '--nproc-per-node',
+      String(c.nprocPerNode),
+      '--master-addr',
+      master,
+      '--master-port',
+      String(c.masterPort),
+      `--nnodes=${c.nodes}`,
+      '--node-rank',
+      String(rank),
+      'tools/convert_hf_to_torch_dist.py',
+      MODEL_ARGS,
+      ...conversionArgs(spec),
+      '--hf-checkpoint',
+      paths.bf16,
+      '--save',
+      paths.torchDist,
+    ],
+  }));
+}
+
+export function rayHeadCommand(spec: Spec, head: NodeSpec = headNode(spec)): StepCommand {
+  const r = spec.rayHead;
+  const argv = ['ray', 'start', '--head', '--node-ip-address', nodeIp(head), '--num-gpus', String(head.gpus)];
+  if (r.port !== 6379) argv.push('--port', String(r.port));
+  argv.push('--disable-usage-stats', `--dashboard-host=${r.dashboardHost}`, `--dashboard-port=${r.dashboardPort}`);
+  return { title: 'start the Ray head', node: nodeName(head), argv, env: {}, envFromWorker: {} };
+}
+
+export function rayWorkerCommands(spec: Spec, nodes: NodeSpec[] = spec.cluster.nodes): StepCommand[] {
+  const head = headNode(spec, nodes);
+  const address = `${nodeIp(head)}:${spec.rayHead.port}`;
+  return nodes.slice(1).map((node) => ({
+    title: `join the Ray cluster (${nodeName(node)})`,
+    node: nodeName(node),
+    argv: [
+      'ray',
+      'start',
+      `--address=${address}`,
+      '--num-gpus',
+      String(node.gpus),
+      '--node-ip-address',
+      nodeIp(node),
+      '--disable-usage-stats',
+    ],
+    env: {},
+    envFromWorker: {},
+  }));
+}
+
+export interface TrainJob {
+  /** train.py's argv (after `python3`), with the MODEL_ARGS marker first */
+  argv: string[];
+  /** the Ray job's runtime env vars */
+  envVars: Record<string, string>;
+  /** the shell command the Ray job runs (what `ray job submit -- ...` would run), every value quoted */
+  entrypoint: string;
+  dashboardUrl: string;
+}
+
+export function trainJob(spec: Spec, options: { head?: NodeSpec; numRollout?: number } = {}): TrainJob {
+  const head = options.head ?? headNode(spec);
+  const groups = trainArgGroups(spec, { numRollout: options.numRollout });
+  const argv = [MODEL_ARGS, ...groupOrder.flatMap((g) => groups[g])];
+  const master = nodeIp(head);
+  const envVars: Record<string, string> = {
+    no_proxy: `localhost,127.0.0.1,0.0.0.0,${master}`,
+    MASTER_ADDR: master,
+    PYTHONPATH: spec.slime.megatronPath,
+    ...spec.rayHead.jobEnv,
+  };
+  const runArgv = withModelArgs({
+    title: 'train',
+    node: nodeName(head),
+    argv: [spec.slime.python, 'train.py', ...argv],
+    env: {},
+    envFromWorker: {},
+    modelScript: spec.model.modelScript,
+  });
+  // The control worker reaches the dashboard at the head's address (it listens on all interfaces with 0.0.0.0).
+  const dashboardHost = spec.rayHead.dashboardHost === '0.0.0.0' ? master : spec.rayHead.dashboardHost;
+  return {
+    argv,
+    envVars,
+    entrypoint: `cd ${quote([spec.slime.dir])} && ${quote(runArgv)}`,
+    dashboardUrl: `http://${dashboardHost}:${spec.rayHead.dashboardPort}`,
+  };
+}

@@ -1,0 +1,133 @@
+// `keel render`: an equivalent bash script of a spec's steps, in DAG order, every value quoted.
+import { quote } from 'shell-quote';
+import type { Spec } from '../spec/schema.js';
+import {
+  castCommand,
+  convertCommands,
+  downloadCommand,
+  MODEL_ARGS,
+  rayHeadCommand,
+  rayWorkerCommands,
+  trainJob,
+  type StepCommand,
+} from './commands.js';
+import { topologicalOrder } from './dag.js';
+
+/** Quote only what needs it (shell-quote does the quoting), so the script stays readable. */
+function q(value: string): string {
+  return /^[A-Za-z0-9_\-.,/:=@%+]+$/.test(value) ? value : quote([value]);
+}
+
+/** One command as a person would type it on its node: cd, source the model script, env assignments, argv. */
+export function renderCommand(command: StepCommand): string {
+  const parts: string[] = [];
+  if (command.cwd) parts.push(`cd ${q(command.cwd)}`);
+  if (command.modelScript) parts.push(`source ${q(command.modelScript)}`);
+  const env = Object.entries(command.env).map(([k, v]) => `${k}=${q(v)}`);
+  for (const [name, from] of Object.entries(command.envFromWorker)) env.push(`${name}="$${from}"`);
+  const argv = command.argv.map((a) => (a === MODEL_ARGS ? '"${MODEL_ARGS[@]}"' : q(a))).join(' ');
+  parts.push([...env, argv].join(' '));
+  return parts.join(' && ');
+}
+
+function onNode(spec: Spec, command: StepCommand, background: boolean): string {
+  const line = renderCommand(command);
+  // A subshell, so that `cd` and `source` do not leak into the lines after it.
+  if (spec.cluster.executor.kind === 'local') return `(${line})${background ? ' &' : ''}`;
+  const ex = spec.cluster.executor;
+  const node = spec.cluster.nodes.find((n) => (n.name ?? n.host) === command.node);
+  const host = node?.host ?? command.node;
+  const sshArgs = ['ssh', '-o', 'BatchMode=yes'];
+  const port = node?.port ?? ex.port;
+  if (port !== 22) sshArgs.push('-p', String(port));
+  if (ex.identityFile) sshArgs.push('-i', ex.identityFile);
+  sshArgs.push(`${ex.user}@${host}`, 'bash', '-s');
+  // The command goes to the remote bash on stdin (a quoted heredoc), so it is quoted exactly once.
+  return `${sshArgs.map(q).join(' ')} <<'KEEL'${background ? ' &' : ''}\n${line}\nKEEL`;
+}
+
+function group(spec: Spec, commands: StepCommand[]): string[] {
+  if (commands.length === 1) return [onNode(spec, commands[0]!, false)];
+  return [...commands.map((c) => onNode(spec, c, true)), 'wait'];
+}
+
+export function renderScript(spec: Spec): string {
+  const lines: string[] = [
+    '#!/usr/bin/env bash',
+    `# ${spec.name}${spec.preset ? ` (preset ${spec.preset})` : ''}: the commands keel runs, step by step.`,
+    '# keel runs them as durable activities (retries, skips finished steps, resumes training); this script is for',
+    '# reading and for running by hand.',
+    'set -euo pipefail',
+    `BASE_DIR=${q(spec.storage.baseDir)}`,
+    '',
+  ];
+  for (const id of topologicalOrder(spec)) {
+    const step = spec.steps[id]!;
+    lines.push(`# --- step ${id} (${step.kind})${step.needs.length ? `, after ${step.needs.join(', ')}` : ''}`);
+    switch (step.kind) {
+      case 'probe':
+        lines.push('# probe: every node reachable, GPUs healthy (nvidia-smi), host memory, disk, shared BASE_DIR');
+        break;
+      case 'hf-download':
+        lines.push(...group(spec, [downloadCommand(spec)]));
+        break;
+      case 'fp8-cast':
+        if (step.engine === 'native') {
+          const c = castCommand(spec);
+          lines.push(`keel fp8-cast --in ${q(c.argv[3]!)} --out ${q(c.argv[5]!)}`);
+        } else lines.push(...group(spec, [castCommand(spec)]));
+        break;
+      case 'torch-dist-convert':
+        lines.push(...group(spec, convertCommands(spec)));
+        break;
+      case 'ray-cluster':
+        lines.push(...group(spec, [rayHeadCommand(spec)]));
+        lines.push(...group(spec, rayWorkerCommands(spec)));
+        break;
+      case 'train': {
+        const job = trainJob(spec);
+        const submit = [
+          'ray',
+          'job',
+          'submit',
+          `--address=http://${spec.rayHead.dashboardHost === '0.0.0.0' ? '127.0.0.1' : spec.rayHead.dashboardHost}:${spec.rayHead.dashboardPort}`,
+          `--runtime-env-json=${JSON.stringify({ env_vars: job.envVars })}`,
+          '--',
+          spec.slime.python,
+          'train.py',
+        ];
+        const command: StepCommand = {
+          title: 'train',
+          node: spec.cluster.nodes[0]?.name ?? spec.cluster.nodes[0]?.host ?? 'head',
+          cwd: spec.slime.dir,
+          modelScript: spec.model.modelScript,
+          argv: [...submit, ...job.argv],
+          env: {},
+          envFromWorker: {},
+        };
+        lines.push(...group(spec, [command]));
+        break;
+      }
+      case 'command':
+        lines.push(
+          renderCommand({
+            title: id,
+            node: step.node ?? '',
+            argv: step.argv,
+            env: step.env,
+            envFromWorker: {},
+            cwd: step.cwd,
+          }),
+        );
+        break;
+      case 'gang':
+        lines.push(`# gang of ${step.nodes} nodes (MASTER_ADDR, MASTER_PORT=${step.masterPort}, NODE_RANK per node)`);
+        lines.push(
+          renderCommand({ title: id, node: '', argv: step.argv, env: step.env, envFromWorker: {}, cwd: step.cwd }),
+        );
+        break;
+    }
+    lines.push('');
+  }
+  return lines.join('\n');
+}
