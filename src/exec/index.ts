@@ -1,0 +1,16 @@
+// Executors (local, ssh) for one node, and gangs of nodes.
+export * from './types.js';
+export * from './errors.js';
+export { LocalExecutor, type LocalExecutorOptions } from './local.js';
+export { SshExecutor, type SshExecutorOptions } from './ssh.js';
+export { validateLaunchId } from './launch-spec.js';
+export type { CommandListener, StateDir } from './script-executor.js';
+export {
+  runGang,
+  gangMemberId,
+  GangMemberFailedError,
+  type GangMember,
+  type GangProgress,
+  type GangResult,
+  type RunGangOptions,
+} from './gang.js';
