@@ -1,6 +1,9 @@
 // nvidia-smi output -> typed GPU records and a health verdict per GPU. Pure parsers; the probe script runs the commands.
 
-/** The query keel runs (noheader, nounits): the order of the columns in its output. */
+/**
+ * The query keel runs. The output keeps its header (columns are found by name, whatever the driver prints) and
+ * units (parsed away), so it is exactly what `nvidia-smi --query-gpu=<these> --format=csv` prints.
+ */
 export const gpuQueryFields = [
   'index',
   'uuid',
@@ -8,21 +11,23 @@ export const gpuQueryFields = [
   'pci.bus_id',
   'memory.total',
   'memory.used',
+  'memory.free',
   'utilization.gpu',
   'temperature.gpu',
   'power.draw',
   'ecc.errors.uncorrected.volatile.total',
+  'clocks.sm',
   'driver_version',
 ] as const;
 
-export const computeAppFields = ['pid', 'gpu_uuid', 'used_memory'] as const;
+export const computeAppFields = ['pid', 'process_name', 'gpu_uuid', 'used_memory'] as const;
 
 export function gpuQueryArgs(fields: readonly string[] = gpuQueryFields): string[] {
-  return ['nvidia-smi', `--query-gpu=${fields.join(',')}`, '--format=csv,noheader,nounits'];
+  return ['nvidia-smi', `--query-gpu=${fields.join(',')}`, '--format=csv'];
 }
 
 export function computeAppsQueryArgs(fields: readonly string[] = computeAppFields): string[] {
-  return ['nvidia-smi', `--query-compute-apps=${fields.join(',')}`, '--format=csv,noheader,nounits'];
+  return ['nvidia-smi', `--query-compute-apps=${fields.join(',')}`, '--format=csv'];
 }
 
 export interface GpuRecord {
@@ -75,7 +80,7 @@ const numericGpuFields: Record<string, NumericGpuField> = {
 
 /**
  * Parse `nvidia-smi --query-gpu=... --format=csv[,noheader][,nounits]`. With a header the columns are named by it;
- * without one, pass the fields of the query (default: keel's own query).
+ * without one, pass the fields of the query in their order.
  */
 export function parseGpuQueryCsv(text: string, fields: readonly string[] = gpuQueryFields): GpuRecord[] {
   const { columns, rows } = csvTable(text, fields);

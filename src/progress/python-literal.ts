@@ -2,7 +2,8 @@
 //
 // Accepted: dicts, lists, tuples, sets, strings ('...', "...", with escapes and b/r/u prefixes), ints, floats,
 // `nan`, `inf`, `-inf`, `True`, `False`, `None`, and call-shaped reprs such as `np.float64(0.5)` or
-// `tensor(0.25, device='cuda:0')`, which stand for their first argument (numpy 2 and torch print scalars that way).
+// `tensor(0.25, device='cuda:0')`, which stand for their first argument (numpy 2 and torch print scalars that way);
+// other calls are refused.
 
 export type PyValue = null | boolean | number | string | PyValue[] | PyDict;
 export interface PyDict {
@@ -51,6 +52,9 @@ const namedConstants: Record<string, PyValue> = {
   NaN: NaN,
   Infinity: Infinity,
 };
+
+// numpy (`np.float64(0.5)`, `array([1, 2])`) and torch (`tensor(0.5)`) reprs.
+const scalarWrapperPattern = /^(?:(?:np|numpy|torch)\.\w+|tensor|array)$/;
 
 const simpleEscapes: Record<string, string> = {
   n: '\n',
@@ -223,7 +227,7 @@ class LiteralParser {
     }
     this.pos += name.length;
     this.skipSpace();
-    if (this.peek() === '(') return this.call(name);
+    if (this.peek() === '(' && scalarWrapperPattern.test(name)) return this.call(name);
     if (name in namedConstants) return namedConstants[name]!;
     this.fail(`unknown name ${name}`);
   }
