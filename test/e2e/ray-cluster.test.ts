@@ -43,6 +43,13 @@ describe(
       assert.equal(nodes.find((node) => node.isHead)?.nodeIp, '127.0.1.1');
       assert.equal(await dashboard.clusterGpuTotal(), 4);
       assert.match((await dashboard.version()).rayVersion, /^\d+\.\d+/);
+      // The autoscaler's usage report appears a few seconds after the head starts.
+      let usage = await dashboard.resourceUsage();
+      for (let tries = 0; usage?.GPU?.total !== 4 && tries < 40; tries += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        usage = await dashboard.resourceUsage();
+      }
+      assert.deepEqual(usage?.GPU, { used: 0, total: 4 });
     });
 
     test('a job submitted twice under one submission id is one job; its logs can be read from an offset', async () => {
@@ -96,6 +103,13 @@ describe(
       }
       assert.equal(nodes.find((node) => node.nodeIp === '127.0.1.2')?.state, 'DEAD');
       assert.equal(await dashboard.clusterGpuTotal(), 2);
+    });
+
+    test('a node started again on the same address rejoins', async () => {
+      await cluster.startNode({ ip: '127.0.1.2', gpus: 2 });
+      assert.equal(await dashboard.clusterGpuTotal(), 4);
+      const states = (await dashboard.listNodes()).filter((node) => node.nodeIp === '127.0.1.2').map((n) => n.state);
+      assert.deepEqual(states.sort(), ['ALIVE', 'DEAD']);
     });
 
     test('stopping the cluster leaves none of its processes', async () => {
