@@ -17,6 +17,7 @@ interface EventBase {
 export type SlimeLogEvent = EventBase &
   (
     | { type: 'rollout-done'; rollout: number; metrics: Metrics }
+    | { type: 'train-perf'; rollout: number; metrics: Metrics }
     | { type: 'rollout-stats'; rollout: number; metrics: Metrics }
     | { type: 'train-step'; step: number; metrics: Metrics }
     | { type: 'checkpoint-saving'; iteration: number; dir: string; format?: string }
@@ -89,9 +90,13 @@ const errorPattern =
 
 const matchers: LineMatcher[] = [
   (text) => {
+    // Both sides print `perf {id}:`; the rollout side's dict has perf/rollout_time and rollout/* keys, the trainer's
+    // has its timings (perf/train_time, perf/step_time, ...).
     const m = perfPattern.exec(text);
     const metrics = m && numericDict(m[2]!);
-    return metrics ? { type: 'rollout-done', rollout: Number(m[1]), metrics } : undefined;
+    if (!metrics) return undefined;
+    const rolloutSide = Object.keys(metrics).some((key) => key === 'perf/rollout_time' || key.startsWith('rollout/'));
+    return { type: rolloutSide ? 'rollout-done' : 'train-perf', rollout: Number(m[1]), metrics };
   },
   (text) => {
     const m = rolloutPattern.exec(text);

@@ -11,7 +11,7 @@ export interface EvalRecord {
 }
 
 export interface SlimeLogSummary {
-  /** The first rollout id the job logged (rollout-done or rollout-stats): after a resume it must be tracker + 1. */
+  /** The first rollout id the job logged (a perf or rollout line): after a resume it must be tracker + 1. */
   firstRollout?: number;
   lastRollout?: number;
   lastTrainStep?: number;
@@ -83,6 +83,7 @@ export class SlimeLogFollower {
     switch (event.type) {
       case 'rollout-done':
       case 'rollout-stats':
+      case 'train-perf':
         state.firstRollout ??= event.rollout;
         state.lastRollout = event.rollout;
         delete state.waitingForGpus;

@@ -33,6 +33,13 @@ test('perf, rollout and step lines carry their id and numeric metrics (nan inclu
   assert.equal(perf.metrics['rollout/truncated'], 0);
   assert.deepEqual(perf.source, { actor: 'RolloutManager', pid: 47120 });
 
+  const trainerPerf = parseSlimeLogLine(
+    `${trainer} perf 19: {'perf/train_wait_time': 3.2, 'perf/train_time': 40.1, 'perf/step_time': 43.3, 'perf/wait_time_ratio': 0.0739}`,
+  );
+  assert.ok(trainerPerf?.type === 'train-perf');
+  assert.equal(trainerPerf.rollout, 19);
+  assert.equal(trainerPerf.metrics['perf/step_time'], 43.3);
+
   const stats = parseSlimeLogLine(
     `${trainer} [2025-06-01 10:00:03] rollout.py:88 - rollout 20: {'rollout/raw_reward': 0.40625, 'rollout/log_probs': -0.3121, 'rollout/advantages': 0.0}`,
   );
