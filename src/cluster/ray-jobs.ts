@@ -156,6 +156,22 @@ export class RayJobsClient {
     return { text: body.logs.slice(start), nextOffset: body.logs.length };
   }
 
+  /**
+   * The last `lines` lines of the job's driver log, read on the node that holds it (the state API's log endpoint):
+   * cheap on a long job's large log, where getLogs transfers everything. Ray 2.60 refuses a submission id without
+   * the driver's node id, so the job is looked up first; before a driver node is known the full log is sliced.
+   */
+  async tailLogs(submissionId: string, lines: number, signal?: AbortSignal): Promise<string> {
+    const job = await this.getJob(submissionId, signal);
+    if (!job) throw new RayApiError('GET', `${this.http.url}/api/jobs/${submissionId}`, 404, 'no such job');
+    if (!job.driverNodeId) {
+      const { text } = await this.getLogs(submissionId, 0, signal);
+      return lastLines(text, lines);
+    }
+    const query = new URLSearchParams({ submission_id: submissionId, node_id: job.driverNodeId, lines: String(lines) });
+    return this.http.text(`/api/v0/logs/file?${query.toString()}`, { signal });
+  }
+
   /** Ask Ray to stop the job; false when it had already ended. */
   async stopJob(submissionId: string, signal?: AbortSignal): Promise<boolean> {
     const body = z
@@ -189,6 +205,14 @@ export class RayJobsClient {
       await sleep(options.pollMs ?? 1000, undefined, { signal: options.signal });
     }
   }
+}
+
+function lastLines(text: string, count: number): string {
+  if (count <= 0) return '';
+  const lines = text.split('\n');
+  const trailingNewline = lines.at(-1) === '';
+  if (trailingNewline) lines.pop();
+  return lines.slice(-count).join('\n') + (trailingNewline ? '\n' : '');
 }
 
 function toJob(details: z.infer<typeof jobDetails>): RayJob {

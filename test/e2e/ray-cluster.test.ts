@@ -76,6 +76,7 @@ describe(
       const tail = await jobs.getLogs(submissionId, offset);
       assert.equal(tail.text, all.text.slice(offset));
       assert.equal((await jobs.getLogs(submissionId, all.nextOffset)).text, '');
+      assert.equal(await jobs.tailLogs(submissionId, 1), 'second line\n');
 
       await assert.rejects(jobs.submitJob({ ...input, entrypoint: 'python -c "print(2)"' }), RayJobConflictError);
       assert.equal(await jobs.getJob(`keel-test-missing-${runTag}`), undefined);

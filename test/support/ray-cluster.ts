@@ -70,8 +70,14 @@ export async function startRayCluster(options: StartRayClusterOptions): Promise<
       : { RAY_health_check_period_ms: '1000', RAY_health_check_failure_threshold: '3' }),
     ...options.env,
   };
-  const gcsPort = await freePort(headSpec.ip);
-  const dashboardPort = await freePort(headSpec.ip);
+  // Ports are reserved together (a port closed and asked for again may come back), and never reused in a cluster.
+  const usedPorts = new Set<number>();
+  const reservePorts = async (ip: string, count: number) => {
+    const ports = await freePorts(ip, count, usedPorts);
+    for (const port of ports) usedPorts.add(port);
+    return ports;
+  };
+  const [gcsPort, dashboardPort] = (await reservePorts(headSpec.ip, 2)) as [number, number];
   const nodes: LocalRayNode[] = [];
   let stopped = false;
 
@@ -84,7 +90,7 @@ export async function startRayCluster(options: StartRayClusterOptions): Promise<
       numCpus: spec.cpus ?? 2,
       tempDir,
       objectStoreMemoryBytes: 100 * 1024 * 1024,
-      extraArgs: await nodePortArgs(spec.ip, head),
+      extraArgs: nodePortArgs(await reservePorts(spec.ip, 7), head),
       ...(spec.resources ? { resources: spec.resources } : {}),
     };
     const argv = head
@@ -138,16 +144,17 @@ export async function startRayCluster(options: StartRayClusterOptions): Promise<
 }
 
 /** Fixed free ports for everything Ray would otherwise take at a default (52365, 10001...) shared by all clusters. */
-async function nodePortArgs(ip: string, head: boolean): Promise<string[]> {
+function nodePortArgs(ports: number[], head: boolean): string[] {
+  const [nodeManager, objectManager, agentHttp, agentGrpc, runtimeEnvAgent, metrics, client] = ports;
   const args = [
-    `--node-manager-port=${await freePort(ip)}`,
-    `--object-manager-port=${await freePort(ip)}`,
-    `--dashboard-agent-listen-port=${await freePort(ip)}`,
-    `--dashboard-agent-grpc-port=${await freePort(ip)}`,
-    `--runtime-env-agent-port=${await freePort(ip)}`,
-    `--metrics-export-port=${await freePort(ip)}`,
+    `--node-manager-port=${nodeManager}`,
+    `--object-manager-port=${objectManager}`,
+    `--dashboard-agent-listen-port=${agentHttp}`,
+    `--dashboard-agent-grpc-port=${agentGrpc}`,
+    `--runtime-env-agent-port=${runtimeEnvAgent}`,
+    `--metrics-export-port=${metrics}`,
   ];
-  if (head) args.push(`--ray-client-server-port=${await freePort(ip)}`);
+  if (head) args.push(`--ray-client-server-port=${client}`);
   return args;
 }
 
@@ -192,16 +199,31 @@ async function waitForAliveNodes(dashboardUrl: string, ips: string[], timeoutSec
 }
 
 export async function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
+  return (await freePorts(host, 1))[0]!;
+}
+
+/** `count` distinct free ports, held open together while chosen so none is handed out twice. */
+export async function freePorts(
+  host: string,
+  count: number,
+  exclude: ReadonlySet<number> = new Set(),
+): Promise<number[]> {
+  const servers: net.Server[] = [];
+  const ports: number[] = [];
+  try {
+    while (ports.length < count) {
+      const server = net.createServer();
+      servers.push(server);
+      const port = await new Promise<number>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(0, host, () => resolve((server.address() as net.AddressInfo).port));
+      });
+      if (!exclude.has(port)) ports.push(port);
+    }
+    return ports;
+  } finally {
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  }
 }
 
 interface ProcEntry {
