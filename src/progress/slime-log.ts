@@ -34,14 +34,20 @@ export interface FollowerOptions extends ParseOptions {
   onEvent?: (event: SlimeLogEvent) => void;
   /** A line longer than this is cut (a runaway line must not grow memory without bound). Default 1 MiB. */
   maxLineLength?: number;
+  /** Continue from an earlier follower's summary (a retried activity re-reading the log from its last offset). */
+  summary?: SlimeLogSummary;
 }
 
 export class SlimeLogFollower {
   private partial = '';
   private readonly decoder = new TextDecoder('utf-8');
-  private readonly state: SlimeLogSummary = { evals: {}, engineFailures: 0, enginesRecovered: 0, lines: 0 };
+  private readonly state: SlimeLogSummary;
 
-  constructor(private readonly options: FollowerOptions = {}) {}
+  constructor(private readonly options: FollowerOptions = {}) {
+    this.state = options.summary
+      ? structuredClone(options.summary)
+      : { evals: {}, engineFailures: 0, enginesRecovered: 0, lines: 0 };
+  }
 
   /** Consume a chunk of output; returns the events of the lines it completed. */
   push(chunk: string | Uint8Array): SlimeLogEvent[] {

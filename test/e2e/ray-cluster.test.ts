@@ -5,7 +5,13 @@ import { access } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { RayDashboardClient } from '../../src/cluster/ray-dashboard.js';
 import { RayJobConflictError, RayJobsClient } from '../../src/cluster/ray-jobs.js';
-import { processGroupTree, startRayCluster, venvBin, type LocalRayCluster } from '../support/ray-cluster.js';
+import {
+  processGroupTree,
+  processStates,
+  startRayCluster,
+  venvBin,
+  type LocalRayCluster,
+} from '../support/ray-cluster.js';
 
 const rayAvailable = await access(`${venvBin}/ray`).then(
   () => true,
@@ -111,6 +117,17 @@ describe(
       assert.equal(await dashboard.clusterGpuTotal(), 4);
       const states = (await dashboard.listNodes()).filter((node) => node.nodeIp === '127.0.1.2').map((n) => n.state);
       assert.deepEqual(states.sort(), ['ALIVE', 'DEAD']);
+    });
+
+    test('a node can be frozen (hung) and thawed', async () => {
+      const frozen = await cluster.pauseNode('127.0.1.2');
+      assert.ok(frozen.length >= 2, `paused ${frozen.length} processes`);
+      try {
+        assert.ok([...(await processStates(frozen)).values()].every((state) => state === 'T'));
+      } finally {
+        assert.deepEqual((await cluster.resumeNode('127.0.1.2')).sort(), [...frozen].sort());
+      }
+      assert.ok([...(await processStates(frozen)).values()].every((state) => state !== 'T'));
     });
 
     test('stopping the cluster leaves none of its processes', async () => {

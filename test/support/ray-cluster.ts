@@ -50,6 +50,9 @@ export interface LocalRayCluster {
   nodes: LocalRayNode[];
   /** Kill every process of one node (SIGKILL by default: a lost node). */
   stopNode(ip: string, signal?: NodeJS.Signals): Promise<void>;
+  /** Freeze every process of a node (SIGSTOP): a hung node. `resumeNode` sends SIGCONT. */
+  pauseNode(ip: string): Promise<number[]>;
+  resumeNode(ip: string): Promise<number[]>;
   /** Start a stopped node (or a new worker) again, joined to the head. */
   startNode(spec: RayNodeSpec): Promise<LocalRayNode>;
   /** Kill every node (workers first) and remove the temp dirs. Safe to call twice. */
@@ -109,12 +112,29 @@ export async function startRayCluster(options: StartRayClusterOptions): Promise<
     }
   };
 
+  const signalNode = async (ip: string, signal: NodeJS.Signals): Promise<number[]> => {
+    const signalled: number[] = [];
+    for (const node of nodes.filter((candidate) => candidate.ip === ip && !candidate.stopped)) {
+      for (const pid of await processGroupTree(node.pgid)) {
+        try {
+          process.kill(pid, signal);
+          signalled.push(pid);
+        } catch {
+          // Exited meanwhile.
+        }
+      }
+    }
+    return signalled;
+  };
+
   const cluster: LocalRayCluster = {
     address: `${headSpec.ip}:${gcsPort}`,
     gcsPort,
     dashboardUrl: `http://${headSpec.ip}:${dashboardPort}`,
     nodes,
     stopNode,
+    pauseNode: (ip) => signalNode(ip, 'SIGSTOP'),
+    resumeNode: (ip) => signalNode(ip, 'SIGCONT'),
     startNode: async (spec) => {
       const node = await launch(spec, false);
       await waitForAliveNodes(cluster.dashboardUrl, [spec.ip], options.readyTimeoutSeconds ?? 90);
@@ -230,6 +250,7 @@ interface ProcEntry {
   pid: number;
   ppid: number;
   pgid: number;
+  state: string;
   zombie: boolean;
 }
 
@@ -241,12 +262,26 @@ async function readProcessTable(): Promise<ProcEntry[]> {
       const stat = await fs.readFile(`/proc/${name}/stat`, 'utf8');
       // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so split after the last ')'.
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      entries.push({ pid: Number(name), ppid: Number(fields[1]), pgid: Number(fields[2]), zombie: fields[0] === 'Z' });
+      const state = fields[0] ?? '?';
+      entries.push({
+        pid: Number(name),
+        ppid: Number(fields[1]),
+        pgid: Number(fields[2]),
+        state,
+        zombie: state === 'Z',
+      });
     } catch {
       // The process exited while we looked.
     }
   }
   return entries;
+}
+
+/** The one-letter state of each pid (`T` when stopped); a pid that is gone is absent. */
+export async function processStates(pids: number[]): Promise<Map<number, string>> {
+  const wanted = new Set(pids);
+  const table = await readProcessTable();
+  return new Map(table.filter((entry) => wanted.has(entry.pid)).map((entry) => [entry.pid, entry.state]));
 }
 
 /** The live members of a process group, the live processes of `known`, and all their descendants. */

@@ -246,3 +246,16 @@ test('the follower reports GPU waiting until a rollout starts, and ends a line w
   assert.equal(follower.summary.waitingForGpus, undefined);
   assert.equal(follower.summary.firstRollout, 0);
 });
+
+test('a follower continues from an earlier summary', () => {
+  const first = new SlimeLogFollower();
+  first.push("perf 40: {'perf/rollout_time': 1.0}\neval 59: {'eval/aime': 0.5}\n");
+  const saved = JSON.parse(JSON.stringify(first.summary)) as typeof first.summary;
+  const next = new SlimeLogFollower({ summary: saved });
+  next.push("perf 60: {'perf/rollout_time': 1.0}\n");
+  assert.equal(next.summary.firstRollout, 40);
+  assert.equal(next.summary.lastRollout, 60);
+  assert.equal(next.summary.evals[59]?.score, 0.5);
+  assert.equal(next.summary.lines, 3);
+  assert.equal(saved.lastRollout, 40);
+});
