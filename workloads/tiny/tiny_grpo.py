@@ -261,11 +261,13 @@ class TinyTrainRayActor:
         a = self.args
         if self.rank == 0:
             sc.log(f'rollout {rollout_id}: {sc.metrics_repr(rollout_log)}')
+        started = time.monotonic()
         with torch.no_grad():
             if samples:
                 ids, targets, _ = self._batch(samples)
                 old_logp, _ = self._logprobs(self.model, ids, targets)
                 ref_logp = self._logprobs(self.ref_model, ids, targets)[0] if self.ref_model is not None else None
+        log_probs_time = time.monotonic() - started
         chunks = split_evenly(list(range(len(samples))), num_steps)
         params = [p for group in self.optimizer.param_groups for p in group['params']]
         results = []
@@ -333,4 +335,7 @@ class TinyTrainRayActor:
             if self.rank == 0:
                 sc.log(f'step {step}: {sc.metrics_repr(metrics)}')
             results.append(metrics)
+        if self.rank == 0:
+            perf = {'perf/log_probs_time': log_probs_time, 'perf/train_time': time.monotonic() - started}
+            sc.log(f'perf {rollout_id}: {sc.metrics_repr(perf)}')
         return results
