@@ -1,11 +1,13 @@
 // The `keel` command line. Each command lives in its own module under ./commands and registers itself here.
 import { Command } from 'commander';
 import { registerSpecCommands } from './commands/spec.js';
+import { registerRunCommands } from './commands/run.js';
 
 const program = new Command('keel')
   .description('Durable RL post-training pipelines (slime / Megatron / Ray) on Temporal')
   .showHelpAfterError();
 
 registerSpecCommands(program);
+registerRunCommands(program);
 
 await program.parseAsync(process.argv);

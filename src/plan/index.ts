@@ -478,7 +478,8 @@ function checkGrpo(spec: Spec, findings: Finding[]): void {
   }
   const paths = modelPaths(spec);
   const convertProducesRef = Object.values(spec.steps).some((s) => s.kind === 'torch-dist-convert');
-  if (g.useKlLoss) {
+  const trains = Object.values(spec.steps).some((s) => s.kind === 'train');
+  if (g.useKlLoss && trains) {
     if (!convertProducesRef && stripTrailingSlash(paths.refLoad) === stripTrailingSlash(paths.torchDist)) {
       findings.push({
         severity: 'error',

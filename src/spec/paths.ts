@@ -48,6 +48,12 @@ export function absolutize(spec: Spec, cwd: string): Spec {
     ...spec,
     storage: { ...spec.storage, baseDir: abs(spec.storage.baseDir) },
     slime: { ...spec.slime, dir: abs(spec.slime.dir), megatronPath: abs(spec.slime.megatronPath) },
-    cluster: { ...spec.cluster, stateDir: abs(spec.cluster.stateDir) },
+    cluster: {
+      ...spec.cluster,
+      stateDir: abs(spec.cluster.stateDir),
+      env: spec.cluster.env.PATH
+        ? { ...spec.cluster.env, PATH: spec.cluster.env.PATH.split(':').map(abs).join(':') }
+        : spec.cluster.env,
+    },
   };
 }

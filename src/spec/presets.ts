@@ -298,7 +298,9 @@ const tinyLocal: SpecInput = {
     gpusPerNode: 2,
     executor: { kind: 'local' },
     gpuMemoryGiB: 1,
-    stateDir: '.keel/local/state',
+    stateDir: '.keel/local/nodes/{node}',
+    // The stand-ins and their tools (python3, torchrun, ray, hf) come from the project's .venv.
+    env: { PATH: '.venv/bin:/usr/local/bin:/usr/bin:/bin' },
   },
   storage: { baseDir: '.keel/local/shared' },
   slime: { dir: 'workloads/tiny', megatronPath: 'workloads/tiny', python: 'python3' },
@@ -334,7 +336,14 @@ const tinyLocal: SpecInput = {
     expertTensorParallelSize: 1,
     expertModelParallelSize: 1,
   },
-  rayHead: { port: 6379, dashboardHost: '127.0.1.1', dashboardPort: 8265, jobEnv: {} },
+  rayHead: {
+    port: 6379,
+    dashboardHost: '127.0.1.1',
+    dashboardPort: 8265,
+    jobEnv: {},
+    isolateNodes: { portBase: 31000 },
+    stopStaleRay: false,
+  },
   distributed: { actorNumNodes: 4, actorNumGpusPerNode: 2, colocate: true },
   ckpt: { saveInterval: 20 },
   perf: {

@@ -25,12 +25,17 @@ function isPlainObject(value: Json): value is Record<string, Json> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** A copy of plain JSON data (structuredClone is not available in the workflow sandbox). */
+function cloneJson<T>(value: T): T {
+  return value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T);
+}
+
 /** Deep merge: objects merge key by key, anything else (arrays included) replaces. */
 export function deepMerge(base: Json, override: Json): Json {
-  if (!isPlainObject(base) || !isPlainObject(override)) return structuredClone(override);
-  const out: Record<string, Json> = structuredClone(base);
+  if (!isPlainObject(base) || !isPlainObject(override)) return cloneJson(override);
+  const out: Record<string, Json> = cloneJson(base);
   for (const [key, value] of Object.entries(override)) {
-    out[key] = key in out ? deepMerge(out[key], value) : structuredClone(value);
+    out[key] = key in out ? deepMerge(out[key], value) : cloneJson(value);
   }
   return out;
 }

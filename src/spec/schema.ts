@@ -54,7 +54,13 @@ export const clusterSchema = z
     executor: executorSchema.default({ kind: 'local' }),
     hostMemoryBytes: positiveInt.optional().describe('host memory per node, if known before the probe'),
     gpuMemoryGiB: z.number().positive().default(80),
-    stateDir: nonEmpty.default('/tmp/keel').describe('per-node directory for process records'),
+    env: z
+      .record(envVarName, z.string())
+      .default({})
+      .describe('plain environment of every command keel runs on the nodes (e.g. PATH); never secrets'),
+    stateDir: nonEmpty
+      .default('/var/lib/keel')
+      .describe("per-node directory for process records; '{node}' is replaced by the node name"),
   })
   .strict();
 
@@ -259,6 +265,15 @@ export const rayHeadSchema = z
     dashboardHost: nonEmpty.default('0.0.0.0'),
     dashboardPort: z.number().int().min(1).max(65535).default(8265),
     jobEnv: z.record(z.string(), z.string()).default({}).describe('runtime env vars of the training job'),
+    isolateNodes: z
+      .object({ portBase: z.number().int().min(1024).max(60000) })
+      .strict()
+      .optional()
+      .describe('several Ray nodes on one host (the local cluster): own temp dir and ports per node'),
+    stopStaleRay: z
+      .boolean()
+      .default(true)
+      .describe("run 'ray stop --force' on a node before starting Ray there (one node per host only)"),
   })
   .strict();
 
@@ -373,7 +388,13 @@ export const specSchema = z
     slime: slimeSchema.default({ dir: '/root/slime', megatronPath: '/root/Megatron-LM/', python: 'python3' }),
     model: modelSchema,
     conversion: conversionSchema,
-    rayHead: rayHeadSchema.default({ port: 6379, dashboardHost: '0.0.0.0', dashboardPort: 8265, jobEnv: {} }),
+    rayHead: rayHeadSchema.default({
+      port: 6379,
+      dashboardHost: '0.0.0.0',
+      dashboardPort: 8265,
+      jobEnv: {},
+      stopStaleRay: true,
+    }),
     distributed: distributedSchema,
     ckpt: ckptSchema,
     perf: perfSchema,

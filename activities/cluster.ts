@@ -1,0 +1,297 @@
+// Nodes and the Ray cluster: probe every node, bring Ray up (head first, then workers in parallel), heal it after a
+// failure (quarantine dead nodes, take spares, choose a new head), stop what keel launched.
+import { ApplicationFailure, log } from '@temporalio/activity';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { buildProbeCommand, parseProbeOutput } from '../src/cluster/node-probe.js';
+import { RayDashboardClient } from '../src/cluster/ray-dashboard.js';
+import { rayHeadCommand, rayWorkerCommands, nodeIp, nodeName } from '../src/recipe/commands.js';
+import type { NodeSpec, Spec } from '../src/spec/schema.js';
+import {
+  executorFor,
+  heartbeat,
+  localSpec,
+  sleepMs,
+  target,
+  allNodes,
+  activitySignal,
+  type ActivityDeps,
+} from './context.js';
+import type { StepInput } from './steps.js';
+
+export interface NodeReport {
+  node: string;
+  reachable: boolean;
+  gpus?: number;
+  gpusHealthy?: number;
+  gpuProcesses?: number[];
+  memAvailableBytes?: number;
+  diskFreeBytes?: number;
+  sharedStorage?: boolean;
+  slimeDir?: boolean;
+  problems: string[];
+}
+
+export type ExtraNode = { host: string; gpus?: number; name?: string };
+
+/** The head is the first node; the dashboard listens where the spec says (on the head's own address when isolated). */
+export function dashboardUrlFor(spec: Spec, head: NodeSpec): string {
+  const host =
+    spec.rayHead.isolateNodes || spec.rayHead.dashboardHost === '0.0.0.0' ? nodeIp(head) : spec.rayHead.dashboardHost;
+  return `http://${host}:${ports(spec, 0).dashboard}`;
+}
+
+/** Ports: the recipe's defaults, or one block per node when several Ray nodes share a host. */
+function ports(spec: Spec, index: number): { gcs: number; dashboard: number; extra: string[] } {
+  const iso = spec.rayHead.isolateNodes;
+  if (!iso) return { gcs: spec.rayHead.port, dashboard: spec.rayHead.dashboardPort, extra: [] };
+  const base = iso.portBase + 10 + index * 10;
+  return {
+    gcs: iso.portBase,
+    dashboard: iso.portBase + 1,
+    extra: [
+      `--node-manager-port=${base}`,
+      `--object-manager-port=${base + 1}`,
+      `--dashboard-agent-listen-port=${base + 2}`,
+      `--dashboard-agent-grpc-port=${base + 3}`,
+      `--runtime-env-agent-port=${base + 4}`,
+      `--metrics-export-port=${base + 5}`,
+      `--min-worker-port=${base + 100 + index * 200}`,
+      `--max-worker-port=${base + 299 + index * 200}`,
+    ],
+  };
+}
+
+export async function reachable(spec: Spec, node: NodeSpec): Promise<boolean> {
+  try {
+    const r = await executorFor(spec).run(target(node), ['true'], { timeoutMs: 15_000 });
+    return r.exitCode === 0;
+  } catch {
+    return false;
+  }
+}
+
+export async function clusterHealthy(spec: Spec, nodes: NodeSpec[]): Promise<{ healthy: boolean; reason: string }> {
+  const head = nodes[0]!;
+  const dashboard = new RayDashboardClient({ url: dashboardUrlFor(spec, head), timeoutMs: 5000 });
+  try {
+    const alive = await dashboard.aliveNodes();
+    const ips = new Set(alive.map((n) => n.nodeIp));
+    const missing = nodes.filter((n) => !ips.has(nodeIp(n))).map(nodeName);
+    const gpus = alive.filter((n) => nodes.some((x) => nodeIp(x) === n.nodeIp)).reduce((a, n) => a + (n.gpus ?? 0), 0);
+    const expected = nodes.reduce((a, n) => a + n.gpus, 0);
+    if (missing.length) return { healthy: false, reason: `nodes not alive in Ray: ${missing.join(', ')}` };
+    if (gpus < expected) return { healthy: false, reason: `${gpus} GPUs registered, expected ${expected}` };
+    return { healthy: true, reason: `${nodes.length} nodes alive with ${gpus} GPUs` };
+  } catch (error) {
+    return { healthy: false, reason: `dashboard unreachable: ${(error as Error).message}` };
+  }
+}
+
+function rayLaunchId(runKey: string, node: NodeSpec): string {
+  return `${runKey}/ray/${nodeName(node).replace(/[^A-Za-z0-9._-]/g, '_')}`;
+}
+
+/** Stop keel's own Ray on these nodes, and stale Ray when the spec allows it (one node per host). */
+async function cleanNodes(spec: Spec, runKey: string, nodes: NodeSpec[]): Promise<void> {
+  const executor = executorFor(spec);
+  await Promise.all(
+    nodes.map(async (node) => {
+      await executor.stop(target(node), rayLaunchId(runKey, node), { graceMs: 5000 }).catch(() => undefined);
+      if (spec.rayHead.stopStaleRay) {
+        await executor
+          .run(target(node), ['ray', 'stop', '--force'], { timeoutMs: 120_000, env: spec.cluster.env })
+          .catch(() => undefined);
+      }
+    }),
+  );
+}
+
+async function bringUp(spec: Spec, runKey: string, nodes: NodeSpec[]): Promise<void> {
+  const executor = executorFor(spec);
+  const [head, ...workers] = nodes;
+  if (!head) throw new Error('no nodes to start Ray on');
+  const launchRay = async (node: NodeSpec, argv: string[], index: number) => {
+    const p = ports(spec, index);
+    const extra = [...p.extra];
+    if (spec.rayHead.isolateNodes) {
+      extra.push(`--temp-dir=${join(spec.cluster.stateDir.replaceAll('{node}', nodeName(node)), 'ray')}`);
+    }
+    await executor.launch(target(node), {
+      id: rayLaunchId(runKey, node),
+      // --block: the process record owns the node's Ray, so stopping it stops exactly this node's Ray.
+      argv: [...argv, ...extra, '--block'],
+      env: { ...spec.cluster.env, RAY_USAGE_STATS_ENABLED: '0' },
+    });
+  };
+  const headArgv = rayHeadCommand(spec, head).argv.map((a) => adjustHeadArg(spec, a, head));
+  await launchRay(head, headArgv, 0);
+  await waitFor(spec, [head], 120_000);
+  const workerArgvs = rayWorkerCommands(spec, nodes).map((c) =>
+    c.argv.map((a) => (a.startsWith('--address=') ? `--address=${nodeIp(head)}:${ports(spec, 0).gcs}` : a)),
+  );
+  await Promise.all(workers.map((w, i) => launchRay(w, workerArgvs[i]!, i + 1)));
+  await waitFor(spec, nodes, 180_000);
+}
+
+function adjustHeadArg(spec: Spec, arg: string, head: NodeSpec): string {
+  if (!spec.rayHead.isolateNodes) return arg;
+  if (arg.startsWith('--dashboard-host=')) return `--dashboard-host=${nodeIp(head)}`;
+  if (arg.startsWith('--dashboard-port=')) return `--dashboard-port=${ports(spec, 0).dashboard}`;
+  return arg;
+}
+
+async function waitFor(spec: Spec, nodes: NodeSpec[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    const h = await clusterHealthy(spec, nodes);
+    if (h.healthy) return;
+    last = h.reason;
+    heartbeat({ waiting: last });
+    await sleepMs(1000, activitySignal());
+  }
+  throw ApplicationFailure.retryable(`Ray did not come up: ${last}`, 'RayNotReady');
+}
+
+export function clusterActivities(deps: ActivityDeps) {
+  async function probeOne(spec: Spec, node: NodeSpec, nonceFile: string, nonce: string): Promise<NodeReport> {
+    const executor = executorFor(spec);
+    const name = nodeName(node);
+    const report: NodeReport = { node: name, reachable: false, problems: [] };
+    let text: string;
+    try {
+      const r = await executor.run(target(node), buildProbeCommand({ dir: spec.storage.baseDir }), {
+        timeoutMs: 60_000,
+        env: spec.cluster.env,
+      });
+      text = r.stdout;
+      report.reachable = true;
+    } catch (error) {
+      report.problems.push(`unreachable: ${(error as Error).message.split('\n')[0]}`);
+      return report;
+    }
+    const probe = parseProbeOutput(text);
+    report.memAvailableBytes = probe.memory?.availableBytes;
+    report.diskFreeBytes = probe.disk?.availableBytes;
+    if (probe.nvidiaSmi !== 'absent') {
+      report.gpus = probe.gpus.length;
+      report.gpusHealthy = probe.gpuHealth.filter((g) => g.status !== 'unhealthy').length;
+      report.gpuProcesses = [...new Set(probe.gpuApps.map((a) => a.pid))];
+      if (probe.nvidiaSmi === 'failed') report.problems.push('nvidia-smi failed (driver or GPU fault)');
+      for (const g of probe.gpuHealth.filter((x) => x.status === 'unhealthy')) {
+        report.problems.push(`GPU ${g.index} unhealthy: ${g.reasons.join(', ')}`);
+      }
+      if (report.gpus < node.gpus) report.problems.push(`${report.gpus} GPUs visible, the spec says ${node.gpus}`);
+    }
+    report.problems.push(...probe.problems);
+    const seen = await executor.readFile(target(node), nonceFile).catch(() => undefined);
+    report.sharedStorage = seen?.trim() === nonce;
+    if (!report.sharedStorage)
+      report.problems.push(`${spec.storage.baseDir} is not the shared storage (nonce not seen)`);
+    const slime = await executor.run(target(node), ['test', '-d', spec.slime.dir]).catch(() => ({ exitCode: 1 }));
+    report.slimeDir = slime.exitCode === 0;
+    if (!report.slimeDir) report.problems.push(`slime directory ${spec.slime.dir} is missing`);
+    return report;
+  }
+
+  /** Every node (and spare) in parallel: reachable, GPUs, memory, disk, shared baseDir, slime present. */
+  async function probeNodes(input: StepInput): Promise<NodeReport[]> {
+    const spec = localSpec(input.spec, deps);
+    const executor = executorFor(spec);
+    const nonce = randomUUID();
+    const nonceFile = join(spec.storage.baseDir, '.keel', `probe-${nonce}`);
+    const first = spec.cluster.nodes[0]!;
+    await executor.run(target(first), ['mkdir', '-p', join(spec.storage.baseDir, '.keel')]);
+    await executor.writeFile(target(first), nonceFile, nonce);
+    try {
+      const reports = await Promise.all(allNodes(spec).map((n) => probeOne(spec, n, nonceFile, nonce)));
+      heartbeat({ probed: reports.length });
+      const bad = reports.filter((r, i) => i < spec.cluster.nodes.length && r.problems.length);
+      if (bad.length) {
+        throw ApplicationFailure.retryable(
+          `node problems:\n${bad.map((r) => `  ${r.node}: ${r.problems.join('; ')}`).join('\n')}`,
+          'NodeUnhealthy',
+          reports,
+        );
+      }
+      return reports;
+    } finally {
+      await executor.run(target(first), ['rm', '-f', nonceFile]).catch(() => undefined);
+    }
+  }
+
+  /** Head first, then workers in parallel; done when the dashboard shows every node alive with all GPUs. */
+  async function startRayCluster(input: StepInput): Promise<Record<string, unknown>> {
+    const spec = localSpec(input.spec, deps);
+    const nodes = spec.cluster.nodes;
+    const before = await clusterHealthy(spec, nodes);
+    if (before.healthy) return { alreadyHealthy: true, reason: before.reason };
+    await cleanNodes(spec, input.runKey, allNodes(spec));
+    await bringUp(spec, input.runKey, nodes);
+    const after = await clusterHealthy(spec, nodes);
+    return { alreadyHealthy: false, reason: after.reason, dashboard: dashboardUrlFor(spec, nodes[0]!) };
+  }
+
+  /**
+   * After a failure: find the nodes that answer, quarantine the rest, take spares (and nodes added by an operator) to
+   * reach the layout's node count, then bring Ray up again with the first healthy node as head. Never shrinks the
+   * layout: with too few nodes it reports not ready (the workflow waits, visibly).
+   */
+  async function healCluster(input: {
+    spec: Spec;
+    runKey: string;
+    extraNodes: ExtraNode[];
+  }): Promise<{ ready: boolean; reason: string; nodes: string[]; quarantined: string[] }> {
+    const spec = localSpec(input.spec, deps);
+    const pool: NodeSpec[] = [
+      ...allNodes(spec),
+      ...input.extraNodes.map((n) => ({ host: n.host, name: n.name, gpus: n.gpus ?? spec.cluster.gpusPerNode })),
+    ];
+    const answers = await Promise.all(pool.map((n) => reachable(spec, n)));
+    const healthy = pool.filter((_, i) => answers[i]);
+    const quarantined = pool.filter((_, i) => !answers[i]).map(nodeName);
+    const needed = spec.distributed.actorNumNodes;
+    if (healthy.length < needed) {
+      return {
+        ready: false,
+        reason: `${healthy.length} healthy node(s) of ${needed} needed; down: ${quarantined.join(', ') || 'none'}`,
+        nodes: healthy.map(nodeName),
+        quarantined,
+      };
+    }
+    const chosen = healthy.slice(0, needed);
+    log.info('healing the cluster', { nodes: chosen.map(nodeName), quarantined });
+    await cleanNodes(spec, input.runKey, healthy);
+    await bringUp(spec, input.runKey, chosen);
+    return {
+      ready: true,
+      reason: `Ray up on ${chosen.map(nodeName).join(', ')}`,
+      nodes: chosen.map(nodeName),
+      quarantined,
+    };
+  }
+
+  /** Cancel: stop every process keel launched for this run on every node (Ray included). */
+  async function stopLaunched(input: { spec: Spec; runKey: string }): Promise<void> {
+    const spec = localSpec(input.spec, deps);
+    const executor = executorFor(spec);
+    const ids = [...Object.keys(spec.steps).map((id) => `${input.runKey}/${id}`)];
+    await Promise.all(
+      allNodes(spec).map(async (node) => {
+        for (const id of [...ids, rayLaunchId(input.runKey, node)]) {
+          await executor.stop(target(node), id, { graceMs: 3000 }).catch(() => undefined);
+        }
+        for (let rank = 0; rank < spec.cluster.nodes.length; rank++) {
+          for (const id of Object.keys(spec.steps)) {
+            await executor
+              .stop(target(node), `${input.runKey}/${id}/rank-${rank}`, { graceMs: 3000 })
+              .catch(() => undefined);
+          }
+        }
+      }),
+    );
+  }
+
+  return { probeNodes, startRayCluster, healCluster, stopLaunched };
+}

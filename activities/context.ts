@@ -1,0 +1,112 @@
+// What activities share: the executor for a spec's cluster, node lookup, heartbeats, cancellation.
+import { Context } from '@temporalio/activity';
+import { LocalExecutor, SshExecutor, type Executor, type NodeTarget } from '../src/exec/index.js';
+import type { NodeSpec, Spec } from '../src/spec/schema.js';
+import { absolutize } from '../src/spec/paths.js';
+
+export interface ActivityDeps {
+  /** Directory relative spec paths resolve against (the keel checkout for tiny-local). */
+  cwd: string;
+  /** Worker environment, where named secrets and endpoints are read from. */
+  env: NodeJS.ProcessEnv;
+}
+
+/** Executors are reused across activities of one worker, one per distinct cluster configuration. */
+const executors = new Map<string, Executor>();
+
+export function executorFor(spec: Spec): Executor {
+  const stateDir = (node: NodeTarget): string => spec.cluster.stateDir.replaceAll('{node}', node.name ?? node.host);
+  const ex = spec.cluster.executor;
+  const key = JSON.stringify([ex, spec.cluster.stateDir]);
+  let executor = executors.get(key);
+  if (!executor) {
+    executor =
+      ex.kind === 'local'
+        ? new LocalExecutor({ stateDir })
+        : new SshExecutor({
+            stateDir,
+            user: ex.user,
+            port: ex.port,
+            identityFile: ex.identityFile,
+            knownHostsFile: ex.knownHostsFile,
+            strictHostKeyChecking: ex.strictHostKeyChecking,
+            connectTimeoutSec: ex.connectTimeoutSec,
+          });
+    executors.set(key, executor);
+  }
+  return executor;
+}
+
+export async function closeExecutors(): Promise<void> {
+  await Promise.allSettled([...executors.values()].map((e) => e.close()));
+  executors.clear();
+}
+
+export function target(node: NodeSpec): NodeTarget {
+  return { host: node.host, name: node.name ?? node.host, ...(node.port ? { port: node.port } : {}) };
+}
+
+export function allNodes(spec: Spec): NodeSpec[] {
+  return [...spec.cluster.nodes, ...spec.cluster.spares];
+}
+
+export function findNode(spec: Spec, name: string): NodeSpec {
+  const node = allNodes(spec).find((n) => (n.name ?? n.host) === name);
+  if (!node) throw new Error(`no node named '${name}' in the spec`);
+  return node;
+}
+
+/** The spec with local relative paths made absolute against the worker's directory. */
+export function localSpec(spec: Spec, deps: ActivityDeps): Spec {
+  return absolutize(spec, deps.cwd);
+}
+
+/** Heartbeat when running inside an activity (no-op in plain function calls, e.g. unit tests). */
+export function heartbeat(details?: unknown): void {
+  try {
+    Context.current().heartbeat(details);
+  } catch {
+    // not in an activity context
+  }
+}
+
+export function activitySignal(): AbortSignal | undefined {
+  try {
+    return Context.current().cancellationSignal;
+  } catch {
+    return undefined;
+  }
+}
+
+export function lastHeartbeat<T>(): T | undefined {
+  try {
+    return Context.current().info.heartbeatDetails as T | undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function sleepMs(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
+  });
+}
+
+/** Env values for `envFromWorker` entries (NAME -> worker env var name); missing ones are left out. */
+export function envFromWorker(mapping: Record<string, string>, env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, from] of Object.entries(mapping)) {
+    const value = env[from];
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
+}

@@ -1,0 +1,18 @@
+// Every activity, built by one factory: workers inject what differs (directory, environment); tests do the same.
+import { clusterActivities } from './cluster.js';
+import type { ActivityDeps } from './context.js';
+import { stepActivities } from './steps.js';
+import { trainingActivities } from './training.js';
+
+export type { ActivityDeps } from './context.js';
+export { closeExecutors } from './context.js';
+
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ...stepActivities(deps),
+    ...clusterActivities(deps),
+    ...trainingActivities(deps),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

@@ -1,0 +1,288 @@
+// Step activities: a check per kind (are the outputs already complete?) and a run per kind. Each takes one input
+// object: the spec, the step id, the run key (workflow id) and the attempt.
+import { ApplicationFailure, log } from '@temporalio/activity';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { runGang, type GangMember } from '../src/exec/index.js';
+import { checkTorchDistRelease } from '../src/progress/checkpoints.js';
+import { castCommand, convertCommands, downloadCommand, withModelArgs } from '../src/recipe/commands.js';
+import type { Spec } from '../src/spec/schema.js';
+import { modelPaths } from '../src/spec/paths.js';
+import { compareWithListing, listRepoFiles, readManifest, writeManifest, type RepoListing } from '../src/hub/index.js';
+import { castFp8Checkpoint, checkFp8CastComplete } from './fp8-engine.js';
+import { registerSecretValue } from '../src/log.js';
+import {
+  activitySignal,
+  envFromWorker,
+  executorFor,
+  findNode,
+  heartbeat,
+  localSpec,
+  target,
+  type ActivityDeps,
+} from './context.js';
+import { programFailed, runToEnd } from './process.js';
+import { failureTypes } from '../workflows/definitions.js';
+
+export interface StepInput {
+  spec: Spec;
+  stepId: string;
+  runKey: string;
+  attempt: number;
+  /** when the step started (ISO) */
+  since?: string;
+}
+
+export interface CheckResult {
+  complete: boolean;
+  reason: string;
+  /** false: this kind has no output check (it always runs; a successful run is its proof) */
+  checkable?: boolean;
+  outputs?: Record<string, unknown>;
+}
+
+export function stepActivities(deps: ActivityDeps) {
+  const hubToken = (spec: Spec): string | undefined => {
+    const token = spec.model.hfTokenEnv ? deps.env[spec.model.hfTokenEnv] : undefined;
+    registerSecretValue(token);
+    return token;
+  };
+  const hubEndpoint = (spec: Spec): string | undefined =>
+    spec.model.hfEndpointEnv ? deps.env[spec.model.hfEndpointEnv] : deps.env.HF_ENDPOINT;
+
+  async function hubListing(spec: Spec, dir: string): Promise<{ listing: RepoListing; source: string }> {
+    try {
+      const listing = await listRepoFiles({
+        endpoint: hubEndpoint(spec),
+        repo: spec.model.repo,
+        revision: spec.model.revision,
+        token: hubToken(spec),
+      });
+      return { listing, source: 'the Hub' };
+    } catch (error) {
+      const manifest = await readManifest(dir);
+      if (!manifest) throw error;
+      return { listing: manifest, source: 'the manifest of the last download (the Hub is unreachable)' };
+    }
+  }
+
+  async function checkStep({ spec: raw, stepId }: { spec: Spec; stepId: string }): Promise<CheckResult> {
+    const spec = localSpec(raw, deps);
+    const step = spec.steps[stepId];
+    if (!step) throw ApplicationFailure.nonRetryable(`no step ${stepId}`, failureTypes.invalidSpec);
+    const paths = modelPaths(spec);
+    switch (step.kind) {
+      case 'hf-download': {
+        let found: { listing: RepoListing; source: string };
+        try {
+          found = await hubListing(spec, paths.download);
+        } catch (error) {
+          return { complete: false, reason: `cannot list the repo: ${(error as Error).message}` };
+        }
+        const problems = await compareWithListing(paths.download, found.listing, step.verifySha256);
+        if (problems.length) return { complete: false, reason: problems.slice(0, 5).join('; ') };
+        return {
+          complete: true,
+          reason: `all ${found.listing.files.length} files of ${spec.model.repo}@${spec.model.revision} present with the sizes${step.verifySha256 ? ' and sha256' : ''} listed by ${found.source}`,
+          outputs: { files: found.listing.files.length },
+        };
+      }
+      case 'fp8-cast': {
+        const check = await checkFp8CastComplete(paths.download, paths.bf16);
+        return check.complete
+          ? {
+              complete: true,
+              reason: `index written last, every shard present, no _scale_inv tensor left in ${paths.bf16}`,
+            }
+          : { complete: false, reason: check.reason ?? 'incomplete' };
+      }
+      case 'torch-dist-convert': {
+        const check = await checkTorchDistRelease(paths.torchDist);
+        return check.complete
+          ? {
+              complete: true,
+              reason: `tracker reads release, release/ holds .metadata, shards and metadata.json in ${paths.torchDist}`,
+            }
+          : { complete: false, reason: check.problems.join('; ') };
+      }
+      case 'command':
+      case 'gang': {
+        if (!step.creates)
+          return { complete: false, checkable: false, reason: 'no `creates` file to check: always runs' };
+        const file = step.creates.startsWith('/') ? step.creates : join(spec.storage.baseDir, step.creates);
+        try {
+          const s = await stat(file);
+          return s.size > 0
+            ? { complete: true, reason: `${file} exists` }
+            : { complete: false, reason: `${file} is empty` };
+        } catch {
+          return { complete: false, reason: `${file} does not exist` };
+        }
+      }
+      case 'probe':
+        return { complete: false, checkable: false, reason: 'probes always run' };
+      case 'ray-cluster':
+      case 'train':
+        // ray-cluster and train decide for themselves inside their run (healthy cluster, tracker).
+        return { complete: false, checkable: false, reason: 'checked when it runs' };
+    }
+  }
+
+  async function downloadModel(input: StepInput): Promise<Record<string, unknown>> {
+    const spec = localSpec(input.spec, deps);
+    const command = downloadCommand(spec);
+    const node = target(findNode(spec, command.node));
+    const paths = modelPaths(spec);
+    const env = envFromWorker(command.envFromWorker, deps.env);
+    const { HF_TOKEN: token, ...plainEnv } = env;
+    const secretEnv: Record<string, string> = {};
+    if (token !== undefined && spec.model.hfTokenEnv) {
+      registerSecretValue(token);
+      secretEnv.HF_TOKEN = spec.model.hfTokenEnv;
+    }
+    const result = await runToEnd({
+      executor: executorFor(spec),
+      node,
+      since: input.since,
+      launch: {
+        id: `${input.runKey}/${input.stepId}`,
+        argv: command.argv,
+        env: { ...spec.cluster.env, HF_HUB_DISABLE_TELEMETRY: '1', HF_HUB_DISABLE_PROGRESS_BARS: '1', ...plainEnv },
+        secretEnv,
+      },
+      progress: async () => ({ bytesDone: await directoryBytes(paths.download) }),
+      pollMs: 2000,
+    });
+    if (result.exitCode !== 0) throw programFailed('hf download', result);
+    try {
+      const { listing } = await hubListing(spec, paths.download);
+      await writeManifest(paths.download, listing);
+    } catch (error) {
+      log.warn('could not record the download manifest', { error: (error as Error).message });
+    }
+    return { bytes: await directoryBytes(paths.download), reattached: result.reattached };
+  }
+
+  async function castWeights(input: StepInput): Promise<Record<string, unknown>> {
+    const spec = localSpec(input.spec, deps);
+    const step = spec.steps[input.stepId];
+    const paths = modelPaths(spec);
+    if (step?.kind === 'fp8-cast' && step.engine === 'native') {
+      const result = await castFp8Checkpoint({
+        inputDir: paths.download,
+        outputDir: paths.bf16,
+        threads: step.threads,
+        signal: activitySignal(),
+        onProgress: (p: { shardsDone: string[]; shardsTotal: number; bytesDone: number }) =>
+          heartbeat({ shardsDone: p.shardsDone.length, shardsTotal: p.shardsTotal, bytesDone: p.bytesDone }),
+      });
+      return {
+        engine: 'native',
+        shards: result.shards,
+        skippedShards: result.skippedShards.length,
+        seconds: result.seconds,
+      };
+    }
+    const command = castCommand(spec);
+    const result = await runToEnd({
+      executor: executorFor(spec),
+      node: target(findNode(spec, command.node)),
+      since: input.since,
+      launch: {
+        id: `${input.runKey}/${input.stepId}`,
+        argv: command.argv,
+        cwd: command.cwd,
+        env: { ...spec.cluster.env, ...command.env },
+      },
+      progress: async () => ({ bytesDone: await directoryBytes(paths.bf16) }),
+    });
+    if (result.exitCode !== 0) throw programFailed('fp8_cast_bf16.py', result);
+    return { engine: 'slime', reattached: result.reattached };
+  }
+
+  async function convertCheckpoint(input: StepInput): Promise<Record<string, unknown>> {
+    const spec = localSpec(input.spec, deps);
+    const commands = convertCommands(spec);
+    const members: GangMember[] = commands.map((c) => ({
+      node: target(findNode(spec, c.node)),
+      argv: withModelArgs(c),
+      env: { ...spec.cluster.env, ...c.env },
+      cwd: c.cwd,
+    }));
+    const first = commands[0]!;
+    const result = await runGang({
+      executor: executorFor(spec),
+      id: `${input.runKey}/${input.stepId}`,
+      members,
+      masterAddr: first.env.MASTER_ADDR!,
+      masterPort: spec.conversion.masterPort,
+      signal: activitySignal(),
+      graceMs: 5000,
+      onProgress: (event) => heartbeat({ gang: event.type, rank: 'rank' in event ? event.rank : undefined }),
+    });
+    return { members: result.records.length };
+  }
+
+  async function runCommandStep(input: StepInput): Promise<Record<string, unknown>> {
+    const spec = localSpec(input.spec, deps);
+    const step = spec.steps[input.stepId];
+    if (step?.kind !== 'command')
+      throw ApplicationFailure.nonRetryable(`step ${input.stepId} is not a command`, failureTypes.invalidSpec);
+    const node = step.node ? findNode(spec, step.node) : spec.cluster.nodes[0]!;
+    const result = await runToEnd({
+      executor: executorFor(spec),
+      node: target(node),
+      since: input.since,
+      launch: {
+        id: `${input.runKey}/${input.stepId}`,
+        argv: step.argv,
+        cwd: step.cwd,
+        env: { ...spec.cluster.env, ...step.env },
+      },
+      pollMs: 500,
+    });
+    if (result.exitCode !== 0) throw programFailed(step.argv[0]!, result);
+    return { exitCode: 0, reattached: result.reattached, launched: result.launched };
+  }
+
+  async function runGangStep(input: StepInput): Promise<Record<string, unknown>> {
+    const spec = localSpec(input.spec, deps);
+    const step = spec.steps[input.stepId];
+    if (step?.kind !== 'gang')
+      throw ApplicationFailure.nonRetryable(`step ${input.stepId} is not a gang`, failureTypes.invalidSpec);
+    const nodes = spec.cluster.nodes.slice(0, step.nodes);
+    const result = await runGang({
+      executor: executorFor(spec),
+      id: `${input.runKey}/${input.stepId}`,
+      members: nodes.map((n) => ({
+        node: target(n),
+        argv: step.argv,
+        env: { ...spec.cluster.env, ...step.env },
+        cwd: step.cwd,
+      })),
+      masterAddr: nodes[0]!.ip ?? nodes[0]!.host,
+      masterPort: step.masterPort,
+      pollMs: 500,
+      graceMs: 3000,
+      signal: activitySignal(),
+      onProgress: (event) => heartbeat({ gang: event.type }),
+    });
+    return { members: result.records.length };
+  }
+
+  return { checkStep, downloadModel, castWeights, convertCheckpoint, runCommandStep, runGangStep };
+}
+
+async function directoryBytes(dir: string): Promise<number> {
+  let total = 0;
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    if (e.isFile()) total += (await stat(join(e.parentPath, e.name)).catch(() => ({ size: 0 }))).size;
+  }
+  return total;
+}

@@ -1,0 +1,160 @@
+// keel server | worker | start | status | watch | pause | resume | cancel | stop-after-checkpoint | list
+import type { Command } from 'commander';
+import { execa } from 'execa';
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { KeelClient, RunAlreadyLiveError, type RunStatus } from '../../client/index.js';
+import { absolutize } from '../../spec/paths.js';
+import { devServerSearchAttributeArgs } from '../../search-attributes.js';
+import { loadSpecOrExit, withSpecOptions, type SpecOptions } from './spec.js';
+import { watchRun } from '../watch.js';
+
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+
+interface ServerOptions {
+  address?: string;
+  namespace?: string;
+}
+
+function connectionFlags(command: Command): Command {
+  return command
+    .option('--address <host:port>', 'Temporal address (env KEEL_TEMPORAL_ADDRESS; default 127.0.0.1:7233)')
+    .option('--namespace <ns>', 'Temporal namespace (env KEEL_TEMPORAL_NAMESPACE; default default)');
+}
+
+async function withClient<T>(options: ServerOptions, fn: (client: KeelClient) => Promise<T>): Promise<T> {
+  const client = await KeelClient.connect({ address: options.address, namespace: options.namespace });
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
+  }
+}
+
+export function formatStatus(status: RunStatus): string {
+  const lines = [`${status.workflowId}: ${status.runStatus}${status.pipeline ? ` (${status.pipeline.phase})` : ''}`];
+  for (const step of status.pipeline?.steps ?? []) {
+    const times =
+      step.startedAt && step.endedAt
+        ? ` ${((Date.parse(step.endedAt) - Date.parse(step.startedAt)) / 1000).toFixed(1)} s`
+        : '';
+    lines.push(
+      `  ${step.id.padEnd(10)} ${step.state.padEnd(10)} attempts ${step.attempts}${times}${step.reason ? `  ${step.reason}` : ''}`,
+    );
+  }
+  const t = status.training;
+  if (t) {
+    lines.push(
+      `  training   ${t.phase}, rollout ${t.lastRollout ?? '-'} of ${t.numRollout}, job ${t.jobId ?? '-'}, restarts ${t.restarts}`,
+    );
+    for (const c of t.checkpoints)
+      lines.push(`    checkpoint ${c.iteration}${c.evalScore !== undefined ? `  eval ${c.evalScore.toFixed(3)}` : ''}`);
+    if (t.waitingFor) lines.push(`    waiting for nodes: ${t.waitingFor}`);
+    if (t.retention)
+      lines.push(
+        `    retention keeps ${t.retention.keep.join(', ') || '-'}; deleted ${t.retention.deleteNext.join(', ') || 'none'}`,
+      );
+    for (const f of t.failures) lines.push(`    failure ${f.at} ${f.kind}: ${f.message.split('\n')[0]}`);
+  }
+  if (status.failure) lines.push(`  failed: ${status.failure}`);
+  return lines.join('\n');
+}
+
+export function registerRunCommands(program: Command): void {
+  program
+    .command('server')
+    .description('run the Temporal dev server (SQLite file, Web UI, the Keel* search attributes) in the foreground')
+    .option('--db <file>', 'SQLite file', '.keel/temporal.db')
+    .option('--ip <ip>', 'address to bind', '127.0.0.1')
+    .option('--port <port>', 'frontend port', '7233')
+    .option('--ui-port <port>', 'Web UI port', '8233')
+    .action(async (options: { db: string; ip: string; port: string; uiPort: string }) => {
+      await mkdir('.keel', { recursive: true });
+      const args = ['server', 'start-dev', '--ip', options.ip, '--port', options.port, '--ui-port', options.uiPort];
+      args.push('--db-filename', options.db, ...devServerSearchAttributeArgs(), '--log-level', 'warn');
+      console.log(
+        `Temporal dev server on ${options.ip}:${options.port}; Web UI http://${options.ip}:${options.uiPort}`,
+      );
+      await execa(`${repoRoot}.venv/bin/temporal`, args, { stdio: 'inherit' });
+    });
+
+  connectionFlags(program.command('worker'))
+    .description('run the control worker (task queue keel)')
+    .option('--bundle <file>', 'prebuilt workflow bundle (npm run bundle writes .keel/workflow-bundle.js)')
+    .action(async (options: ServerOptions & { bundle?: string }) => {
+      const { runControlWorker } = await import('../../../workers/control.js');
+      console.log('keel worker: task queue keel; Ctrl-C stops it (launched programs keep running)');
+      await runControlWorker({
+        target: { address: options.address, namespace: options.namespace },
+        bundlePath: options.bundle,
+      });
+    });
+
+  connectionFlags(withSpecOptions(program.command('start')))
+    .description('start a run; prints its workflow id (a second live run of the same name is refused)')
+    .option('--watch', 'follow its progress until it ends')
+    .action(async (file: string | undefined, options: SpecOptions & ServerOptions & { watch?: boolean }) => {
+      const spec = absolutize(await loadSpecOrExit(file, options), process.cwd());
+      await withClient(options, async (client) => {
+        try {
+          const { workflowId } = await client.start(spec);
+          console.log(workflowId);
+          if (options.watch) process.exitCode = await watchRun(client, workflowId);
+        } catch (error) {
+          if (error instanceof RunAlreadyLiveError) {
+            console.error(`keel: ${error.message}`);
+            process.exit(3);
+          }
+          throw error;
+        }
+      });
+    });
+
+  connectionFlags(program.command('status'))
+    .description('steps, attempts, training progress and checkpoints of a run')
+    .argument('<id>', 'workflow id (keel-<name>)')
+    .option('--json', 'print JSON')
+    .action(async (id: string, options: ServerOptions & { json?: boolean }) => {
+      await withClient(options, async (client) => {
+        const status = await client.status(id);
+        console.log(options.json ? JSON.stringify(status, null, 2) : formatStatus(status));
+      });
+    });
+
+  connectionFlags(program.command('watch'))
+    .description('live progress of a run until it ends')
+    .argument('<id>', 'workflow id')
+    .action(async (id: string, options: ServerOptions) => {
+      await withClient(options, async (client) => {
+        process.exitCode = await watchRun(client, id);
+      });
+    });
+
+  const steer: [string, string, (c: KeelClient, id: string) => Promise<void>][] = [
+    ['pause', 'running steps finish; no new step starts', (c, id) => c.pause(id)],
+    ['resume', 'resume a paused run (or one paused by the crash-loop guard)', (c, id) => c.resume(id)],
+    ['cancel', 'stop what keel launched for the run, then end it', (c, id) => c.cancel(id, 'keel cancel')],
+    ['stop-after-checkpoint', 'stop training cleanly after its next checkpoint', (c, id) => c.stopAfterCheckpoint(id)],
+  ];
+  for (const [name, description, fn] of steer) {
+    connectionFlags(program.command(name))
+      .description(description)
+      .argument('<id>', 'workflow id')
+      .action(async (id: string, options: ServerOptions) => {
+        await withClient(options, (client) => fn(client, id));
+        console.log(`${name}: sent to ${id}`);
+      });
+  }
+
+  connectionFlags(program.command('list'))
+    .description('pipeline runs on the server')
+    .action(async (options: ServerOptions) => {
+      await withClient(options, async (client) => {
+        for (const run of await client.list()) {
+          console.log(
+            `${run.workflowId.padEnd(32)} ${run.status.padEnd(11)} ${(run.phase ?? '').padEnd(12)} ${run.startTime.toISOString()}`,
+          );
+        }
+      });
+    });
+}

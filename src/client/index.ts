@@ -1,0 +1,186 @@
+// KeelClient: start runs, read their status, steer them. The spec is validated here (at the edge) and again by the
+// workflow; the run's workflow id is `keel-<spec name>`, and a second live run of the same name is refused.
+import { Client, Connection, WorkflowIdConflictPolicy, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { resolveSpecInput, formatProblems, InvalidSpecError, type Spec } from '../spec/index.js';
+import { keelPhase, keelPreset } from '../search-attributes.js';
+import {
+  cancelSignal,
+  pauseSignal,
+  resumeSignal,
+  statusQuery,
+  stopAfterCheckpointSignal,
+  trainingStatusQuery,
+  type PipelineStatus,
+  type TrainingStatus,
+} from '../../workflows/definitions.js';
+import { connectionOptions, temporalTarget, type TemporalTarget } from './connection.js';
+
+export { temporalTarget, type TemporalTarget } from './connection.js';
+
+export class RunAlreadyLiveError extends Error {
+  constructor(readonly workflowId: string) {
+    super(`a run named ${workflowId} is already live: watch it (keel watch ${workflowId}) or cancel it first`);
+    this.name = 'RunAlreadyLiveError';
+  }
+}
+
+export interface RunStatus {
+  workflowId: string;
+  runStatus: string;
+  pipeline?: PipelineStatus;
+  training?: TrainingStatus;
+  result?: unknown;
+  failure?: string;
+}
+
+export type ProgressEvent =
+  | { type: 'status'; status: RunStatus }
+  | { type: 'step'; step: string; state: string; reason?: string }
+  | { type: 'checkpoint'; iteration: number; evalScore?: number }
+  | { type: 'rollout'; rollout: number; numRollout: number }
+  | { type: 'ended'; status: RunStatus };
+
+export function workflowIdFor(spec: Pick<Spec, 'name'>): string {
+  return `keel-${spec.name}`;
+}
+
+export class KeelClient {
+  private constructor(
+    readonly client: Client,
+    private readonly connection: Connection,
+    readonly target: TemporalTarget,
+  ) {}
+
+  static async connect(target: Partial<TemporalTarget> = {}): Promise<KeelClient> {
+    const resolved = temporalTarget(target);
+    const connection = await Connection.connect(await connectionOptions(resolved));
+    return new KeelClient(new Client({ connection, namespace: resolved.namespace }), connection, resolved);
+  }
+
+  async close(): Promise<void> {
+    await this.connection.close();
+  }
+
+  /** Start the pipeline for a full spec or `{ preset, overrides }`; returns the workflow id. */
+  async start(input: unknown, options: { workflowId?: string } = {}): Promise<{ workflowId: string; spec: Spec }> {
+    const resolved = resolveSpecInput(input);
+    if (!resolved.ok) throw new InvalidSpecError(resolved.problems);
+    const spec = resolved.spec;
+    const workflowId = options.workflowId ?? workflowIdFor(spec);
+    try {
+      await this.client.workflow.start('pipeline', {
+        taskQueue: this.target.taskQueue,
+        workflowId,
+        args: [spec],
+        workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
+        typedSearchAttributes: [
+          { key: keelPreset, value: spec.preset ?? 'custom' },
+          { key: keelPhase, value: 'starting' },
+        ],
+      });
+    } catch (error) {
+      if (error instanceof WorkflowExecutionAlreadyStartedError) throw new RunAlreadyLiveError(workflowId);
+      throw error;
+    }
+    return { workflowId, spec };
+  }
+
+  async status(workflowId: string): Promise<RunStatus> {
+    const handle = this.client.workflow.getHandle(workflowId);
+    const description = await handle.describe();
+    const status: RunStatus = { workflowId, runStatus: description.status.name };
+    status.pipeline = await handle.query(statusQuery).catch(() => undefined);
+    status.training = await this.client.workflow
+      .getHandle(`${workflowId}-training`)
+      .query(trainingStatusQuery)
+      .catch(() => undefined);
+    if (description.status.name === 'COMPLETED') status.result = await handle.result().catch(() => undefined);
+    if (description.status.name === 'FAILED') {
+      status.failure = await handle.result().then(
+        () => undefined,
+        (error: Error) => describeError(error),
+      );
+    }
+    return status;
+  }
+
+  /** Progress events until the run ends (polls the status query). */
+  async *watch(workflowId: string, options: { intervalMs?: number } = {}): AsyncGenerator<ProgressEvent> {
+    const seenSteps = new Map<string, string>();
+    const seenCheckpoints = new Set<number>();
+    let lastRollout: number | undefined;
+    for (;;) {
+      const status = await this.status(workflowId);
+      yield { type: 'status', status };
+      for (const step of status.pipeline?.steps ?? []) {
+        if (seenSteps.get(step.id) !== step.state) {
+          seenSteps.set(step.id, step.state);
+          yield { type: 'step', step: step.id, state: step.state, reason: step.reason };
+        }
+      }
+      const t = status.training;
+      if (t?.lastRollout !== undefined && t.lastRollout !== lastRollout) {
+        lastRollout = t.lastRollout;
+        yield { type: 'rollout', rollout: t.lastRollout, numRollout: t.numRollout };
+      }
+      for (const c of t?.checkpoints ?? []) {
+        if (!seenCheckpoints.has(c.iteration)) {
+          seenCheckpoints.add(c.iteration);
+          yield { type: 'checkpoint', iteration: c.iteration, evalScore: c.evalScore };
+        }
+      }
+      if (status.runStatus !== 'RUNNING') {
+        yield { type: 'ended', status };
+        return;
+      }
+      await new Promise((r) => setTimeout(r, options.intervalMs ?? 1000));
+    }
+  }
+
+  async pause(workflowId: string): Promise<void> {
+    await this.client.workflow.getHandle(workflowId).signal(pauseSignal);
+  }
+
+  async resume(workflowId: string): Promise<void> {
+    await this.client.workflow.getHandle(workflowId).signal(resumeSignal);
+    await this.client.workflow
+      .getHandle(`${workflowId}-training`)
+      .signal(resumeSignal)
+      .catch(() => undefined);
+  }
+
+  async cancel(workflowId: string, reason?: string): Promise<void> {
+    await this.client.workflow.getHandle(workflowId).signal(cancelSignal, { reason });
+  }
+
+  async stopAfterCheckpoint(workflowId: string): Promise<void> {
+    await this.client.workflow.getHandle(`${workflowId}-training`).signal(stopAfterCheckpointSignal);
+  }
+
+  async list(): Promise<{ workflowId: string; status: string; type: string; startTime: Date; phase?: string }[]> {
+    const out = [];
+    for await (const w of this.client.workflow.list({ query: `WorkflowType = 'pipeline'` })) {
+      const phase = w.searchAttributes?.KeelPhase as string[] | undefined;
+      out.push({
+        workflowId: w.workflowId,
+        status: w.status.name,
+        type: w.type,
+        startTime: w.startTime,
+        phase: phase?.[0],
+      });
+    }
+    return out;
+  }
+}
+
+export function describeError(error: unknown): string {
+  const parts: string[] = [];
+  let e = error as { message?: string; cause?: unknown } | undefined;
+  while (e) {
+    if (e.message && !parts.includes(e.message)) parts.push(e.message);
+    e = e.cause as typeof e;
+  }
+  return parts.join(': ');
+}
+
+export { formatProblems };

@@ -1,0 +1,68 @@
+// Helpers for pipeline tests: a spec of small real commands on local nodes, and a worker on a test task queue.
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from '@temporalio/worker';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { createActivities } from '../../activities/index.js';
+import { resolveSpecOrThrow, type Spec, presets, deepMerge } from '../../src/spec/index.js';
+import { repoRoot, workflowBundle } from './temporal.js';
+
+export async function tempDir(prefix: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+/** The tiny-local spec with these steps, storage and process records in a temp dir, short timeouts. */
+export function commandSpec(options: {
+  name: string;
+  dir: string;
+  steps: Record<string, unknown>;
+  overrides?: Record<string, unknown>;
+}): Spec {
+  const raw = deepMerge(presets['tiny-local'], {
+    name: options.name,
+    storage: { baseDir: join(options.dir, 'shared') },
+    cluster: { stateDir: join(options.dir, 'nodes', '{node}') },
+    policies: { heartbeatTimeout: '3s', initialRetryInterval: '500ms', maxAttempts: 4 },
+    ...(options.overrides ?? {}),
+  }) as Record<string, unknown>;
+  raw.steps = options.steps;
+  return resolveSpecOrThrow(raw);
+}
+
+let queue = 0;
+
+export function uniqueQueue(prefix = 'keel-test'): string {
+  queue++;
+  return `${prefix}-${process.pid}-${queue}-${Date.now() % 100000}`;
+}
+
+export async function createTestWorker(env: TestWorkflowEnvironment, taskQueue: string): Promise<Worker> {
+  return Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowBundle: await workflowBundle(),
+    activities: createActivities({ cwd: repoRoot, env: process.env }),
+    shutdownGraceTime: '2s',
+  });
+}
+
+/** Poll until `check` returns a value (or throw after the timeout). */
+export async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  timeoutMs = 60_000,
+  what = 'condition',
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`);
+}

@@ -1,0 +1,224 @@
+// The training child workflow: submit the job once, supervise it one checkpoint at a time, and when it fails,
+// classify, heal the cluster and resubmit with --load (slime resumes at tracker + 1). Never two live jobs.
+import {
+  ApplicationFailure,
+  condition,
+  continueAsNew,
+  log,
+  proxyActivities,
+  setHandler,
+  sleep,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { durationMs as msToNumber } from '../src/spec/duration.js';
+import type { Activities } from '../activities/index.js';
+import type { Spec } from '../src/spec/schema.js';
+import { keelCheckpoint, keelEvalScore, keelPhase, keelRollout } from '../src/search-attributes.js';
+import {
+  addNodesUpdate,
+  cancelSignal,
+  failureTypes,
+  resumeSignal,
+  stopAfterCheckpointSignal,
+  trainingStatusQuery,
+  type TrainingStatus,
+} from './definitions.js';
+import { quick, supervise, transfer } from './options.js';
+
+export interface TrainingInput {
+  spec: Spec;
+  runKey: string;
+  /** carried across continue-as-new */
+  state?: TrainingStatus & { restartTimes: string[]; extraNodes: { host: string; gpus?: number; name?: string }[] };
+}
+
+export interface TrainingResult {
+  jobId?: string;
+  lastCheckpoint?: number;
+  lastEvalScore?: number;
+  restarts: number;
+  stoppedEarly: boolean;
+}
+
+export async function training(input: TrainingInput): Promise<TrainingResult> {
+  const { spec, runKey } = input;
+  const q = proxyActivities<Activities>(quick(spec));
+  const t = proxyActivities<Activities>(transfer(spec));
+  const s = proxyActivities<Activities>(supervise(spec));
+
+  const state: NonNullable<TrainingInput['state']> = input.state ?? {
+    phase: 'starting',
+    submissions: 0,
+    restarts: 0,
+    numRollout: spec.rollout.numRollout,
+    checkpoints: [],
+    evals: [],
+    failures: [],
+    restartTimes: [],
+    extraNodes: [],
+  };
+  let stopAfterCheckpoint = false;
+  let operatorDecision: 'resume' | 'cancel' | undefined;
+
+  setHandler(trainingStatusQuery, () => state);
+  setHandler(stopAfterCheckpointSignal, () => {
+    stopAfterCheckpoint = true;
+  });
+  setHandler(resumeSignal, () => {
+    operatorDecision = 'resume';
+  });
+  setHandler(cancelSignal, () => {
+    operatorDecision = 'cancel';
+  });
+  setHandler(
+    addNodesUpdate,
+    ({ nodes }) => {
+      state.extraNodes.push(...nodes);
+      return { added: nodes.map((n) => n.name ?? n.host) };
+    },
+    {
+      validator: ({ nodes }) => {
+        if (!Array.isArray(nodes) || nodes.length === 0) throw new Error('addNodes needs at least one node');
+        for (const n of nodes) if (typeof n.host !== 'string' || !n.host) throw new Error('every node needs a host');
+      },
+    },
+  );
+
+  const setPhase = (phase: string): void => {
+    state.phase = phase;
+    upsertSearchAttributes([{ key: keelPhase, value: `training:${phase}` }]);
+  };
+
+  for (;;) {
+    if (!state.jobId) {
+      setPhase('submitting');
+      const submitted = await t.submitTrainingJob({
+        spec,
+        runKey,
+        generation: state.submissions + 1,
+        activeNodes: state.activeNodes,
+        extraNodes: state.extraNodes,
+      });
+      state.submissions++;
+      state.jobId = submitted.jobId;
+      state.resumeFrom = submitted.tracker;
+      log.info('training job submitted', { jobId: submitted.jobId, tracker: submitted.tracker });
+    }
+    setPhase('running');
+    const outcome = await s.superviseUntilCheckpoint({
+      spec,
+      runKey,
+      jobId: state.jobId,
+      afterIteration: state.checkpoints.at(-1)?.iteration,
+      resumeFrom: state.resumeFrom,
+      activeNodes: state.activeNodes,
+      extraNodes: state.extraNodes,
+    });
+    state.resumeFrom = undefined;
+    if (outcome.lastRollout !== undefined) {
+      state.lastRollout = outcome.lastRollout;
+      upsertSearchAttributes([{ key: keelRollout, value: outcome.lastRollout }]);
+    }
+    for (const e of outcome.evals) {
+      if (!state.evals.some((x) => x.rollout === e.rollout)) state.evals.push(e);
+    }
+
+    if (outcome.kind === 'checkpoint') {
+      const evalAt = state.evals.find((e) => e.rollout === outcome.iteration);
+      state.checkpoints.push({ iteration: outcome.iteration, at: new Date().toISOString(), evalScore: evalAt?.score });
+      upsertSearchAttributes([{ key: keelCheckpoint, value: outcome.iteration }]);
+      if (evalAt) upsertSearchAttributes([{ key: keelEvalScore, value: evalAt.score }]);
+      log.info('checkpoint saved', { iteration: outcome.iteration, evalScore: evalAt?.score });
+      state.retention = await q.applyRetention({ spec, scores: state.evals });
+      if (stopAfterCheckpoint) {
+        await q.stopTrainingJob({
+          spec,
+          jobId: state.jobId,
+          activeNodes: state.activeNodes,
+          extraNodes: state.extraNodes,
+        });
+        setPhase('stopped');
+        return result(state, true);
+      }
+    } else if (outcome.kind === 'succeeded') {
+      state.retention = await q.applyRetention({ spec, scores: state.evals });
+      setPhase('succeeded');
+      return result(state, false);
+    } else {
+      // The job failed, hung, or lost a node: classified by the activity in one place.
+      state.failures.push({
+        at: new Date().toISOString(),
+        kind: outcome.failure.kind,
+        message: outcome.failure.message,
+      });
+      log.warn('training job failed', { ...outcome.failure });
+      if (outcome.failure.kind === 'config-error' || outcome.failure.kind === 'resume-mismatch') {
+        await q.stopTrainingJob({
+          spec,
+          jobId: state.jobId,
+          activeNodes: state.activeNodes,
+          extraNodes: state.extraNodes,
+        });
+        setPhase('failed');
+        throw ApplicationFailure.create({
+          type: outcome.failure.kind === 'config-error' ? failureTypes.configError : failureTypes.resumeMismatch,
+          message: outcome.failure.message,
+          nonRetryable: true,
+        });
+      }
+      await q.stopTrainingJob({
+        spec,
+        jobId: state.jobId,
+        activeNodes: state.activeNodes,
+        extraNodes: state.extraNodes,
+      });
+      state.jobId = undefined;
+      if (crashLoop(spec, state)) {
+        setPhase('paused-crash-loop');
+        operatorDecision = undefined;
+        await condition(() => operatorDecision !== undefined);
+        if (operatorDecision === 'cancel') {
+          setPhase('cancelled');
+          return result(state, true);
+        }
+        state.restartTimes = [];
+      }
+      state.restarts++;
+      state.restartTimes.push(new Date().toISOString());
+      setPhase('healing');
+      for (;;) {
+        const healed = await t.healCluster({ spec, runKey, extraNodes: state.extraNodes });
+        state.quarantined = healed.quarantined;
+        if (healed.ready) {
+          state.waitingFor = undefined;
+          state.activeNodes = healed.nodes;
+          break;
+        }
+        state.waitingFor = healed.reason;
+        setPhase('waiting-for-nodes');
+        await sleep(msToNumber(spec.policies.initialRetryInterval) * 3);
+      }
+    }
+    if (workflowInfo().continueAsNewSuggested) {
+      await continueAsNew<typeof training>({ spec, runKey, state });
+    }
+  }
+}
+
+function crashLoop(spec: Spec, state: NonNullable<TrainingInput['state']>): boolean {
+  const windowMs = msToNumber(spec.policies.crashLoop.window);
+  const now = Date.now();
+  const recent = state.restartTimes.filter((t) => now - Date.parse(t) < windowMs);
+  return recent.length >= spec.policies.crashLoop.maxRestarts;
+}
+
+function result(state: NonNullable<TrainingInput['state']>, stoppedEarly: boolean): TrainingResult {
+  return {
+    jobId: state.jobId,
+    lastCheckpoint: state.checkpoints.at(-1)?.iteration,
+    lastEvalScore: state.evals.at(-1)?.score,
+    restarts: state.restarts,
+    stoppedEarly,
+  };
+}
