@@ -3,8 +3,22 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 const sideEffectModules = [
-  'fs', 'fs/promises', 'path', 'os', 'child_process', 'net', 'http', 'https', 'crypto', 'worker_threads',
-  'execa', 'pino', 'shell-quote', '@temporalio/worker', '@temporalio/client', '@temporalio/activity',
+  'fs',
+  'fs/promises',
+  'path',
+  'os',
+  'child_process',
+  'net',
+  'http',
+  'https',
+  'crypto',
+  'worker_threads',
+  'execa',
+  'pino',
+  'shell-quote',
+  '@temporalio/worker',
+  '@temporalio/client',
+  '@temporalio/activity',
 ];
 
 export default tseslint.config(
