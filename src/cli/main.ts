@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { registerSpecCommands } from './commands/spec.js';
 import { registerRunCommands } from './commands/run.js';
+import { registerLocalCommands } from './commands/local.js';
 
 const program = new Command('keel')
   .description('Durable RL post-training pipelines (slime / Megatron / Ray) on Temporal')
@@ -9,5 +10,6 @@ const program = new Command('keel')
 
 registerSpecCommands(program);
 registerRunCommands(program);
+registerLocalCommands(program);
 
 await program.parseAsync(process.argv);

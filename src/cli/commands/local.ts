@@ -1,0 +1,90 @@
+// keel demo, and keel local up|down|kill-node|hang-node|revive-node: the local cluster and fault injection.
+import type { Command } from 'commander';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { deepMerge } from '../../spec/resolve.js';
+import { parseSet } from '../../spec/load.js';
+import { signalNode } from '../../local/node-processes.js';
+import { readClusterState, startLocalCluster, writeClusterState } from '../../local/cluster.js';
+
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+const localRoot = join(repoRoot, '.keel', 'local');
+const stateFile = join(localRoot, 'cluster.json');
+
+function overridesFrom(sets: string[] = []): Record<string, unknown> {
+  let out: unknown = {};
+  for (const s of sets) out = deepMerge(out, parseSet(s));
+  return out as Record<string, unknown>;
+}
+
+export function registerLocalCommands(program: Command): void {
+  program
+    .command('demo')
+    .description('run the tiny-local pipeline end to end on a local cluster, with the Temporal Web UI up')
+    .option('--ssh', 'run the nodes behind real sshd instances (ssh executor)')
+    .option('--set <path=value...>', 'override a field of the tiny-local spec, e.g. --set rollout.numRollout=140')
+    .option('--seed <n>', 'seed of the tiny model generator', '0')
+    .option('--keep-ui', 'keep the Temporal server and Web UI up after the run, until Ctrl-C')
+    .action(async (options: { ssh?: boolean; set?: string[]; seed: string; keepUi?: boolean }) => {
+      const { runDemo } = await import('../../local/demo.js');
+      process.exitCode = await runDemo({
+        repoRoot,
+        ssh: options.ssh,
+        overrides: overridesFrom(options.set),
+        seed: Number(options.seed),
+        keepUi: options.keepUi,
+      });
+    });
+
+  const local = program.command('local').description('the local cluster: N loopback nodes on this machine');
+  local
+    .command('up')
+    .description('start the local cluster (hub, sshd per node with --ssh) and keep it up until Ctrl-C')
+    .option('--nodes <n>', 'nodes', '4')
+    .option('--spares <n>', 'spare nodes', '1')
+    .option('--ssh', 'one sshd per node')
+    .action(async (options: { nodes: string; spares: string; ssh?: boolean }) => {
+      const cluster = await startLocalCluster({
+        root: localRoot,
+        repoRoot,
+        nodes: Number(options.nodes),
+        spares: Number(options.spares),
+        ssh: options.ssh,
+        log: (l) => console.log(l),
+      });
+      await writeClusterState(stateFile, cluster);
+      console.log(
+        `local cluster up: ${cluster.nodes.map((n) => n.host).join(', ')} (spares ${cluster.spares.map((n) => n.host).join(', ') || 'none'})`,
+      );
+      console.log(`export KEEL_HF_ENDPOINT=${cluster.hubEndpoint}`);
+      console.log('spec overrides:', JSON.stringify(cluster.specOverrides()));
+      const stop = async () => {
+        await cluster.stop();
+        await rm(stateFile, { force: true });
+        process.exit(0);
+      };
+      process.once('SIGINT', () => void stop());
+      process.once('SIGTERM', () => void stop());
+      await new Promise(() => undefined);
+    });
+
+  const faults: [string, string, NodeJS.Signals][] = [
+    ['kill-node', 'kill every process of node I (as if it lost power)', 'SIGKILL'],
+    ['hang-node', 'freeze every process of node I (SIGSTOP)', 'SIGSTOP'],
+    ['revive-node', 'resume a hung node (SIGCONT); a killed node comes back when the run heals the cluster', 'SIGCONT'],
+  ];
+  for (const [name, description, signal] of faults) {
+    local
+      .command(name)
+      .description(description)
+      .argument('<index>', 'node index (0 = 127.0.1.1)')
+      .action(async (index: string) => {
+        const state = await readClusterState(stateFile);
+        const node = [...state.nodes, ...state.spares][Number(index)];
+        if (!node) throw new Error(`no node ${index}`);
+        const pids = await signalNode(node.stateDir, signal);
+        console.log(`${name} ${node.host}: ${signal} to ${pids.length} process(es)`);
+      });
+  }
+}

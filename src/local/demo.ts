@@ -1,0 +1,133 @@
+// `keel demo`: the whole tiny-local pipeline on this machine. Starts the Temporal dev server with its Web UI (or uses
+// the one already running), a local cluster, the control worker; starts the run, shows live progress, prints the
+// Web UI link and ends with a summary.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import net from 'node:net';
+import { join } from 'node:path';
+import { KeelClient, RunAlreadyLiveError, type RunStatus } from '../client/index.js';
+import { absolutize } from '../spec/paths.js';
+import { deepMerge, resolveSpecOrThrow } from '../spec/resolve.js';
+import { presets } from '../spec/presets.js';
+import { devServerSearchAttributeArgs } from '../search-attributes.js';
+import { watchRun } from '../cli/watch.js';
+import { startLocalCluster } from './cluster.js';
+
+export interface DemoOptions {
+  repoRoot: string;
+  overrides?: Record<string, unknown>;
+  ssh?: boolean;
+  /** keep the Temporal server (and its Web UI) up after the run until Ctrl-C */
+  keepUi?: boolean;
+  port?: number;
+  uiPort?: number;
+  seed?: number;
+}
+
+function listening(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+async function startServer(repoRoot: string, port: number, uiPort: number): Promise<ChildProcess | undefined> {
+  if (await listening('127.0.0.1', port)) return undefined;
+  await mkdir(join(repoRoot, '.keel'), { recursive: true });
+  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort)];
+  args.push(
+    '--db-filename',
+    join(repoRoot, '.keel', 'temporal.db'),
+    ...devServerSearchAttributeArgs(),
+    '--log-level',
+    'error',
+  );
+  const server = spawn(join(repoRoot, '.venv', 'bin', 'temporal'), args, { stdio: 'ignore' });
+  for (let i = 0; i < 300 && !(await listening('127.0.0.1', port)); i++) await new Promise((r) => setTimeout(r, 100));
+  return server;
+}
+
+export function summarize(status: RunStatus): string {
+  const lines = ['', `summary of ${status.workflowId}: ${status.runStatus}`];
+  for (const step of status.pipeline?.steps ?? []) {
+    const seconds =
+      step.startedAt && step.endedAt ? (Date.parse(step.endedAt) - Date.parse(step.startedAt)) / 1000 : undefined;
+    lines.push(
+      `  ${step.id.padEnd(9)} ${step.state.padEnd(10)} ${seconds === undefined ? '' : `${seconds.toFixed(1)} s`}${step.state === 'skipped' ? `  (${step.reason})` : ''}`,
+    );
+  }
+  const t = status.training;
+  if (t) {
+    lines.push(`  training: ${t.lastRollout === undefined ? 0 : t.lastRollout + 1} rollouts, ${t.restarts} restart(s)`);
+    for (const e of t.evals) {
+      const ckpt = t.checkpoints.find((c) => c.iteration === e.rollout);
+      lines.push(
+        `    rollout ${String(e.rollout).padStart(4)}  eval ${e.score.toFixed(3)}${ckpt ? '  checkpoint' : ''}`,
+      );
+    }
+  }
+  if (status.failure) lines.push(`  failed: ${status.failure}`);
+  return lines.join('\n');
+}
+
+export async function runDemo(options: DemoOptions): Promise<number> {
+  const port = options.port ?? 7233;
+  const uiPort = options.uiPort ?? 8233;
+  const say = (line: string) => console.log(`[keel demo] ${line}`);
+  const server = await startServer(options.repoRoot, port, uiPort);
+  say(
+    server
+      ? `Temporal dev server started; Web UI http://127.0.0.1:${uiPort}`
+      : `using the Temporal server on 127.0.0.1:${port}`,
+  );
+  const cluster = await startLocalCluster({
+    root: join(options.repoRoot, '.keel', 'local'),
+    repoRoot: options.repoRoot,
+    nodes: 4,
+    spares: 1,
+    ssh: options.ssh,
+    seed: options.seed,
+    log: say,
+  });
+  process.env.KEEL_HF_ENDPOINT = cluster.hubEndpoint;
+  const { createControlWorker } = await import('../../workers/control.js');
+  const { worker, connection } = await createControlWorker({
+    target: { address: `127.0.0.1:${port}` },
+    cwd: options.repoRoot,
+  });
+  const running = worker.run();
+  const client = await KeelClient.connect({ address: `127.0.0.1:${port}` });
+  let code = 1;
+  try {
+    const raw = deepMerge(deepMerge(presets['tiny-local'], cluster.specOverrides()), options.overrides ?? {});
+    const spec = absolutize(resolveSpecOrThrow(raw), options.repoRoot);
+    let workflowId = 'keel-tiny-local';
+    try {
+      ({ workflowId } = await client.start(spec));
+      say(`started ${workflowId}`);
+    } catch (error) {
+      if (!(error instanceof RunAlreadyLiveError)) throw error;
+      say(`${workflowId} is already running: following it`);
+    }
+    say(`watch it in the Web UI: http://127.0.0.1:${uiPort}/namespaces/default/workflows/${workflowId}`);
+    code = await watchRun(client, workflowId);
+    console.log(summarize(await client.status(workflowId)));
+  } finally {
+    await client.close();
+    worker.shutdown();
+    await running.catch(() => undefined);
+    await connection.close();
+    await cluster.stop();
+    if (server && options.keepUi) {
+      say(`the Web UI stays up at http://127.0.0.1:${uiPort} -- Ctrl-C to stop it`);
+      await new Promise<void>((resolve) => server.once('exit', () => resolve()));
+    } else if (server) {
+      server.kill('SIGTERM');
+    }
+  }
+  return code;
+}
