@@ -20,6 +20,12 @@ export type FailureKind = 'config-error' | 'node-lost' | 'head-lost' | 'hang' | 
 export interface Failure {
   kind: FailureKind;
   message: string;
+  /** the last rollout logged and the checkpoint training will resume from: rollouts lost = lastRollout - tracker */
+  lastRollout?: number;
+  tracker?: number;
+  /** when the failure was detected, and when the last progress was seen (detection latency) */
+  detectedAt?: string;
+  lastProgressAt?: string;
 }
 
 export interface SuperviseInput {
@@ -42,7 +48,7 @@ export interface EvalPoint {
 type OutcomeBody =
   { kind: 'checkpoint'; iteration: number } | { kind: 'succeeded' } | { kind: 'failed'; failure: Failure };
 
-export type SuperviseOutcome = { evals: EvalPoint[]; lastRollout?: number } & OutcomeBody;
+export type SuperviseOutcome = { evals: EvalPoint[]; lastRollout?: number; firstRolloutAt?: string } & OutcomeBody;
 
 /** Lines that mean the trainer rejected its arguments or configuration: restarting cannot help. */
 const configErrorPattern =
@@ -161,14 +167,31 @@ export function trainingActivities(deps: ActivityDeps) {
     let unreachableSince: number | undefined;
     let lastNodeCheck = 0;
     let pendingCheckpoint: { iteration: number; since: number } | undefined;
+    let firstRolloutAt: number | undefined;
 
     const evals = (): EvalPoint[] =>
       Object.entries(follower.summary.evals)
         .filter(([, e]) => typeof e.score === 'number' && !Number.isNaN(e.score))
         .map(([rollout, e]) => ({ rollout: Number(rollout), score: e.score! }));
     const done = (outcome: OutcomeBody): SuperviseOutcome =>
-      ({ ...outcome, evals: evals(), lastRollout: follower.summary.lastRollout }) as SuperviseOutcome;
-    const failed = (kind: FailureKind, message: string) => done({ kind: 'failed', failure: { kind, message } });
+      ({
+        ...outcome,
+        evals: evals(),
+        lastRollout: follower.summary.lastRollout,
+        firstRolloutAt: firstRolloutAt === undefined ? undefined : new Date(firstRolloutAt).toISOString(),
+      }) as SuperviseOutcome;
+    const failure = async (f: Failure): Promise<Failure> => {
+      const tracker = await readTracker(saveDir).catch(() => undefined);
+      return {
+        ...f,
+        lastRollout: follower.summary.lastRollout,
+        tracker: typeof tracker === 'number' ? tracker : -1,
+        detectedAt: new Date().toISOString(),
+        lastProgressAt: new Date(lastProgressAt).toISOString(),
+      };
+    };
+    const failed = async (kind: FailureKind, message: string) =>
+      done({ kind: 'failed', failure: await failure({ kind, message }) });
 
     for (;;) {
       let job: RayJob | undefined;
@@ -192,6 +215,7 @@ export function trainingActivities(deps: ActivityDeps) {
       const summary = follower.summary;
       if (summary.lastRollout !== lastRolloutSeen || summary.checkpointInProgress) {
         if (summary.lastRollout !== lastRolloutSeen) lastProgressAt = Date.now();
+        if (summary.lastRollout !== undefined) firstRolloutAt ??= Date.now();
         lastRolloutSeen = summary.lastRollout;
       }
       heartbeat({ jobId: input.jobId, offset, lastRollout: summary.lastRollout, status: job?.status });
@@ -231,7 +255,7 @@ export function trainingActivities(deps: ActivityDeps) {
         if (dead.length)
           return failed('node-lost', `node(s) ${dead.join(', ')} lost; the job ${job.status.toLowerCase()}`);
         const tail = (await jobs.getLogs(input.jobId, Math.max(0, offset - 8000)).catch(() => ({ text: '' }))).text;
-        return done({ kind: 'failed', failure: classifyEndedJob(job, summary, tail) });
+        return done({ kind: 'failed', failure: await failure(classifyEndedJob(job, summary, tail)) });
       }
 
       // Node liveness from the dashboard: do not wait for an NCCL timeout to notice a dead node.

@@ -37,7 +37,17 @@ export interface TrainingStatus {
   numRollout: number;
   checkpoints: CheckpointRecord[];
   evals: { rollout: number; score: number }[];
-  failures: { at: string; kind: string; message: string }[];
+  failures: {
+    at: string;
+    kind: string;
+    message: string;
+    lastRollout?: number;
+    tracker?: number;
+    detectedAt?: string;
+    lastProgressAt?: string;
+    /** when training was running again after this failure */
+    recoveredAt?: string;
+  }[];
   retention?: { keep: number[]; deleteNext: number[] };
   waitingFor?: string;
   /** the tracker the current job resumed from (-1: none), until its first rollout is verified */

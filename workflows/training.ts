@@ -116,6 +116,9 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       extraNodes: state.extraNodes,
     });
     state.resumeFrom = undefined;
+    const lastFailure = state.failures.at(-1);
+    if (lastFailure && !lastFailure.recoveredAt && outcome.firstRolloutAt)
+      lastFailure.recoveredAt = outcome.firstRolloutAt;
     if (outcome.lastRollout !== undefined) {
       state.lastRollout = outcome.lastRollout;
       upsertSearchAttributes([{ key: keelRollout, value: outcome.lastRollout }]);
