@@ -3,6 +3,7 @@ import { clusterActivities } from './cluster.js';
 import type { ActivityDeps } from './context.js';
 import { stepActivities } from './steps.js';
 import { trainingActivities } from './training.js';
+import { promotionActivities } from './promotion.js';
 
 export type { ActivityDeps } from './context.js';
 export { closeExecutors } from './context.js';
@@ -12,6 +13,7 @@ export function createActivities(deps: ActivityDeps) {
     ...stepActivities(deps),
     ...clusterActivities(deps),
     ...trainingActivities(deps),
+    ...promotionActivities(deps),
   };
 }
 

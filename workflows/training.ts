@@ -36,6 +36,8 @@ export interface TrainingInput {
 export interface TrainingResult {
   jobId?: string;
   lastCheckpoint?: number;
+  /** the eval score logged at the last checkpoint, when one was */
+  lastCheckpointEvalScore?: number;
   lastEvalScore?: number;
   restarts: number;
   stoppedEarly: boolean;
@@ -220,6 +222,7 @@ function result(state: NonNullable<TrainingInput['state']>, stoppedEarly: boolea
   return {
     jobId: state.jobId,
     lastCheckpoint: state.checkpoints.at(-1)?.iteration,
+    lastCheckpointEvalScore: state.checkpoints.at(-1)?.evalScore,
     lastEvalScore: state.evals.at(-1)?.score,
     restarts: state.restarts,
     stoppedEarly,

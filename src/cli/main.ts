@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { registerSpecCommands } from './commands/spec.js';
 import { registerRunCommands } from './commands/run.js';
 import { registerLocalCommands } from './commands/local.js';
+import { registerScheduleCommands } from './commands/schedule.js';
 
 const program = new Command('keel')
   .description('Durable RL post-training pipelines (slime / Megatron / Ray) on Temporal')
@@ -11,5 +12,6 @@ const program = new Command('keel')
 registerSpecCommands(program);
 registerRunCommands(program);
 registerLocalCommands(program);
+registerScheduleCommands(program);
 
 await program.parseAsync(process.argv);

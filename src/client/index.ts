@@ -1,6 +1,12 @@
 // KeelClient: start runs, read their status, steer them. The spec is validated here (at the edge) and again by the
 // workflow; the run's workflow id is `keel-<spec name>`, and a second live run of the same name is refused.
-import { Client, Connection, WorkflowIdConflictPolicy, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import {
+  Client,
+  Connection,
+  ScheduleOverlapPolicy,
+  WorkflowIdConflictPolicy,
+  WorkflowExecutionAlreadyStartedError,
+} from '@temporalio/client';
 import { resolveSpecInput, formatProblems, InvalidSpecError, type Spec } from '../spec/index.js';
 import { keelPhase, keelPreset } from '../search-attributes.js';
 import {
@@ -59,6 +65,10 @@ export class KeelClient {
 
   async close(): Promise<void> {
     await this.connection.close();
+  }
+
+  get schedules(): KeelSchedules {
+    return new KeelSchedules(this.client, this.target.taskQueue);
   }
 
   /** Start the pipeline for a full spec or `{ preset, overrides }`; returns the workflow id. */
@@ -170,6 +180,92 @@ export class KeelClient {
       });
     }
     return out;
+  }
+}
+
+export interface ScheduleRequest {
+  /** a full spec or { preset, overrides }, validated here */
+  spec: unknown;
+  /** '7d', '12h' ... */
+  every?: string;
+  cron?: string;
+  /** rollouts each retraining adds after the latest checkpoint */
+  rollouts: number;
+  promptData?: string;
+  scheduleId?: string;
+}
+
+export interface ScheduleSummary {
+  scheduleId: string;
+  paused: boolean;
+  note?: string;
+  recentActions: { workflowId: string; scheduledAt: Date }[];
+  nextActionTimes: Date[];
+}
+
+/** Schedules start the `retrain` workflow with overlap SKIP: never two retrainings of one model at once. */
+export class KeelSchedules {
+  constructor(
+    private readonly client: Client,
+    private readonly taskQueue: string,
+  ) {}
+
+  async create(request: ScheduleRequest): Promise<string> {
+    const resolved = resolveSpecInput(request.spec);
+    if (!resolved.ok) throw new InvalidSpecError(resolved.problems);
+    if (!request.every === !request.cron) throw new Error('give exactly one of --every and --cron');
+    const scheduleId = request.scheduleId ?? `keel-retrain-${resolved.spec.name}`;
+    await this.client.schedule.create({
+      scheduleId,
+      spec: request.every
+        ? { intervals: [{ every: request.every as `${number}d` }] }
+        : { cronExpressions: [request.cron!] },
+      action: {
+        type: 'startWorkflow',
+        workflowType: 'retrain',
+        taskQueue: this.taskQueue,
+        workflowId: scheduleId,
+        args: [{ spec: resolved.spec, rollouts: request.rollouts, promptData: request.promptData }],
+      },
+      policies: { overlap: ScheduleOverlapPolicy.SKIP },
+    });
+    return scheduleId;
+  }
+
+  async list(): Promise<ScheduleSummary[]> {
+    const out: ScheduleSummary[] = [];
+    for await (const s of this.client.schedule.list()) out.push(await this.describe(s.scheduleId));
+    return out;
+  }
+
+  async describe(scheduleId: string): Promise<ScheduleSummary> {
+    const d = await this.client.schedule.getHandle(scheduleId).describe();
+    return {
+      scheduleId,
+      paused: d.state.paused,
+      note: d.state.note,
+      recentActions: d.info.recentActions.map((a) => ({
+        workflowId: 'workflow' in a.action ? a.action.workflow.workflowId : '',
+        scheduledAt: a.scheduledAt,
+      })),
+      nextActionTimes: d.info.nextActionTimes,
+    };
+  }
+
+  async pause(scheduleId: string, note = 'paused with keel'): Promise<void> {
+    await this.client.schedule.getHandle(scheduleId).pause(note);
+  }
+
+  async unpause(scheduleId: string, note = 'unpaused with keel'): Promise<void> {
+    await this.client.schedule.getHandle(scheduleId).unpause(note);
+  }
+
+  async trigger(scheduleId: string): Promise<void> {
+    await this.client.schedule.getHandle(scheduleId).trigger(ScheduleOverlapPolicy.SKIP);
+  }
+
+  async delete(scheduleId: string): Promise<void> {
+    await this.client.schedule.getHandle(scheduleId).delete();
   }
 }
 
