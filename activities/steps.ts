@@ -47,13 +47,24 @@ export function stepActivities(deps: ActivityDeps) {
     registerSecretValue(token);
     return token;
   };
-  const hubEndpoint = (spec: Spec): string | undefined =>
-    spec.model.hfEndpointEnv ? deps.env[spec.model.hfEndpointEnv] : deps.env.HF_ENDPOINT;
+  /** The Hub endpoint; a spec that names an endpoint env var never falls back to the public Hub. */
+  const hubEndpoint = (spec: Spec): string | undefined => {
+    if (!spec.model.hfEndpointEnv) return deps.env.HF_ENDPOINT;
+    const endpoint = deps.env[spec.model.hfEndpointEnv];
+    if (!endpoint) {
+      throw ApplicationFailure.nonRetryable(
+        `model.hfEndpointEnv names ${spec.model.hfEndpointEnv}, which is not set in the worker's environment (for tiny-local: start the local cluster with keel demo or keel local up)`,
+        failureTypes.configError,
+      );
+    }
+    return endpoint;
+  };
 
   async function hubListing(spec: Spec, dir: string): Promise<{ listing: RepoListing; source: string }> {
+    const endpoint = hubEndpoint(spec);
     try {
       const listing = await listRepoFiles({
-        endpoint: hubEndpoint(spec),
+        endpoint,
         repo: spec.model.repo,
         revision: spec.model.revision,
         token: hubToken(spec),
@@ -77,6 +88,7 @@ export function stepActivities(deps: ActivityDeps) {
         try {
           found = await hubListing(spec, paths.download);
         } catch (error) {
+          if (error instanceof ApplicationFailure) throw error;
           return { complete: false, reason: `cannot list the repo: ${(error as Error).message}` };
         }
         const problems = await compareWithListing(paths.download, found.listing, step.verifySha256);
@@ -134,6 +146,7 @@ export function stepActivities(deps: ActivityDeps) {
     const node = target(findNode(spec, command.node));
     const paths = modelPaths(spec);
     const env = envFromWorker(command.envFromWorker, deps.env);
+    hubEndpoint(spec); // fails at once when the named endpoint is missing
     const { HF_TOKEN: token, ...plainEnv } = env;
     const secretEnv: Record<string, string> = {};
     if (token !== undefined && spec.model.hfTokenEnv) {

@@ -30,12 +30,13 @@ function cloneJson<T>(value: T): T {
   return value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T);
 }
 
-/** Deep merge: objects merge key by key, anything else (arrays included) replaces. */
+/** Deep merge: objects merge key by key, anything else (arrays included) replaces, and null removes the key. */
 export function deepMerge(base: Json, override: Json): Json {
   if (!isPlainObject(base) || !isPlainObject(override)) return cloneJson(override);
   const out: Record<string, Json> = cloneJson(base);
   for (const [key, value] of Object.entries(override)) {
-    out[key] = key in out ? deepMerge(out[key], value) : cloneJson(value);
+    if (value === null) delete out[key];
+    else out[key] = key in out ? deepMerge(out[key], value) : cloneJson(value);
   }
   return out;
 }
