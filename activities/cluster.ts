@@ -125,6 +125,7 @@ async function bringUp(spec: Spec, runKey: string, nodes: NodeSpec[]): Promise<v
     });
   };
   const headArgv = rayHeadCommand(spec, head).argv.map((a) => adjustHeadArg(spec, a, head));
+  if (spec.rayHead.isolateNodes) headArgv.push(`--port=${ports(spec, 0).gcs}`);
   await launchRay(head, headArgv, 0);
   await waitFor(spec, [head], 120_000);
   const workerArgvs = rayWorkerCommands(spec, nodes).map((c) =>

@@ -1,5 +1,5 @@
-// The native FP8 -> BF16 cast engine (src/fp8), loaded when first used.
-// TODO(keel): import src/fp8 statically once it lands; until then this module loads it at run time.
+// The native FP8 -> BF16 cast engine (src/fp8/index.ts), loaded when a step asks for `engine: native`.
+// The completeness check is src/fp8/check.ts.
 export interface CastProgress {
   shardsDone: string[];
   shardsTotal: number;
@@ -15,7 +15,6 @@ interface Fp8Module {
     signal?: AbortSignal;
     onProgress?: (p: CastProgress) => void;
   }): Promise<{ shards: number; skippedShards: string[]; seconds: number }>;
-  checkFp8CastComplete(inputDir: string, outputDir: string): Promise<{ complete: boolean; reason?: string }>;
 }
 
 const modulePath = '../src/fp8/index.js';
@@ -28,6 +27,4 @@ export async function castFp8Checkpoint(options: Parameters<Fp8Module['castFp8Ch
   return (await load()).castFp8Checkpoint(options);
 }
 
-export async function checkFp8CastComplete(inputDir: string, outputDir: string) {
-  return (await load()).checkFp8CastComplete(inputDir, outputDir);
-}
+export { checkFp8CastComplete } from '../src/fp8/check.js';
