@@ -131,8 +131,20 @@ async function bringUp(spec: Spec, runKey: string, nodes: NodeSpec[]): Promise<v
   const workerArgvs = rayWorkerCommands(spec, nodes).map((c) =>
     c.argv.map((a) => (a.startsWith('--address=') ? `--address=${nodeIp(head)}:${ports(spec, 0).gcs}` : a)),
   );
-  await Promise.all(workers.map((w, i) => launchRay(w, workerArgvs[i]!, i + 1)));
-  await waitFor(spec, nodes, 180_000);
+  const startWorker = (w: NodeSpec) => launchRay(w, workerArgvs[workers.indexOf(w)]!, workers.indexOf(w) + 1);
+  await Promise.all(workers.map(startWorker));
+  // A node whose `ray start` gave up (a raylet that timed out on a busy host) is started again, twice at most.
+  const restarts = new Map<NodeSpec, number>();
+  await waitFor(spec, nodes, 180_000, async () => {
+    for (const w of workers) {
+      const status = await executor.status(target(w), rayLaunchId(runKey, w)).catch(() => undefined);
+      if (status?.state === 'exited' && (restarts.get(w) ?? 0) < 2) {
+        restarts.set(w, (restarts.get(w) ?? 0) + 1);
+        log.warn('ray start exited on a node; starting it again', { node: nodeName(w), exitCode: status.exitCode });
+        await startWorker(w);
+      }
+    }
+  });
 }
 
 function adjustHeadArg(spec: Spec, arg: string, head: NodeSpec): string {
@@ -142,7 +154,7 @@ function adjustHeadArg(spec: Spec, arg: string, head: NodeSpec): string {
   return arg;
 }
 
-async function waitFor(spec: Spec, nodes: NodeSpec[], timeoutMs: number): Promise<void> {
+async function waitFor(spec: Spec, nodes: NodeSpec[], timeoutMs: number, onWait?: () => Promise<void>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
@@ -150,6 +162,7 @@ async function waitFor(spec: Spec, nodes: NodeSpec[], timeoutMs: number): Promis
     if (h.healthy) return;
     last = h.reason;
     heartbeat({ waiting: last });
+    await onWait?.();
     await sleepMs(1000, activitySignal());
   }
   throw ApplicationFailure.retryable(`Ray did not come up: ${last}`, 'RayNotReady');
