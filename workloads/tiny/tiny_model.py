@@ -391,6 +391,7 @@ def write_sharded(
         part = {tensors[i][0]: tensors[i][1].contiguous() for i in group}
         tmp = out_dir / (name + '.tmp')
         save_file(part, str(tmp), metadata={'format': 'pt'})
+        os.chmod(tmp, 0o644)
         os.replace(tmp, out_dir / name)
         weight_map.update({key: name for key in part})
     index = {'metadata': {'total_size': total, **(index_metadata or {})}, 'weight_map': dict(sorted(weight_map.items()))}
