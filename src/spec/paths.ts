@@ -47,7 +47,13 @@ export function absolutize(spec: Spec, cwd: string): Spec {
   return {
     ...spec,
     storage: { ...spec.storage, baseDir: abs(spec.storage.baseDir) },
-    slime: { ...spec.slime, dir: abs(spec.slime.dir), megatronPath: abs(spec.slime.megatronPath) },
+    slime: {
+      ...spec.slime,
+      dir: abs(spec.slime.dir),
+      megatronPath: abs(spec.slime.megatronPath),
+      // a relative interpreter path (tiny-local: .venv/bin/python3) is a path, not a name to look up in PATH
+      python: spec.slime.python.includes('/') ? abs(spec.slime.python) : spec.slime.python,
+    },
     cluster: {
       ...spec.cluster,
       stateDir: abs(spec.cluster.stateDir),

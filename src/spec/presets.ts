@@ -303,7 +303,7 @@ const tinyLocal: SpecInput = {
     env: { PATH: '.venv/bin:/usr/local/bin:/usr/bin:/bin' },
   },
   storage: { baseDir: '.keel/local/shared' },
-  slime: { dir: 'workloads/tiny', megatronPath: 'workloads/tiny', python: 'python3' },
+  slime: { dir: 'workloads/tiny', megatronPath: 'workloads/tiny', python: '.venv/bin/python3' },
   model: {
     repo: 'keel-tiny/tiny-v3-fp8',
     revision: 'main',

@@ -1,0 +1,85 @@
+// The tiny-local pipeline for end-to-end and fault tests: a local cluster (optionally over sshd), the real dev server
+// and worker, a scaled-down run (few rollouts, short intervals and timeouts).
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Worker } from '@temporalio/worker';
+import { startLocalCluster, type LocalCluster } from '../../src/local/cluster.js';
+import { absolutize } from '../../src/spec/paths.js';
+import { deepMerge, resolveSpecOrThrow, presets, type Spec } from '../../src/spec/index.js';
+import { createTestWorker, tempDir, uniqueQueue } from './pipeline.js';
+import { repoRoot, startDevServer } from './temporal.js';
+
+export interface TinyRig {
+  env: TestWorkflowEnvironment;
+  cluster: LocalCluster;
+  worker: Worker;
+  taskQueue: string;
+  running: Promise<void>;
+  spec(overrides?: Record<string, unknown>): Spec;
+  stop(): Promise<void>;
+}
+
+/** Models are cached across test files and runs (generation takes a while on 2 cores). */
+export const modelCache = join(tmpdir(), 'keel-tiny-model-cache');
+
+export async function startTinyRig(options: {
+  ssh?: boolean;
+  nodes?: number;
+  spares?: number;
+  portBase: number;
+}): Promise<TinyRig> {
+  const root = await tempDir('keel-tiny-');
+  const env = await startDevServer();
+  let cluster: LocalCluster | undefined;
+  try {
+    cluster = await startLocalCluster({
+      root,
+      repoRoot,
+      nodes: options.nodes ?? 4,
+      spares: options.spares ?? 0,
+      ssh: options.ssh,
+      cacheDir: modelCache,
+    });
+    process.env.KEEL_HF_ENDPOINT = cluster.hubEndpoint;
+    const taskQueue = uniqueQueue('keel-tiny');
+    const worker = await createTestWorker(env, taskQueue);
+    const running = worker.run();
+    const c = cluster;
+    return {
+      env,
+      cluster: c,
+      worker,
+      taskQueue,
+      running,
+      spec: (overrides = {}) => {
+        const scaled = {
+          rollout: { numRollout: 6 },
+          ckpt: { saveInterval: 3 },
+          eval: { evalInterval: 3 },
+          rayHead: { isolateNodes: { portBase: options.portBase } },
+          policies: {
+            heartbeatTimeout: '10s',
+            initialRetryInterval: '1s',
+            hang: { startup: '3m', rollout: '45s', checkpointSave: '45s' },
+            crashLoop: { maxRestarts: 3, window: '1h' },
+          },
+        };
+        const raw = deepMerge(deepMerge(deepMerge(presets['tiny-local'], c.specOverrides()), scaled), overrides);
+        return absolutize(resolveSpecOrThrow(raw), repoRoot);
+      },
+      stop: async () => {
+        worker.shutdown();
+        await running.catch(() => undefined);
+        await c.stop();
+        await env.teardown();
+        await rm(root, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    await cluster?.stop();
+    await env.teardown();
+    throw error;
+  }
+}
