@@ -2,7 +2,7 @@
 // file byte for byte, lists sizes and sha256, and resumes a dropped transfer with an HTTP Range request.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, readdir, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -99,4 +99,19 @@ test('a transfer dropped mid-file is resumed with a Range request for the missin
   assert.equal(second.status, 206);
   assert.equal(second.range, `bytes=${CHUNK}-`);
   assert.equal(second.bytes, size - CHUNK, 'the resume fetched only the bytes the client did not have');
+});
+
+test('a re-run fetches a truncated local file again in full (hf does not resume across runs)', async () => {
+  const local = path.join(work, 'download');
+  const shard = (await listFiles(local)).find((f) => f.endsWith('.safetensors'))!;
+  const original = await readFile(path.join(modelDir, shard));
+  await truncate(path.join(local, shard), 1000);
+  const before = (await hub!.stats()).length;
+  await hfDownload(hub!.endpoint, REPO, local, path.join(work, 'hf-home'));
+  assert.ok((await readFile(path.join(local, shard))).equals(original));
+  const gets = (await hub!.stats()).slice(before).filter((r) => r.method === 'GET' && r.path.includes('/resolve/'));
+  assert.deepEqual(
+    gets.map((r) => [r.path.split('/').pop(), r.range, r.bytes]),
+    [[shard, null, original.length]],
+  );
 });
