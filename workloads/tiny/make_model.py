@@ -227,6 +227,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--target-pass-rate', type=float, default=0.3, help='stop pretraining at this probe rate')
     parser.add_argument('--lr', type=float, default=3e-3)
     parser.add_argument('--shards', type=int, default=4)
+    parser.add_argument(
+        '--threads', type=int, default=1, help='torch CPU threads (1 stays fast on a busy shared machine)'
+    )
     return parser.parse_args(argv)
 
 
@@ -241,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out.mkdir(parents=True, exist_ok=True)
     clear_model_files(out)
+    torch.set_num_threads(max(1, args.threads))
     random.seed(args.seed)
     torch.manual_seed(args.seed)
 
