@@ -111,7 +111,15 @@ async function bringUp(spec: Spec, runKey: string, nodes: NodeSpec[]): Promise<v
   const executor = executorFor(spec);
   const [head, ...workers] = nodes;
   if (!head) throw new Error('no nodes to start Ray on');
-  const launchRay = async (node: NodeSpec, argv: string[], index: number) => {
+  // Ports follow the node, not its place in this bring-up: a spare that replaces a node never takes the ports the
+  // replaced node's processes may still hold.
+  const pool = allNodes(spec);
+  const stableIndex = (node: NodeSpec) => {
+    const i = pool.findIndex((n) => nodeName(n) === nodeName(node));
+    return i >= 0 ? i : pool.length + nodes.indexOf(node);
+  };
+  const launchRay = async (node: NodeSpec, argv: string[], _position: number) => {
+    const index = stableIndex(node);
     const p = ports(spec, index);
     const extra = [...p.extra];
     if (spec.rayHead.isolateNodes) {

@@ -94,7 +94,7 @@ export function trainingActivities(deps: ActivityDeps) {
   async function submitTrainingJob(input: {
     spec: Spec;
     runKey: string;
-    generation: number;
+    generation: string;
     activeNodes?: string[];
     extraNodes?: ExtraNode[];
   }): Promise<{ jobId: string; tracker: number; created: boolean }> {
@@ -251,7 +251,7 @@ export function trainingActivities(deps: ActivityDeps) {
           }
           return done({ kind: 'succeeded' });
         }
-        const dead = await deadNodes(dashboard, nodes);
+        const dead = await deadNodes(spec, dashboard, nodes);
         if (dead.length)
           return failed('node-lost', `node(s) ${dead.join(', ')} lost; the job ${job.status.toLowerCase()}`);
         const tail = (await jobs.getLogs(input.jobId, Math.max(0, offset - 8000)).catch(() => ({ text: '' }))).text;
@@ -259,9 +259,9 @@ export function trainingActivities(deps: ActivityDeps) {
       }
 
       // Node liveness from the dashboard: do not wait for an NCCL timeout to notice a dead node.
-      if (Date.now() - lastNodeCheck > 5000 && unreachableSince === undefined) {
+      if (Date.now() - lastNodeCheck > 10_000 && unreachableSince === undefined) {
         lastNodeCheck = Date.now();
-        const dead = await deadNodes(dashboard, nodes);
+        const dead = await deadNodes(spec, dashboard, nodes);
         if (dead.length) return failed('node-lost', `node(s) ${dead.join(', ')} no longer alive in Ray`);
       }
 
@@ -278,18 +278,23 @@ export function trainingActivities(deps: ActivityDeps) {
     }
   }
 
-  async function deadNodes(dashboard: RayDashboardClient, nodes: NodeSpec[]): Promise<string[]> {
+  /** Nodes Ray declares dead, and nodes the executor cannot reach (Ray notices a lost node only after a while). */
+  async function deadNodes(spec: Spec, dashboard: RayDashboardClient, nodes: NodeSpec[]): Promise<string[]> {
+    const dead = new Set<string>();
     try {
       const all = await dashboard.listNodes();
-      return nodes
-        .filter((n) => {
-          const entries = all.filter((x) => x.nodeIp === nodeIp(n));
-          return entries.length > 0 && !entries.some((x) => x.alive);
-        })
-        .map(nodeName);
+      for (const n of nodes) {
+        const entries = all.filter((x) => x.nodeIp === nodeIp(n));
+        if (entries.length > 0 && !entries.some((x) => x.alive)) dead.add(nodeName(n));
+      }
     } catch {
-      return [];
+      // the dashboard is the head's: its loss is classified as head-lost elsewhere
     }
+    const answers = await Promise.all(nodes.map((n) => reachable(spec, n)));
+    nodes.forEach((n, i) => {
+      if (!answers[i]) dead.add(nodeName(n));
+    });
+    return [...dead];
   }
 
   /** Keep the last K, every M-th and the best by eval; never the tracker's or a partial newer one. Deletes the rest. */

@@ -98,7 +98,8 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       const submitted = await t.submitTrainingJob({
         spec,
         runKey,
-        generation: state.submissions + 1,
+        // unique per training execution (a retried train step starts a new one) and per submission within it
+        generation: `${workflowInfo().firstExecutionRunId.slice(-8)}-${state.submissions + 1}`,
         activeNodes: state.activeNodes,
         extraNodes: state.extraNodes,
       });
@@ -193,7 +194,16 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       state.restartTimes.push(new Date().toISOString());
       setPhase('healing');
       for (;;) {
-        const healed = await t.healCluster({ spec, runKey, extraNodes: state.extraNodes });
+        const healed = await t.healCluster({ spec, runKey, extraNodes: state.extraNodes }).catch((error: unknown) => {
+          // Ray did not come up on the chosen nodes this time: probe and try again after a pause.
+          log.warn('healing attempt failed', { error: String(error) });
+          return {
+            ready: false,
+            reason: `bring-up failed: ${String(error)}`,
+            nodes: [],
+            quarantined: state.quarantined ?? [],
+          };
+        });
         state.quarantined = healed.quarantined;
         if (healed.ready) {
           state.waitingFor = undefined;
