@@ -1,7 +1,7 @@
 // The process-record operations shared by the local and ssh executors, built on one primitive: run an argv on a node
 // (`execOnNode`). Each operation is a constant POSIX sh script with its values passed as positional arguments.
 import { posix } from 'node:path';
-import { NodeScriptError, UnknownProcessError } from './errors.js';
+import { ExecTimeoutError, NodeScriptError, UnknownProcessError } from './errors.js';
 import {
   envArgs,
   recordDir,
@@ -55,6 +55,9 @@ export type CommandListener = (event: { node: string; argv: string[] }) => void;
 
 const defaultTailBytes = 1 << 20;
 const defaultGraceMs = 10_000;
+const timeoutBackstopMs = 10_000;
+/** The exit code of coreutils `timeout` when the time ran out. */
+const timedOutExitCode = 124;
 
 export abstract class ScriptExecutor implements Executor {
   abstract readonly kind: 'local' | 'ssh';
@@ -67,12 +70,20 @@ export abstract class ScriptExecutor implements Executor {
   async run(node: NodeTarget, argv: string[], options: RunOptions = {}): Promise<RunResult> {
     if (argv.length === 0) throw new NodeScriptError(nodeName(node), 'run', -1, 'empty argv');
     validateEnvNames(options.env, 'env');
-    const timeoutSec = options.timeoutMs === undefined ? '' : String(Math.max(1, Math.ceil(options.timeoutMs / 1000)));
+    const timeoutSec = options.timeoutMs === undefined ? '' : String(Math.max(0.001, options.timeoutMs / 1000));
+    // coreutils `timeout` on the node ends the program (an ssh client killed on this side would not); the local
+    // timer is only a backstop for a node that stops answering.
     const raw = await this.execOnNode(
       node,
       ['sh', '-c', runScript, 'keel-run', options.cwd ?? '', timeoutSec, ...envArgs(options.env), ...argv],
-      { input: options.input, timeoutMs: options.timeoutMs },
+      {
+        input: options.input,
+        ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs + timeoutBackstopMs }),
+      },
     );
+    if (options.timeoutMs !== undefined && raw.exitCode === timedOutExitCode) {
+      throw new ExecTimeoutError(nodeName(node), options.timeoutMs);
+    }
     return { exitCode: raw.exitCode, stdout: Buffer.from(raw.stdout).toString('utf8'), stderr: raw.stderr };
   }
 

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
 import {
+  ExecTimeoutError,
   GangMemberFailedError,
   SshConnectionError,
   SshExecutor,
@@ -83,6 +84,12 @@ describe('ssh executor', { skip }, () => {
     assert.ok(last.includes('BatchMode=yes') && last.includes('StrictHostKeyChecking=yes'));
     await executor.close();
     assert.equal(existsSync(path.dirname(controlPath.slice('ControlPath='.length))), false, 'control dir removed');
+  });
+
+  test('a run timeout ends the remote program too', async () => {
+    const executor = newExecutor();
+    await assert.rejects(executor.run(nodes[0]!, ['sleep', '31.77'], { timeoutMs: 500 }), ExecTimeoutError);
+    await waitFor(async () => !processArgvs().some((argv) => argv === 'sleep\u000031.77\u0000'));
   });
 
   test('checks host keys by default: an unknown or changed key refuses the connection', async () => {
@@ -210,15 +217,8 @@ describe('ssh executor', { skip }, () => {
       const log = (await executor.tail(node, 'run-1/download', 0)).text;
       assert.match(log, new RegExp(`token bytes: ${secret.length}`));
       assert.ok(!log.includes(secret));
-      for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
-        let cmdline = '';
-        try {
-          cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-        } catch {
-          continue;
-        }
-        assert.ok(!cmdline.includes(secret), `process ${entry} has the secret in its argv`);
-      }
+      assert.ok(processArgvs().length > 0);
+      assert.ok(!processArgvs().some((argv) => argv.includes(secret)), 'a process has the secret in its argv');
       await executor.stop(node, 'run-1/download', { graceMs: 1000 });
     } finally {
       delete process.env.KEEL_TEST_SSH_SECRET;
@@ -280,4 +280,17 @@ async function waitFor(predicate: () => Promise<boolean>, limitMs = 20_000): Pro
     if (Date.now() > deadline) assert.fail('condition not reached');
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/** The raw argv (NUL-separated) of every process on this machine. */
+function processArgvs(): string[] {
+  const argvs: string[] = [];
+  for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    try {
+      argvs.push(readFileSync(`/proc/${entry}/cmdline`, 'utf8'));
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return argvs;
 }
