@@ -308,6 +308,7 @@ const tinyLocal: SpecInput = {
     repo: 'keel-tiny/tiny-v3-fp8',
     revision: 'main',
     hfEndpointEnv: 'KEEL_HF_ENDPOINT',
+    hfTokenEnv: 'HF_TOKEN',
     downloadDir: 'tiny-v3-fp8',
     bf16Dir: 'tiny-v3-bf16/',
     torchDistDir: 'tiny-v3_torch_dist/',

@@ -1,13 +1,16 @@
 // End to end: the tiny-local pipeline over ssh on a 4-node local cluster (real sshd, real hf download from the local
 // hub, the cast stand-in, a real 4-node torchrun conversion, a real 4-node Ray cluster, the GRPO trainer stand-in as
 // a Ray job), through the real worker and dev server. Then a second run skips the preparation steps and a higher
-// numRollout continues training from the latest checkpoint.
+// numRollout continues training from the latest checkpoint. Last, a schedule's retrain runs continue from the latest
+// checkpoint and record promotion decisions.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { execa } from 'execa';
 import { join } from 'node:path';
 import { statusQuery, trainingStatusQuery } from '../../workflows/definitions.js';
-import { describeError } from '../../src/client/index.js';
+import { describeError, KeelSchedules } from '../../src/client/index.js';
+import { eventually } from '../support/pipeline.js';
 import { sshUnavailableReason } from '../support/sshd.js';
 import { startTinyRig, type TinyRig } from '../support/tiny-pipeline.js';
 import type { Spec } from '../../src/spec/index.js';
@@ -16,7 +19,10 @@ const skip = sshUnavailableReason();
 
 describe('tiny-local pipeline over ssh on a 4-node local cluster', { skip, timeout: 1_200_000 }, () => {
   let rig: TinyRig;
+  // The worker holds a Hub token (named by the spec as model.hfTokenEnv: HF_TOKEN): it must reach `hf` and nothing else.
+  const token = `hf_keelTestToken${Date.now()}abcdefghij`;
   before(async () => {
+    process.env.HF_TOKEN = token;
     rig = await startTinyRig({ ssh: true, nodes: 4, portBase: 24100 });
   });
   after(async () => {
@@ -53,6 +59,16 @@ describe('tiny-local pipeline over ssh on a 4-node local cluster', { skip, timeo
     const saveDir = join(spec.storage.baseDir, 'tiny-v3_slime');
     assert.equal((await readFile(join(saveDir, 'latest_checkpointed_iteration.txt'), 'utf8')).trim(), '5');
 
+    // The secret is in no workflow history, process record, argv or log.
+    for (const id of ['keel-tiny-e2e-1', 'keel-tiny-e2e-1-training']) {
+      const history = JSON.stringify(await rig.env.client.workflow.getHandle(id).fetchHistory());
+      assert.ok(!history.includes(token), `${id} history holds the token`);
+    }
+    const { stdout } = await execa('grep', ['-rl', '--', token, join(spec.storage.baseDir, '..', 'nodes')], {
+      reject: false,
+    });
+    assert.equal(stdout.trim(), '', `files under the node state dirs hold the token: ${stdout}`);
+
     const more = rig.spec({ rollout: { numRollout: 9 } });
     const second = await run(more, 'keel-tiny-e2e-2');
     const byId = Object.fromEntries(second.pipeline.steps.map((s) => [s.id, s]));
@@ -65,5 +81,42 @@ describe('tiny-local pipeline over ssh on a 4-node local cluster', { skip, timeo
       [8],
     );
     assert.equal(second.training.failures.length, 0, JSON.stringify(second.training.failures));
+  });
+
+  it('a schedule triggered twice retrains from the latest checkpoint and records promotion decisions with both scores', async () => {
+    const schedules = new KeelSchedules(rig.env.client, rig.taskQueue);
+    const spec = rig.spec({ name: 'tiny-e2e-retrain' });
+    const saveDir = join(spec.storage.baseDir, 'tiny-v3_slime');
+    const before = Number((await readFile(join(saveDir, 'latest_checkpointed_iteration.txt'), 'utf8')).trim());
+    const id = await schedules.create({ spec, every: '7d', rollouts: 3, scheduleId: 'keel-retrain-e2e' });
+    try {
+      const decisions = [];
+      for (let round = 1; round <= 2; round++) {
+        await schedules.trigger(id);
+        const workflowId = await eventually(
+          async () => (await schedules.describe(id)).recentActions[round - 1]?.workflowId || undefined,
+          60_000,
+          `retrain ${round} to start`,
+        );
+        const decision = await rig.env.client.workflow.getHandle(workflowId).result();
+        const training = await rig.env.client.workflow
+          .getHandle(`${workflowId}-pipeline-training`)
+          .query(trainingStatusQuery);
+        assert.deepEqual(training.failures, [], 'resumed at tracker + 1 (a resume mismatch would be a failure)');
+        assert.equal(training.checkpoints.at(-1)?.iteration, before + 3 * round);
+        decisions.push(decision);
+      }
+      assert.equal(decisions[0].iteration, before + 3);
+      assert.equal(typeof decisions[0].score, 'number');
+      assert.equal(decisions[1].previous?.iteration, decisions[0].promoted ? before + 3 : undefined);
+      if (decisions[0].promoted) {
+        assert.equal(typeof decisions[1].previous?.score, 'number', 'the second decision names both scores');
+        assert.match(decisions[1].reason, /eval \d\.\d{4} (beats|does not beat) the promoted \d\.\d{4}/);
+      }
+      const promoted = JSON.parse(await readFile(join(saveDir, 'promoted.json'), 'utf8'));
+      assert.ok(promoted.iteration === before + 3 || promoted.iteration === before + 6);
+    } finally {
+      await schedules.delete(id);
+    }
   });
 });
