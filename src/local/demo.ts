@@ -94,6 +94,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     log: say,
   });
   process.env.KEEL_HF_ENDPOINT = cluster.hubEndpoint;
+  // The worker's own logs would drown the progress display; KEEL_LOG_LEVEL=info brings them back.
+  process.env.KEEL_LOG_LEVEL ??= 'warn';
   const { createControlWorker } = await import('../../workers/control.js');
   const { worker, connection } = await createControlWorker({
     target: { address: `127.0.0.1:${port}` },
