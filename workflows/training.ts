@@ -4,6 +4,7 @@ import {
   ApplicationFailure,
   condition,
   continueAsNew,
+  isCancellation,
   log,
   proxyActivities,
   setHandler,
@@ -109,7 +110,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       log.info('training job submitted', { jobId: submitted.jobId, tracker: submitted.tracker });
     }
     setPhase('running');
-    const outcome = await s.superviseUntilCheckpoint({
+    const supervision = {
       spec,
       runKey,
       jobId: state.jobId,
@@ -117,7 +118,19 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       resumeFrom: state.resumeFrom,
       activeNodes: state.activeNodes,
       extraNodes: state.extraNodes,
-    });
+    };
+    // The supervising activity dies with its worker (heartbeat timeout); the job does not. Supervise the same job
+    // again: it re-attaches by its submission id and re-reads the job's log.
+    let outcome: Awaited<ReturnType<typeof s.superviseUntilCheckpoint>> | undefined;
+    for (let tries = 1; outcome === undefined; tries++) {
+      try {
+        outcome = await s.superviseUntilCheckpoint(supervision);
+      } catch (error) {
+        if (isCancellation(error) || tries >= 5) throw error;
+        log.warn('supervision lost; re-attaching to the job', { jobId: state.jobId, error: String(error) });
+        await sleep(msToNumber(spec.policies.initialRetryInterval));
+      }
+    }
     state.resumeFrom = undefined;
     const lastFailure = state.failures.at(-1);
     if (lastFailure && !lastFailure.recoveredAt && outcome.firstRolloutAt)
