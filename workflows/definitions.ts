@@ -35,6 +35,7 @@ export interface TrainingStatus {
   restarts: number;
   lastRollout?: number;
   numRollout: number;
+  saveInterval?: number;
   checkpoints: CheckpointRecord[];
   evals: { rollout: number; score: number }[];
   failures: {

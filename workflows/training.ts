@@ -55,6 +55,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
     submissions: 0,
     restarts: 0,
     numRollout: spec.rollout.numRollout,
+    saveInterval: spec.ckpt.saveInterval,
     checkpoints: [],
     evals: [],
     failures: [],

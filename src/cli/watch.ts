@@ -28,6 +28,19 @@ export async function watchRun(
   const say = (line: string) => (bars ? bars.log(`${line}\n`) : out.write(`${line}\n`));
   let final: RunStatus | undefined;
   const evals: number[] = [];
+  let paceFrom: { at: number; rollout: number } | undefined;
+  /** "next checkpoint at 39 in ~42 s", from the rollout pace seen while watching */
+  const nextCheckpoint = (t: NonNullable<RunStatus['training']>): string => {
+    if (!t.saveInterval || t.lastRollout === undefined) return '';
+    paceFrom ??= { at: Date.now(), rollout: t.lastRollout };
+    const next = Math.min(
+      t.numRollout - 1,
+      (Math.floor((t.lastRollout + 1) / t.saveInterval) + 1) * t.saveInterval - 1,
+    );
+    const done = t.lastRollout - paceFrom.rollout;
+    const eta = done > 0 ? ((Date.now() - paceFrom.at) / done) * (next - t.lastRollout) : undefined;
+    return `, next checkpoint at ${next}${eta === undefined ? '' : ` in ~${Math.round(eta / 1000)} s`}`;
+  };
   try {
     for await (const event of client.watch(workflowId)) {
       switch (event.type) {
@@ -48,7 +61,7 @@ export async function watchRun(
             rolloutBar ??= bars.create(t.numRollout, 0, { label: 'rollouts', detail: '' });
             const last = t.checkpoints.at(-1);
             rolloutBar.update((t.lastRollout ?? -1) + 1, {
-              detail: `${t.phase}${last ? `, checkpoint ${last.iteration}` : ''}${evals.length ? `, eval ${evalTrend(evals)} ${evals.at(-1)!.toFixed(3)}` : ''}`,
+              detail: `${t.phase}${last ? `, checkpoint ${last.iteration}` : ''}${nextCheckpoint(t)}${evals.length ? `, eval ${evalTrend(evals)} ${evals.at(-1)!.toFixed(3)}` : ''}`,
             });
           }
           break;
