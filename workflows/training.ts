@@ -167,11 +167,8 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       return result(state, false);
     } else {
       // The job failed, hung, or lost a node: classified by the activity in one place.
-      state.failures.push({
-        at: new Date().toISOString(),
-        kind: outcome.failure.kind,
-        message: outcome.failure.message,
-      });
+      // kind and message, plus the figures the soak benchmark reads: last rollout, tracker, detection times
+      state.failures.push({ at: new Date().toISOString(), ...outcome.failure });
       log.warn('training job failed', { ...outcome.failure });
       if (outcome.failure.kind === 'config-error' || outcome.failure.kind === 'resume-mismatch') {
         await q.stopTrainingJob({
