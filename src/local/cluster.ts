@@ -4,11 +4,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { startSshCluster, type SshCluster } from './sshd.js';
 import { signalNode } from './node-processes.js';
+import { freePort } from './net.js';
 
 export interface LocalClusterOptions {
   /** where everything lives: shared/, nodes/<node>/, hub/ */
@@ -70,19 +70,6 @@ export async function ensureTinyModel(options: {
     },
   );
   return dir;
-}
-
-async function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
 }
 
 async function waitForHttp(url: string, timeoutMs: number): Promise<void> {

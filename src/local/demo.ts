@@ -3,7 +3,6 @@
 // Web UI link and ends with a summary.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
-import net from 'node:net';
 import { join } from 'node:path';
 import { KeelClient, RunAlreadyLiveError, type RunStatus } from '../client/index.js';
 import { absolutize } from '../spec/paths.js';
@@ -12,6 +11,7 @@ import { presets } from '../spec/presets.js';
 import { devServerSearchAttributeArgs } from '../search-attributes.js';
 import { watchRun } from '../cli/watch.js';
 import { startLocalCluster } from './cluster.js';
+import { canConnect } from './net.js';
 
 export interface DemoOptions {
   repoRoot: string;
@@ -24,19 +24,8 @@ export interface DemoOptions {
   seed?: number;
 }
 
-function listening(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
-
 async function startServer(repoRoot: string, port: number, uiPort: number): Promise<ChildProcess | undefined> {
-  if (await listening('127.0.0.1', port)) return undefined;
+  if (await canConnect('127.0.0.1', port)) return undefined;
   await mkdir(join(repoRoot, '.keel'), { recursive: true });
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort)];
   args.push(
@@ -47,7 +36,7 @@ async function startServer(repoRoot: string, port: number, uiPort: number): Prom
     'error',
   );
   const server = spawn(join(repoRoot, '.venv', 'bin', 'temporal'), args, { stdio: 'ignore' });
-  for (let i = 0; i < 300 && !(await listening('127.0.0.1', port)); i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 300 && !(await canConnect('127.0.0.1', port)); i++) await new Promise((r) => setTimeout(r, 100));
   return server;
 }
 

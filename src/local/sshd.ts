@@ -3,10 +3,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
+import { canConnect, freePort } from './net.js';
 
 export const sshdPath = '/usr/sbin/sshd';
 
@@ -100,20 +100,6 @@ function offsetAddress(base: string, offset: number): string {
   return octets.join('.');
 }
 
-/** A port that is free on this address right now (the kernel picks it). */
-async function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
-
 async function startServer(
   dir: string,
   index: number,
@@ -156,17 +142,6 @@ async function startServer(
   await stopServer(server);
   const log = await readFile(logFile, 'utf8').catch(() => '');
   throw new Error(`sshd on ${host}:${port} did not start: ${log.trim()}`);
-}
-
-function canConnect(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
 
 async function stopServer(server: ChildProcess): Promise<void> {
