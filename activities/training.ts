@@ -48,7 +48,18 @@ export interface EvalPoint {
 type OutcomeBody =
   { kind: 'checkpoint'; iteration: number } | { kind: 'succeeded' } | { kind: 'failed'; failure: Failure };
 
-export type SuperviseOutcome = { evals: EvalPoint[]; lastRollout?: number; firstRolloutAt?: string } & OutcomeBody;
+export interface RewardPoint {
+  rollout: number;
+  reward: number;
+}
+
+export type SuperviseOutcome = {
+  evals: EvalPoint[];
+  /** `rollout/raw_reward` of the rollouts after `afterIteration` (the trainer's `rollout N: {...}` lines) */
+  rewards?: RewardPoint[];
+  lastRollout?: number;
+  firstRolloutAt?: string;
+} & OutcomeBody;
 
 /** Lines that mean the trainer rejected its arguments or configuration: restarting cannot help. */
 const configErrorPattern =
@@ -152,7 +163,14 @@ export function trainingActivities(deps: ActivityDeps) {
     const jobs = jobsClient(spec, head);
     const dashboard = new RayDashboardClient({ url: dashboardUrlFor(spec, head), timeoutMs: 5000 });
     const saveDir = modelPaths(spec).save;
-    const follower = new SlimeLogFollower();
+    const rewards = new Map<number, number>();
+    const follower = new SlimeLogFollower({
+      onEvent: (event) => {
+        if (event.type !== 'rollout-stats') return;
+        const reward = event.metrics['rollout/raw_reward'];
+        if (reward !== undefined && !Number.isNaN(reward)) rewards.set(event.rollout, reward);
+      },
+    });
     const hang = {
       startup: msToNumber(spec.policies.hang.startup),
       rollout: msToNumber(spec.policies.hang.rollout),
@@ -177,6 +195,7 @@ export function trainingActivities(deps: ActivityDeps) {
       ({
         ...outcome,
         evals: evals(),
+        rewards: [...rewards].filter(([rollout]) => rollout > after).map(([rollout, reward]) => ({ rollout, reward })),
         lastRollout: follower.summary.lastRollout,
         firstRolloutAt: firstRolloutAt === undefined ? undefined : new Date(firstRolloutAt).toISOString(),
       }) as SuperviseOutcome;

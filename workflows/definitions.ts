@@ -38,6 +38,8 @@ export interface TrainingStatus {
   saveInterval?: number;
   checkpoints: CheckpointRecord[];
   evals: { rollout: number; score: number }[];
+  /** `rollout/raw_reward` by rollout (a rollout re-run after a resume keeps its latest value); thinned when long */
+  rewards?: { rollout: number; reward: number }[];
   failures: {
     at: string;
     kind: string;

@@ -143,6 +143,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
     for (const e of outcome.evals) {
       if (!state.evals.some((x) => x.rollout === e.rollout)) state.evals.push(e);
     }
+    state.rewards = mergeRewards(state.rewards ?? [], outcome.rewards ?? []);
 
     if (outcome.kind === 'checkpoint') {
       const evalAt = state.evals.find((e) => e.rollout === outcome.iteration);
@@ -230,6 +231,21 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       await continueAsNew<typeof training>({ spec, runKey, state });
     }
   }
+}
+
+/** At most this many reward points are kept in the run state (it is carried across continue-as-new). */
+const maxRewardPoints = 2000;
+
+function mergeRewards(
+  kept: NonNullable<TrainingStatus['rewards']>,
+  points: NonNullable<TrainingStatus['rewards']>,
+): NonNullable<TrainingStatus['rewards']> {
+  const byRollout = new Map(kept.map((p) => [p.rollout, p.reward]));
+  for (const p of points) byRollout.set(p.rollout, p.reward);
+  let merged = [...byRollout].sort(([a], [b]) => a - b).map(([rollout, reward]) => ({ rollout, reward }));
+  // Too long: keep every other point (and the last), so the series still spans the whole run.
+  while (merged.length > maxRewardPoints) merged = merged.filter((_, i) => i % 2 === 0 || i === merged.length - 1);
+  return merged;
 }
 
 function crashLoop(spec: Spec, state: NonNullable<TrainingInput['state']>): boolean {
