@@ -4,6 +4,7 @@ import { registerSpecCommands } from './commands/spec.js';
 import { registerRunCommands } from './commands/run.js';
 import { registerLocalCommands } from './commands/local.js';
 import { registerScheduleCommands } from './commands/schedule.js';
+import { registerReportCommand } from './commands/report.js';
 
 const program = new Command('keel')
   .description('Durable RL post-training pipelines (slime / Megatron / Ray) on Temporal')
@@ -13,5 +14,6 @@ registerSpecCommands(program);
 registerRunCommands(program);
 registerLocalCommands(program);
 registerScheduleCommands(program);
+registerReportCommand(program);
 
 await program.parseAsync(process.argv);

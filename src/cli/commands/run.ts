@@ -11,18 +11,18 @@ import { watchRun } from '../watch.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
-interface ServerOptions {
+export interface ServerOptions {
   address?: string;
   namespace?: string;
 }
 
-function connectionFlags(command: Command): Command {
+export function connectionFlags(command: Command): Command {
   return command
     .option('--address <host:port>', 'Temporal address (env KEEL_TEMPORAL_ADDRESS; default 127.0.0.1:7233)')
     .option('--namespace <ns>', 'Temporal namespace (env KEEL_TEMPORAL_NAMESPACE; default default)');
 }
 
-async function withClient<T>(options: ServerOptions, fn: (client: KeelClient) => Promise<T>): Promise<T> {
+export async function withClient<T>(options: ServerOptions, fn: (client: KeelClient) => Promise<T>): Promise<T> {
   const client = await KeelClient.connect({ address: options.address, namespace: options.namespace });
   try {
     return await fn(client);

@@ -1,0 +1,131 @@
+// `keel report`: a run's recorded state -> one chart (Vega-Lite, rendered to SVG in Node without a browser): eval score
+// and reward against rollout with checkpoints and restarts marked, and the step timeline. Every drawn point carries
+// an exact description (its aria-label in the SVG), so a reader or a test can check the chart against the run.
+import type { TopLevelSpec } from 'vega-lite';
+import type { RunStatus } from '../client/index.js';
+
+export interface ReportData {
+  workflowId: string;
+  runStatus: string;
+  evals: { rollout: number; score: number }[];
+  rewards: { rollout: number; reward: number }[];
+  checkpoints: { iteration: number; at: string; evalScore?: number }[];
+  /** a failure training restarted after: where it broke (rollout) and the checkpoint it resumed from */
+  restarts: { at: string; rollout: number; tracker?: number; kind: string }[];
+  steps: { id: string; state: string; start: string; end: string }[];
+}
+
+/** The chart's data from a run's status; `now` ends the bars of steps still running. */
+export function reportData(status: RunStatus, now = new Date()): ReportData {
+  const training = status.training;
+  return {
+    workflowId: status.workflowId,
+    runStatus: status.runStatus,
+    evals: training?.evals.map((e) => ({ rollout: e.rollout, score: e.score })) ?? [],
+    rewards: training?.rewards?.map((r) => ({ rollout: r.rollout, reward: r.reward })) ?? [],
+    checkpoints: training?.checkpoints.map((c) => ({ iteration: c.iteration, at: c.at, evalScore: c.evalScore })) ?? [],
+    // A failure that ends the run (config error, resume mismatch) is not a restart.
+    restarts: (training?.failures ?? [])
+      .filter((f) => f.kind !== 'config-error' && f.kind !== 'resume-mismatch')
+      .map((f) => ({
+        at: f.at,
+        rollout: f.lastRollout ?? (f.tracker ?? -1) + 1,
+        ...(f.tracker !== undefined ? { tracker: f.tracker } : {}),
+        kind: f.kind,
+      })),
+    steps: (status.pipeline?.steps ?? [])
+      .filter((s) => s.startedAt)
+      .map((s) => ({ id: s.id, state: s.state, start: s.startedAt!, end: s.endedAt ?? now.toISOString() })),
+  };
+}
+
+/** The exact text of each drawn mark (the SVG's aria-label): `<what> rollout=<n> value=<number as JS prints it>`. */
+export const markLabel = {
+  eval: (rollout: number, score: number) => `eval rollout=${rollout} score=${score}`,
+  reward: (rollout: number, reward: number) => `reward rollout=${rollout} reward=${reward}`,
+  checkpoint: (iteration: number) => `checkpoint iteration=${iteration}`,
+  restart: (rollout: number, kind: string) => `restart rollout=${rollout} kind=${kind}`,
+  step: (id: string, state: string) => `step ${id} ${state}`,
+};
+
+const width = 720;
+
+export function reportSpec(data: ReportData): TopLevelSpec {
+  const series = [
+    ...data.evals.map((e) => ({
+      rollout: e.rollout,
+      value: e.score,
+      series: 'eval score',
+      label: markLabel.eval(e.rollout, e.score),
+    })),
+    ...data.rewards.map((r) => ({
+      rollout: r.rollout,
+      value: r.reward,
+      series: 'reward',
+      label: markLabel.reward(r.rollout, r.reward),
+    })),
+  ];
+  const x = { field: 'rollout', type: 'quantitative' as const, title: 'rollout' };
+  const byRollout = {
+    width,
+    height: 280,
+    title: 'eval score and reward by rollout',
+    layer: [
+      {
+        data: { values: series },
+        mark: { type: 'line', point: true },
+        encoding: {
+          x,
+          y: { field: 'value', type: 'quantitative', title: 'score / reward' },
+          color: { field: 'series', type: 'nominal', title: null },
+          description: { field: 'label' },
+        },
+      },
+      {
+        data: {
+          values: data.checkpoints.map((c) => ({ rollout: c.iteration, label: markLabel.checkpoint(c.iteration) })),
+        },
+        mark: { type: 'rule', strokeDash: [4, 3], color: '#888' },
+        encoding: { x, description: { field: 'label' } },
+      },
+      {
+        data: {
+          values: data.restarts.map((r) => ({ rollout: r.rollout, label: markLabel.restart(r.rollout, r.kind) })),
+        },
+        mark: { type: 'rule', color: '#d62728', strokeWidth: 2 },
+        encoding: { x, description: { field: 'label' } },
+      },
+      {
+        data: {
+          values: [
+            ...data.checkpoints.map((c) => ({ rollout: c.iteration, text: `ckpt ${c.iteration}`, row: 0 })),
+            ...data.restarts.map((r) => ({ rollout: r.rollout, text: `restart (${r.kind})`, row: 1 })),
+          ],
+        },
+        mark: { type: 'text', angle: 270, align: 'right', baseline: 'bottom', dy: -2, fontSize: 10, color: '#555' },
+        encoding: { x, y: { value: 4 }, text: { field: 'text' } },
+      },
+    ],
+  };
+  const timeline = {
+    width,
+    height: Math.max(60, 22 * data.steps.length),
+    title: 'steps',
+    data: { values: data.steps.map((s) => ({ ...s, label: markLabel.step(s.id, s.state) })) },
+    mark: { type: 'bar' as const },
+    encoding: {
+      y: { field: 'id', type: 'nominal' as const, sort: null, title: null },
+      x: { field: 'start', type: 'temporal' as const, title: 'time' },
+      x2: { field: 'end' },
+      color: { field: 'state', type: 'nominal' as const, title: 'state' },
+      description: { field: 'label' },
+    },
+  };
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: `keel run ${data.workflowId}`, subtitle: `${data.runStatus.toLowerCase()}` },
+    config: { font: 'DejaVu Sans, sans-serif' },
+    vconcat: [byRollout, timeline],
+    resolve: { scale: { color: 'independent' } },
+  } as TopLevelSpec;
+}
