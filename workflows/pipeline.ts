@@ -5,10 +5,12 @@ import {
   CancellationScope,
   condition,
   executeChild,
+  getExternalWorkflowHandle,
   isCancellation,
   log,
   proxyActivities,
   setHandler,
+  type SignalDefinition,
   sleep,
   upsertSearchAttributes,
   workflowInfo,
@@ -26,6 +28,7 @@ import {
   pauseSignal,
   resumeSignal,
   statusQuery,
+  stopAfterCheckpointSignal,
   type PipelinePhase,
   type PipelineStatus,
   type StepStatus,
@@ -95,9 +98,14 @@ class PipelineRun {
       this.paused = true;
       this.setPhase('paused');
     });
-    setHandler(resumeSignal, () => {
+    setHandler(resumeSignal, async () => {
       this.paused = false;
       if (this.phase === 'paused') this.setPhase('running');
+      // An operator looks at the pipeline: a training paused by its crash-loop guard resumes from here too.
+      await this.signalTraining(resumeSignal);
+    });
+    setHandler(stopAfterCheckpointSignal, async () => {
+      await this.signalTraining(stopAfterCheckpointSignal);
     });
     setHandler(cancelSignal, (request) => {
       log.info('cancel requested', { reason: request?.reason });
@@ -265,6 +273,15 @@ class PipelineRun {
         return { ...result };
       }
     }
+  }
+
+  /** Forward a signal to the training child while a train step runs (a no-op otherwise). */
+  private async signalTraining(signal: SignalDefinition<[]>): Promise<void> {
+    const training = [...this.steps.values()].some((s) => s.kind === 'train' && s.state === 'running');
+    if (!training) return;
+    await getExternalWorkflowHandle(`${this.runKey}-training`)
+      .signal(signal)
+      .catch((error: unknown) => log.warn('could not forward the signal to training', { error: String(error) }));
   }
 
   private setPhase(phase: PipelinePhase): void {

@@ -2,6 +2,7 @@
 // classify, heal the cluster and resubmit with --load (slime resumes at tracker + 1). Never two live jobs.
 import {
   ApplicationFailure,
+  CancellationScope,
   condition,
   continueAsNew,
   isCancellation,
@@ -94,142 +95,147 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
     upsertSearchAttributes([{ key: keelPhase, value: `training:${phase}` }]);
   };
 
-  for (;;) {
-    if (!state.jobId) {
-      setPhase('submitting');
-      const submitted = await t.submitTrainingJob({
+  const stopJob = () =>
+    q.stopTrainingJob({ spec, jobId: state.jobId!, activeNodes: state.activeNodes, extraNodes: state.extraNodes });
+
+  const supervised = async (): Promise<TrainingResult> => {
+    for (;;) {
+      if (!state.jobId) {
+        setPhase('submitting');
+        const submitted = await t.submitTrainingJob({
+          spec,
+          runKey,
+          // unique per training execution (a retried train step starts a new one) and per submission within it
+          generation: `${workflowInfo().firstExecutionRunId.slice(-8)}-${state.submissions + 1}`,
+          activeNodes: state.activeNodes,
+          extraNodes: state.extraNodes,
+        });
+        state.submissions++;
+        state.jobId = submitted.jobId;
+        state.resumeFrom = submitted.tracker;
+        log.info('training job submitted', { jobId: submitted.jobId, tracker: submitted.tracker });
+      }
+      setPhase('running');
+      const supervision = {
         spec,
         runKey,
-        // unique per training execution (a retried train step starts a new one) and per submission within it
-        generation: `${workflowInfo().firstExecutionRunId.slice(-8)}-${state.submissions + 1}`,
-        activeNodes: state.activeNodes,
-        extraNodes: state.extraNodes,
-      });
-      state.submissions++;
-      state.jobId = submitted.jobId;
-      state.resumeFrom = submitted.tracker;
-      log.info('training job submitted', { jobId: submitted.jobId, tracker: submitted.tracker });
-    }
-    setPhase('running');
-    const supervision = {
-      spec,
-      runKey,
-      jobId: state.jobId,
-      afterIteration: state.checkpoints.at(-1)?.iteration,
-      resumeFrom: state.resumeFrom,
-      activeNodes: state.activeNodes,
-      extraNodes: state.extraNodes,
-    };
-    // The supervising activity dies with its worker (heartbeat timeout); the job does not. Supervise the same job
-    // again: it re-attaches by its submission id and re-reads the job's log.
-    let outcome: Awaited<ReturnType<typeof s.superviseUntilCheckpoint>> | undefined;
-    for (let tries = 1; outcome === undefined; tries++) {
-      try {
-        outcome = await s.superviseUntilCheckpoint(supervision);
-      } catch (error) {
-        if (isCancellation(error) || tries >= 5) throw error;
-        log.warn('supervision lost; re-attaching to the job', { jobId: state.jobId, error: String(error) });
-        await sleep(msToNumber(spec.policies.initialRetryInterval));
-      }
-    }
-    state.resumeFrom = undefined;
-    const lastFailure = state.failures.at(-1);
-    if (lastFailure && !lastFailure.recoveredAt && outcome.firstRolloutAt)
-      lastFailure.recoveredAt = outcome.firstRolloutAt;
-    if (outcome.lastRollout !== undefined) {
-      state.lastRollout = outcome.lastRollout;
-      upsertSearchAttributes([{ key: keelRollout, value: outcome.lastRollout }]);
-    }
-    for (const e of outcome.evals) {
-      if (!state.evals.some((x) => x.rollout === e.rollout)) state.evals.push(e);
-    }
-    state.rewards = mergeRewards(state.rewards ?? [], outcome.rewards ?? []);
-
-    if (outcome.kind === 'checkpoint') {
-      const evalAt = state.evals.find((e) => e.rollout === outcome.iteration);
-      state.checkpoints.push({ iteration: outcome.iteration, at: new Date().toISOString(), evalScore: evalAt?.score });
-      upsertSearchAttributes([{ key: keelCheckpoint, value: outcome.iteration }]);
-      if (evalAt) upsertSearchAttributes([{ key: keelEvalScore, value: evalAt.score }]);
-      log.info('checkpoint saved', { iteration: outcome.iteration, evalScore: evalAt?.score });
-      state.retention = await q.applyRetention({ spec, scores: state.evals });
-      if (stopAfterCheckpoint) {
-        await q.stopTrainingJob({
-          spec,
-          jobId: state.jobId,
-          activeNodes: state.activeNodes,
-          extraNodes: state.extraNodes,
-        });
-        setPhase('stopped');
-        return result(state, true);
-      }
-    } else if (outcome.kind === 'succeeded') {
-      state.retention = await q.applyRetention({ spec, scores: state.evals });
-      setPhase('succeeded');
-      return result(state, false);
-    } else {
-      // The job failed, hung, or lost a node: classified by the activity in one place.
-      // kind and message, plus the figures the soak benchmark reads: last rollout, tracker, detection times
-      state.failures.push({ at: new Date().toISOString(), ...outcome.failure });
-      log.warn('training job failed', { ...outcome.failure });
-      if (outcome.failure.kind === 'config-error' || outcome.failure.kind === 'resume-mismatch') {
-        await q.stopTrainingJob({
-          spec,
-          jobId: state.jobId,
-          activeNodes: state.activeNodes,
-          extraNodes: state.extraNodes,
-        });
-        setPhase('failed');
-        throw ApplicationFailure.create({
-          type: outcome.failure.kind === 'config-error' ? failureTypes.configError : failureTypes.resumeMismatch,
-          message: outcome.failure.message,
-          nonRetryable: true,
-        });
-      }
-      await q.stopTrainingJob({
-        spec,
         jobId: state.jobId,
+        afterIteration: state.checkpoints.at(-1)?.iteration,
+        resumeFrom: state.resumeFrom,
         activeNodes: state.activeNodes,
         extraNodes: state.extraNodes,
-      });
-      state.jobId = undefined;
-      if (crashLoop(spec, state)) {
-        setPhase('paused-crash-loop');
-        operatorDecision = undefined;
-        await condition(() => operatorDecision !== undefined);
-        if (operatorDecision === 'cancel') {
-          setPhase('cancelled');
+      };
+      // The supervising activity dies with its worker (heartbeat timeout); the job does not. Supervise the same job
+      // again: it re-attaches by its submission id and re-reads the job's log.
+      let outcome: Awaited<ReturnType<typeof s.superviseUntilCheckpoint>> | undefined;
+      for (let tries = 1; outcome === undefined; tries++) {
+        try {
+          outcome = await s.superviseUntilCheckpoint(supervision);
+        } catch (error) {
+          if (isCancellation(error) || tries >= 5) throw error;
+          log.warn('supervision lost; re-attaching to the job', { jobId: state.jobId, error: String(error) });
+          await sleep(msToNumber(spec.policies.initialRetryInterval));
+        }
+      }
+      state.resumeFrom = undefined;
+      const lastFailure = state.failures.at(-1);
+      if (lastFailure && !lastFailure.recoveredAt && outcome.firstRolloutAt)
+        lastFailure.recoveredAt = outcome.firstRolloutAt;
+      if (outcome.lastRollout !== undefined) {
+        state.lastRollout = outcome.lastRollout;
+        upsertSearchAttributes([{ key: keelRollout, value: outcome.lastRollout }]);
+      }
+      for (const e of outcome.evals) {
+        if (!state.evals.some((x) => x.rollout === e.rollout)) state.evals.push(e);
+      }
+      state.rewards = mergeRewards(state.rewards ?? [], outcome.rewards ?? []);
+
+      if (outcome.kind === 'checkpoint') {
+        const evalAt = state.evals.find((e) => e.rollout === outcome.iteration);
+        state.checkpoints.push({
+          iteration: outcome.iteration,
+          at: new Date().toISOString(),
+          evalScore: evalAt?.score,
+        });
+        upsertSearchAttributes([{ key: keelCheckpoint, value: outcome.iteration }]);
+        if (evalAt) upsertSearchAttributes([{ key: keelEvalScore, value: evalAt.score }]);
+        log.info('checkpoint saved', { iteration: outcome.iteration, evalScore: evalAt?.score });
+        state.retention = await q.applyRetention({ spec, scores: state.evals });
+        if (stopAfterCheckpoint) {
+          await stopJob();
+          setPhase('stopped');
           return result(state, true);
         }
-        state.restartTimes = [];
-      }
-      state.restarts++;
-      state.restartTimes.push(new Date().toISOString());
-      setPhase('healing');
-      for (;;) {
-        const healed = await t.healCluster({ spec, runKey, extraNodes: state.extraNodes }).catch((error: unknown) => {
-          // Ray did not come up on the chosen nodes this time: probe and try again after a pause.
-          log.warn('healing attempt failed', { error: String(error) });
-          return {
-            ready: false,
-            reason: `bring-up failed: ${String(error)}`,
-            nodes: [],
-            quarantined: state.quarantined ?? [],
-          };
-        });
-        state.quarantined = healed.quarantined;
-        if (healed.ready) {
-          state.waitingFor = undefined;
-          state.activeNodes = healed.nodes;
-          break;
+      } else if (outcome.kind === 'succeeded') {
+        state.retention = await q.applyRetention({ spec, scores: state.evals });
+        setPhase('succeeded');
+        return result(state, false);
+      } else {
+        // The job failed, hung, or lost a node: classified by the activity in one place.
+        // kind and message, plus the figures the soak benchmark reads: last rollout, tracker, detection times
+        state.failures.push({ at: new Date().toISOString(), ...outcome.failure });
+        log.warn('training job failed', { ...outcome.failure });
+        if (outcome.failure.kind === 'config-error' || outcome.failure.kind === 'resume-mismatch') {
+          await stopJob();
+          setPhase('failed');
+          throw ApplicationFailure.create({
+            type: outcome.failure.kind === 'config-error' ? failureTypes.configError : failureTypes.resumeMismatch,
+            message: outcome.failure.message,
+            nonRetryable: true,
+          });
         }
-        state.waitingFor = healed.reason;
-        setPhase('waiting-for-nodes');
-        await sleep(msToNumber(spec.policies.initialRetryInterval) * 3);
+        await stopJob();
+        state.jobId = undefined;
+        if (crashLoop(spec, state)) {
+          setPhase('paused-crash-loop');
+          operatorDecision = undefined;
+          await condition(() => operatorDecision !== undefined);
+          if (operatorDecision === 'cancel') {
+            setPhase('cancelled');
+            return result(state, true);
+          }
+          state.restartTimes = [];
+        }
+        state.restarts++;
+        state.restartTimes.push(new Date().toISOString());
+        setPhase('healing');
+        for (;;) {
+          const healed = await t.healCluster({ spec, runKey, extraNodes: state.extraNodes }).catch((error: unknown) => {
+            // Ray did not come up on the chosen nodes this time: probe and try again after a pause.
+            log.warn('healing attempt failed', { error: String(error) });
+            return {
+              ready: false,
+              reason: `bring-up failed: ${String(error)}`,
+              nodes: [],
+              quarantined: state.quarantined ?? [],
+            };
+          });
+          state.quarantined = healed.quarantined;
+          if (healed.ready) {
+            state.waitingFor = undefined;
+            state.activeNodes = healed.nodes;
+            break;
+          }
+          state.waitingFor = healed.reason;
+          setPhase('waiting-for-nodes');
+          await sleep(msToNumber(spec.policies.initialRetryInterval) * 3);
+        }
+      }
+      if (workflowInfo().continueAsNewSuggested) {
+        await continueAsNew<typeof training>({ spec, runKey, state });
       }
     }
-    if (workflowInfo().continueAsNewSuggested) {
-      await continueAsNew<typeof training>({ spec, runKey, state });
+  };
+
+  try {
+    return await supervised();
+  } catch (error) {
+    // Cancelled (the run or this child): the job must not outlive the run and keep the GPUs busy.
+    if (isCancellation(error) && state.jobId) {
+      await CancellationScope.nonCancellable(stopJob);
+      setPhase('cancelled');
     }
+    throw error;
   }
 }
 

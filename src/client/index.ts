@@ -152,11 +152,8 @@ export class KeelClient {
   }
 
   async resume(workflowId: string): Promise<void> {
+    // The pipeline forwards it to its training child (paused by the crash-loop guard).
     await this.client.workflow.getHandle(workflowId).signal(resumeSignal);
-    await this.client.workflow
-      .getHandle(`${workflowId}-training`)
-      .signal(resumeSignal)
-      .catch(() => undefined);
   }
 
   async cancel(workflowId: string, reason?: string): Promise<void> {
@@ -164,7 +161,7 @@ export class KeelClient {
   }
 
   async stopAfterCheckpoint(workflowId: string): Promise<void> {
-    await this.client.workflow.getHandle(`${workflowId}-training`).signal(stopAfterCheckpointSignal);
+    await this.client.workflow.getHandle(workflowId).signal(stopAfterCheckpointSignal);
   }
 
   async list(): Promise<{ workflowId: string; status: string; type: string; startTime: Date; phase?: string }[]> {
