@@ -21,7 +21,8 @@ Behaviour (see SLIME-CONTRACT.md in the project docs):
   ``--skip-eval-before-train``), dynamic sampling, GRPO update, save when ``(rollout_id + 1) % save_interval == 0``
   or at the last rollout, eval when ``(rollout_id + 1) % eval_interval == 0``.
 Unknown flags or bad values: argparse error, exit 2. A model flag that contradicts the checkpoint: exit 1.
-Environment knobs: ``TINY_ROLLOUT_SLEEP_S`` (stretch every rollout), ``TINY_SAVE_SLEEP_S`` (stretch every save).
+Environment knobs: ``TINY_ROLLOUT_SLEEP_S`` (stretch every rollout), ``TINY_SAVE_SLEEP_S`` (stretch every save),
+``TINY_CRASH_IF_EXISTS`` (fault injection: while that file exists, the job crashes before its first rollout).
 """
 
 from __future__ import annotations
@@ -380,6 +381,7 @@ def generate_rollout(args, ranks, source: PromptSource, rollout_id: int) -> tupl
     pulled = generated = 0
     lengths: list[int] = []
     truncated = 0
+    reward_sum = 0.0
     pull = 0
     while len(kept) < args.rollout_batch_size:
         rows = source.take(pull_size)
@@ -392,6 +394,7 @@ def generate_rollout(args, ranks, source: PromptSource, rollout_id: int) -> tupl
         for row, responses in zip(rows, groups):
             rewards = [reward_of(resp, row['label']) for resp in responses]
             generated += len(responses)
+            reward_sum += sum(rewards)
             lengths += [len(r) for r in responses]
             truncated += sum(1 for r in responses if not r or r[-1] != EOS)
             if use_filter and statistics.pstdev(rewards) <= 1e-6:
@@ -402,6 +405,7 @@ def generate_rollout(args, ranks, source: PromptSource, rollout_id: int) -> tupl
         'rollout/response_len/mean': sum(lengths) / max(1, len(lengths)),
         'rollout/response_len/max': max(lengths, default=0),
         'rollout/truncated_ratio': truncated / max(1, generated),
+        'rollout/dynamic_filter/raw_reward_all': reward_sum / max(1, generated),
         'rollout/dynamic_filter/pulled_prompts': pulled,
         'rollout/dynamic_filter/kept_ratio': len(kept) / max(1, pulled),
         'perf/rollout_time': time.monotonic() - started,
@@ -491,6 +495,10 @@ def main(argv: list[str] | None = None) -> int:
             for r in ranks
         ]
     )
+
+    crash_flag = os.environ.get('TINY_CRASH_IF_EXISTS')
+    if crash_flag and os.path.exists(crash_flag):
+        raise RuntimeError(f'injected crash: {crash_flag} exists')
 
     for rollout_id in range(start['start'], args.num_rollout):
         if eval_sets and args.eval_interval is not None and rollout_id == 0 and not args.skip_eval_before_train:
