@@ -17,7 +17,9 @@ export type GangProgress =
   | { type: 'launched' | 'reattached'; attempt: number; rank: number; record: ProcessRecord }
   | { type: 'exited'; attempt: number; rank: number; exitCode: number }
   | { type: 'failed'; attempt: number; error: GangMemberFailedError }
-  | { type: 'stopping'; attempt: number; ranks: number[] };
+  | { type: 'stopping'; attempt: number; ranks: number[] }
+  /** after every poll that found members still running: a durable caller heartbeats on it */
+  | { type: 'running'; attempt: number; ranks: number[] };
 
 export interface RunGangOptions {
   executor: Executor;
@@ -130,6 +132,8 @@ async function runAttempt(options: RunGangOptions, attempt: number): Promise<Pro
         await stopMembers(options, ids, attempt);
         throw error;
       }
+      const running = statuses.flatMap((status, rank) => (status?.state === 'running' ? [rank] : []));
+      if (running.length) options.onProgress?.({ type: 'running', attempt, ranks: running });
     }
   } catch (error) {
     if (signal?.aborted) await stopMembers(options, ids, attempt);

@@ -57,7 +57,7 @@ test('every member gets the rendezvous env and the gang resolves when all exit 0
   const result = await runGang({
     executor,
     id: 'g/ok',
-    members: members(() => `mkdir -p ${envDir}; env > ${envDir}/$NODE_RANK; sleep 0.2`),
+    members: members(() => `mkdir -p ${envDir}; env > ${envDir}/$NODE_RANK; sleep 0.6`),
     masterAddr: '127.0.1.1',
     masterPort: 29500,
     pollMs: 100,
@@ -77,6 +77,8 @@ test('every member gets the rendezvous env and the gang resolves when all exit 0
   }
   assert.equal(events.filter((e) => e.type === 'launched').length, 3);
   assert.equal(events.filter((e) => e.type === 'exited').length, 3);
+  // a heartbeat source while the members run, not only on launch and exit
+  assert.ok(events.filter((e) => e.type === 'running').length >= 2, 'running events while the members run');
   assert.deepEqual(await startCounts(), new Map(['0 started', '1 started', '2 started'].map((l) => [l, 1])));
 });
 
