@@ -95,15 +95,16 @@ export function reportSpec(data: ReportData): TopLevelSpec {
         mark: { type: 'rule', color: '#d62728', strokeWidth: 2 },
         encoding: { x, description: { field: 'label' } },
       },
+      // labels: checkpoints along the top, restarts lower down in red (they may share a rollout with a checkpoint)
       {
-        data: {
-          values: [
-            ...data.checkpoints.map((c) => ({ rollout: c.iteration, text: `ckpt ${c.iteration}`, row: 0 })),
-            ...data.restarts.map((r) => ({ rollout: r.rollout, text: `restart (${r.kind})`, row: 1 })),
-          ],
-        },
+        data: { values: data.checkpoints.map((c) => ({ rollout: c.iteration, text: `ckpt ${c.iteration}` })) },
         mark: { type: 'text', angle: 270, align: 'right', baseline: 'bottom', dy: -2, fontSize: 10, color: '#555' },
         encoding: { x, y: { value: 4 }, text: { field: 'text' } },
+      },
+      {
+        data: { values: data.restarts.map((r) => ({ rollout: r.rollout, text: `restart (${r.kind})` })) },
+        mark: { type: 'text', angle: 270, align: 'right', baseline: 'top', dy: 4, fontSize: 10, color: '#d62728' },
+        encoding: { x, y: { value: 80 }, text: { field: 'text' } },
       },
     ],
   };

@@ -37,12 +37,17 @@ export function uniqueQueue(prefix = 'keel-test'): string {
   return `${prefix}-${process.pid}-${queue}-${Date.now() % 100000}`;
 }
 
-export async function createTestWorker(env: TestWorkflowEnvironment, taskQueue: string): Promise<Worker> {
+/** A worker with the real activities; `cwd` is where the spec's relative paths resolve (default: the checkout). */
+export async function createTestWorker(
+  env: TestWorkflowEnvironment,
+  taskQueue: string,
+  options: { cwd?: string } = {},
+): Promise<Worker> {
   return Worker.create({
     connection: env.nativeConnection,
     taskQueue,
     workflowBundle: await workflowBundle(),
-    activities: createActivities({ cwd: repoRoot, env: process.env }),
+    activities: createActivities({ cwd: options.cwd ?? repoRoot, env: process.env }),
     shutdownGraceTime: '2s',
   });
 }
@@ -65,4 +70,28 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, 250));
   }
   throw new Error(`timed out waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`);
+}
+
+/** Like `eventually`, but fails at once when the run ends first (with its failure in the message). */
+export async function eventuallyWhileRunning<T>(
+  handle: { describe(): Promise<{ status: { name: string } }>; result(): Promise<unknown> },
+  check: () => Promise<T | undefined>,
+  timeoutMs: number,
+  what: string,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check().catch(() => undefined);
+    if (value !== undefined && value !== false) return value;
+    const description = await handle.describe().catch(() => undefined);
+    if (description && description.status.name !== 'RUNNING') {
+      const outcome = await handle.result().then(
+        () => 'it completed',
+        (error: unknown) => String((error as Error).cause ?? error),
+      );
+      throw new Error(`the run ended (${description.status.name}) before ${what}: ${outcome}`);
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }

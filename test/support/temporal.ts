@@ -13,9 +13,12 @@ export function temporalBinary(): string {
   return path;
 }
 
-/** Start the dev server (random port, loopback, SQLite in memory unless dbFilename is given) with the Keel* attributes. */
+/**
+ * Start the dev server (random port, loopback, SQLite in memory unless dbFilename is given) with the Keel* attributes.
+ * Headless unless uiPort is given: then the Web UI listens on that loopback port.
+ */
 export async function startDevServer(
-  options: { dbFilename?: string; port?: number } = {},
+  options: { dbFilename?: string; port?: number; uiPort?: number } = {},
 ): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
     server: {
@@ -23,6 +26,8 @@ export async function startDevServer(
       ip: '127.0.0.1',
       port: options.port,
       dbFilename: options.dbFilename,
+      ui: options.uiPort !== undefined,
+      uiPort: options.uiPort,
       searchAttributes: keelSearchAttributes,
       log: { format: 'pretty', level: 'error' },
     },
