@@ -1,0 +1,13 @@
+// A worker thread of the cast: runs the tasks the pool sends, one at a time, and answers each with ok or an error.
+import { parentPort } from 'node:worker_threads';
+import { TaskRunner, type Task } from './tasks.js';
+
+const runner = new TaskRunner();
+parentPort!.on('message', (message: { id: number; task: Task }) => {
+  try {
+    runner.run(message.task);
+    parentPort!.postMessage({ id: message.id });
+  } catch (error) {
+    parentPort!.postMessage({ id: message.id, error: (error as Error).message });
+  }
+});
