@@ -29,6 +29,8 @@ export async function startTinyRig(options: {
   nodes?: number;
   spares?: number;
   portBase: number;
+  /** the tiny model generator's seed (default 0) */
+  seed?: number;
 }): Promise<TinyRig> {
   const root = await tempDir('keel-tiny-');
   const env = await startDevServer();
@@ -41,6 +43,7 @@ export async function startTinyRig(options: {
       spares: options.spares ?? 0,
       ssh: options.ssh,
       cacheDir: modelCache,
+      seed: options.seed,
     });
     process.env.KEEL_HF_ENDPOINT = cluster.hubEndpoint;
     const taskQueue = uniqueQueue('keel-tiny');
@@ -53,22 +56,7 @@ export async function startTinyRig(options: {
       worker,
       taskQueue,
       running,
-      spec: (overrides = {}) => {
-        const scaled = {
-          rollout: { numRollout: 6 },
-          ckpt: { saveInterval: 3 },
-          eval: { evalInterval: 3 },
-          rayHead: { isolateNodes: { portBase: options.portBase } },
-          policies: {
-            heartbeatTimeout: '10s',
-            initialRetryInterval: '1s',
-            hang: { startup: '3m', rollout: '45s', checkpointSave: '45s' },
-            crashLoop: { maxRestarts: 3, window: '1h' },
-          },
-        };
-        const raw = deepMerge(deepMerge(deepMerge(presets['tiny-local'], c.specOverrides()), scaled), overrides);
-        return absolutize(resolveSpecOrThrow(raw), repoRoot);
-      },
+      spec: (overrides = {}) => tinySpec(c, options.portBase, overrides),
       stop: async () => {
         worker.shutdown();
         await running.catch(() => undefined);
@@ -82,4 +70,22 @@ export async function startTinyRig(options: {
     await env.teardown();
     throw error;
   }
+}
+
+/** The tiny-local spec on this local cluster, scaled down for tests: few rollouts, intervals of 3, short timeouts. */
+export function tinySpec(cluster: LocalCluster, portBase: number, overrides: Record<string, unknown> = {}): Spec {
+  const scaled = {
+    rollout: { numRollout: 6 },
+    ckpt: { saveInterval: 3 },
+    eval: { evalInterval: 3 },
+    rayHead: { isolateNodes: { portBase } },
+    policies: {
+      heartbeatTimeout: '10s',
+      initialRetryInterval: '1s',
+      hang: { startup: '3m', rollout: '45s', checkpointSave: '45s' },
+      crashLoop: { maxRestarts: 3, window: '1h' },
+    },
+  };
+  const raw = deepMerge(deepMerge(deepMerge(presets['tiny-local'], cluster.specOverrides()), scaled), overrides);
+  return absolutize(resolveSpecOrThrow(raw), repoRoot);
 }
