@@ -74,7 +74,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       : `using the Temporal server on 127.0.0.1:${port}`,
   );
   const cluster = await startLocalCluster({
-    root: join(options.repoRoot, '.keel', 'local'),
+    // Another seed is another model: its own storage, so it never resumes the checkpoints of a different model.
+    root: join(options.repoRoot, '.keel', options.seed ? `local-seed${options.seed}` : 'local'),
     repoRoot: options.repoRoot,
     nodes: 4,
     spares: 1,
