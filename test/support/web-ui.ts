@@ -36,30 +36,8 @@ export function chromiumPath(): string {
   return path;
 }
 
-/**
- * Ray puts unix sockets under each node's state dir (`.keel/local/nodes/<host>/ray/session_<time>_<pid>/sockets/...`)
- * and refuses paths over 107 bytes: the worker's directory must be short.
- */
-function checkSocketPathLength(root: string): void {
-  const longest = join(
-    root,
-    '.keel/local/nodes/127.0.1.1/ray/session_2026-01-01_00-00-00_000000_32768/sockets/plasma_store',
-  );
-  if (Buffer.byteLength(longest) > 107) {
-    throw new Error(
-      `the temp dir ${root} is too long for Ray's unix socket paths (107 bytes): set TMPDIR to a short directory`,
-    );
-  }
-}
-
 export async function startWebUiRig(options: { nodes?: number; spares?: number } = {}): Promise<WebUiRig> {
-  const root = await tempDir('k');
-  try {
-    checkSocketPathLength(root);
-  } catch (error) {
-    await rm(root, { recursive: true, force: true });
-    throw error;
-  }
+  const root = await tempDir('keel-web-ui-');
   for (const name of ['workloads', '.venv']) await symlink(join(repoRoot, name), join(root, name));
   const uiPort = await freePort('127.0.0.1');
   const env = await startDevServer({ uiPort });
