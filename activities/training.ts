@@ -209,6 +209,8 @@ export function trainingActivities(deps: ActivityDeps) {
         lastProgressAt: new Date(lastProgressAt).toISOString(),
       };
     };
+    // The head among the lost nodes: the cluster needs a new head, not only a replacement worker.
+    const lostKind = (dead: string[]): FailureKind => (dead.includes(nodeName(head)) ? 'head-lost' : 'node-lost');
     const failed = async (kind: FailureKind, message: string) =>
       done({ kind: 'failed', failure: await failure({ kind, message }) });
 
@@ -272,7 +274,7 @@ export function trainingActivities(deps: ActivityDeps) {
         }
         const dead = await deadNodes(spec, dashboard, nodes);
         if (dead.length)
-          return failed('node-lost', `node(s) ${dead.join(', ')} lost; the job ${job.status.toLowerCase()}`);
+          return failed(lostKind(dead), `node(s) ${dead.join(', ')} lost; the job ${job.status.toLowerCase()}`);
         const tail = (await jobs.getLogs(input.jobId, Math.max(0, offset - 8000)).catch(() => ({ text: '' }))).text;
         return done({ kind: 'failed', failure: await failure(classifyEndedJob(job, summary, tail)) });
       }
@@ -281,7 +283,7 @@ export function trainingActivities(deps: ActivityDeps) {
       if (Date.now() - lastNodeCheck > 10_000 && unreachableSince === undefined) {
         lastNodeCheck = Date.now();
         const dead = await deadNodes(spec, dashboard, nodes);
-        if (dead.length) return failed('node-lost', `node(s) ${dead.join(', ')} no longer alive in Ray`);
+        if (dead.length) return failed(lostKind(dead), `node(s) ${dead.join(', ')} no longer alive in Ray`);
       }
 
       // Hangs, by phase: start-up (no rollout yet), steady rollouts, checkpoint saving.
