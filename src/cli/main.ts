@@ -5,6 +5,7 @@ import { registerRunCommands } from './commands/run.js';
 import { registerLocalCommands } from './commands/local.js';
 import { registerScheduleCommands } from './commands/schedule.js';
 import { registerReportCommand } from './commands/report.js';
+import { registerFp8Commands } from './commands/fp8.js';
 
 const program = new Command('keel')
   .description('Durable RL post-training pipelines (slime / Megatron / Ray) on Temporal')
@@ -15,5 +16,6 @@ registerRunCommands(program);
 registerLocalCommands(program);
 registerScheduleCommands(program);
 registerReportCommand(program);
+registerFp8Commands(program);
 
 await program.parseAsync(process.argv);

@@ -61,10 +61,18 @@ export class WorkerPool {
     });
   }
 
+  /** The next task for an idle worker: the first one whose output file no other worker is writing (writes to one
+   * file serialize on its inode lock), else the first one. */
+  private next(): Pending {
+    const writing = new Set([...this.busy.values()].map((job) => job.task.outputFile));
+    const free = this.queue.findIndex((job) => !writing.has(job.task.outputFile));
+    return this.queue.splice(Math.max(0, free), 1)[0]!;
+  }
+
   private dispatch(): void {
     while (this.idle.length && this.queue.length) {
       const worker = this.idle.pop()!;
-      const job = this.queue.shift()!;
+      const job = this.next();
       this.busy.set(worker, job);
       worker.postMessage({ id: 0, task: job.task });
     }
