@@ -106,10 +106,13 @@ async function readScales(plan: ShardPlan): Promise<Map<string, Float32Array>> {
   for (const job of plan.jobs) {
     if (job.kind !== 'cast') continue;
     const values = new Float32Array(job.scale.rows * job.scale.columns);
-    const handle = await open(job.scale.file, 'r');
+    const where = `${job.scale.file}: cannot read ${job.scale.name} for tensor ${job.tensor}`;
+    const handle = await open(job.scale.file, 'r').catch((error: Error) => {
+      throw new Error(`${where} (${error.message})`);
+    });
     try {
       const { bytesRead } = await handle.read(new Uint8Array(values.buffer), 0, values.byteLength, job.scale.offset);
-      if (bytesRead !== values.byteLength) throw new Error(`${job.scale.file}: scale ${job.scale.name} is cut short`);
+      if (bytesRead !== values.byteLength) throw new Error(`${where}: the file is cut short`);
     } finally {
       await handle.close();
     }

@@ -68,8 +68,21 @@ export class TaskRunner {
   }
 
   run(task: Task): void {
-    const input = openSync(task.inputFile, 'r');
-    const output = openSync(task.outputFile, task.verify ? 'r' : 'r+');
+    const openFor = (file: string, flags: string) => {
+      try {
+        return openSync(file, flags);
+      } catch (error) {
+        throw new TaskError(`${file}: cannot open for tensor ${task.tensor} (${(error as Error).message})`);
+      }
+    };
+    const input = openFor(task.inputFile, 'r');
+    let output: number;
+    try {
+      output = openFor(task.outputFile, task.verify ? 'r' : 'r+');
+    } catch (error) {
+      closeSync(input);
+      throw error;
+    }
     try {
       if (task.kind === 'cast') this.cast(task, input, output);
       else this.copy(task, input, output);
