@@ -32,6 +32,8 @@ export interface CastOptions {
   /** copy an FP8 tensor without a scale unchanged, with a warning (slime's behaviour), instead of failing */
   allowMissingScale?: boolean;
   onWarning?: (message: string) => void;
+  /** input bytes per worker task (default about 1 MB) */
+  chunkBytes?: number;
 }
 
 export interface CastResult {
@@ -141,7 +143,7 @@ async function copySideFiles(options: CastOptions): Promise<void> {
 }
 
 /** Re-read every output shard: the header must be the planned one and every tensor must match the input's cast. */
-async function verifyOutput(plan: CastPlan, outputDir: string, pool: WorkerPool): Promise<void> {
+async function verifyOutput(plan: CastPlan, outputDir: string, pool: WorkerPool, chunkBytes?: number): Promise<void> {
   for (const shard of plan.shards) {
     const file = join(outputDir, shard.name);
     const header = await readHeader(file);
@@ -155,7 +157,7 @@ async function verifyOutput(plan: CastPlan, outputDir: string, pool: WorkerPool)
       await handle.close();
     }
     const scales = await readScales(shard);
-    await Promise.all(shardTasks(shard, file, scales, true).map((task) => pool.run(task)));
+    await Promise.all(shardTasks(shard, file, scales, true, chunkBytes).map((task) => pool.run(task)));
   }
 }
 
@@ -209,7 +211,7 @@ export async function castFp8Checkpoint(options: CastOptions): Promise<CastResul
       const scales = await readScales(shard);
       let counted = 0;
       await Promise.all(
-        shardTasks(shard, partial, scales, false).map(async (task: Task) => {
+        shardTasks(shard, partial, scales, false, options.chunkBytes).map(async (task: Task) => {
           await pool.run(task);
           const bytes = task.kind === 'cast' ? task.rows * task.columns : task.bytes;
           counted += bytes;
@@ -262,15 +264,15 @@ export async function castFp8Checkpoint(options: CastOptions): Promise<CastResul
       JSON.stringify({ metadata: {}, weight_map: plan.weightMap }, null, 2) + '\n',
     );
     await syncDirectory(outputDir);
-    if (options.verify) await verifyOutput(plan, outputDir, pool);
+    if (options.verify) await verifyOutput(plan, outputDir, pool, options.chunkBytes);
   } catch (error) {
     await pool.close();
     await Promise.all([...partials].map((file) => rm(file, { force: true })));
     throw error;
   } finally {
     signal?.removeEventListener('abort', onAbort);
-    await pool.close();
   }
+  await pool.close();
   const bytesOut = plan.shards.reduce((sum, s) => sum + s.layout.fileSize, 0);
   return {
     shards: plan.shards.length,

@@ -29,12 +29,14 @@ export class WorkerPool {
   private queue: Pending[] = [];
   private failure: Error | undefined;
   private workers: Worker[] = [];
+  private closed = new Map<Worker, () => void>();
 
   constructor(size: number) {
     for (let i = 0; i < size; i++) {
       const worker = startWorker();
       worker.unref();
-      worker.on('message', (message: { error?: string }) => {
+      worker.on('message', (message: { error?: string; closed?: true }) => {
+        if (message.closed) return this.closed.get(worker)?.();
         const job = this.busy.get(worker);
         this.busy.delete(worker);
         this.idle.push(worker);
@@ -46,6 +48,7 @@ export class WorkerPool {
       });
       worker.on('error', (error) => void this.close(error));
       worker.on('exit', (code) => {
+        this.closed.get(worker)?.();
         if (!this.failure) void this.close(new Error(`a cast worker thread exited (code ${code})`));
       });
       this.workers.push(worker);
@@ -78,12 +81,29 @@ export class WorkerPool {
     }
   }
 
-  /** Terminate the workers; queued and running tasks reject with `reason`. */
-  close(reason: Error = new Error('the cast worker pool was closed')): Promise<unknown> {
+  private ending: Promise<void> | undefined;
+
+  /** End the pool: queued and running tasks reject with `reason`; each worker closes the files it keeps open (after
+   * its current task, within a few seconds) and is terminated. */
+  close(reason: Error = new Error('the cast worker pool was closed')): Promise<void> {
     if (!this.failure) this.failure = reason;
     for (const job of [...this.queue, ...this.busy.values()]) job.reject(this.failure);
     this.queue = [];
     this.busy.clear();
-    return Promise.all(this.workers.map((w) => w.terminate()));
+    this.ending ??= Promise.all(
+      this.workers.map(async (worker) => {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>((resolve) => {
+            this.closed.set(worker, resolve);
+            worker.postMessage({ closeFiles: true });
+          }),
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, 5000))),
+        ]);
+        clearTimeout(timer);
+        await worker.terminate();
+      }),
+    ).then(() => undefined);
+    return this.ending;
   }
 }

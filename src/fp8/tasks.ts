@@ -67,28 +67,41 @@ export class TaskRunner {
     return this.scratch.subarray(0, bytes);
   }
 
-  run(task: Task): void {
-    const openFor = (file: string, flags: string) => {
-      try {
-        return openSync(file, flags);
-      } catch (error) {
-        throw new TaskError(`${file}: cannot open for tensor ${task.tensor} (${(error as Error).message})`);
-      }
-    };
-    const input = openFor(task.inputFile, 'r');
-    let output: number;
-    try {
-      output = openFor(task.outputFile, task.verify ? 'r' : 'r+');
-    } catch (error) {
-      closeSync(input);
-      throw error;
+  /** Open files, most recent last: tasks come in runs on the same shard, so a few stay open between tasks. */
+  private files: { file: string; flags: string; fd: number }[] = [];
+
+  private open(file: string, flags: string, tensor: string): number {
+    const at = this.files.findIndex((f) => f.file === file && f.flags === flags);
+    if (at >= 0) {
+      const [entry] = this.files.splice(at, 1);
+      this.files.push(entry!);
+      return entry!.fd;
     }
+    let fd: number;
     try {
+      fd = openSync(file, flags);
+    } catch (error) {
+      throw new TaskError(`${file}: cannot open for tensor ${tensor} (${(error as Error).message})`);
+    }
+    this.files.push({ file, flags, fd });
+    if (this.files.length > 4) closeSync(this.files.shift()!.fd);
+    return fd;
+  }
+
+  /** Close every file (before the pool reports a shard done, nothing of it stays open). */
+  closeFiles(): void {
+    for (const { fd } of this.files.splice(0)) closeSync(fd);
+  }
+
+  run(task: Task): void {
+    try {
+      const input = this.open(task.inputFile, 'r', task.tensor);
+      const output = this.open(task.outputFile, task.verify ? 'r' : 'r+', task.tensor);
       if (task.kind === 'cast') this.cast(task, input, output);
       else this.copy(task, input, output);
-    } finally {
-      closeSync(input);
-      closeSync(output);
+    } catch (error) {
+      this.closeFiles();
+      throw error;
     }
   }
 

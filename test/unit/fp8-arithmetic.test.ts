@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { bf16Bits, dequantBits, dequantColumnsScalar, e4m3Values } from '../../src/fp8/e4m3.js';
 import { DequantKernel, tableKernelApplies } from '../../src/fp8/simd-kernel.js';
+import { rowsPerTask } from '../../src/fp8/chunks.js';
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -74,5 +75,15 @@ describe('SIMD kernels', () => {
   it('uses the table kernel only where it is exact', () => {
     assert.ok(tableKernelApplies(1e-3) && tableKernelApplies(-(2 ** 118)) && tableKernelApplies(2 ** -120));
     for (const s of [0, 2 ** -121, 2 ** 119, 1e-45, Infinity, NaN]) assert.ok(!tableKernelApplies(s), String(s));
+  });
+});
+
+describe('task sizes', () => {
+  it('cuts FP8 weights into whole block rows, or power-of-two parts of one block row', () => {
+    assert.equal(rowsPerTask(1000, 1 << 20), 1024); // 8 block rows of 128 KB
+    assert.equal(rowsPerTask(7168, 1 << 20), 128);
+    assert.equal(rowsPerTask(16384, 1 << 20), 64);
+    assert.equal(rowsPerTask(1000, 4096), 4);
+    assert.equal(rowsPerTask(1 << 20, 1000), 1);
   });
 });

@@ -104,6 +104,14 @@ describe('castFp8Checkpoint', () => {
     assert.equal(cast, 5);
   });
 
+  it('gives the same bytes with tasks smaller than a block row (a few rows of one block per task)', async () => {
+    const { input, output, root } = await checkpoint();
+    await castFp8Checkpoint({ inputDir: input, outputDir: output, chunkBytes: 4096, verify: true });
+    const whole = join(root, 'whole');
+    await castFp8Checkpoint({ inputDir: input, outputDir: whole });
+    assert.deepEqual(await snapshot(output), await snapshot(whole));
+  });
+
   it("keeps config.json unchanged on request (slime's behaviour)", async () => {
     const { input, output } = await checkpoint();
     await castFp8Checkpoint({ inputDir: input, outputDir: output, keepQuantizationConfig: true });
