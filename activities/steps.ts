@@ -186,8 +186,15 @@ export function stepActivities(deps: ActivityDeps) {
         outputDir: paths.bf16,
         threads: step.threads,
         signal: activitySignal(),
+        // Finished shards are recorded in the output directory: a retried attempt skips them.
         onProgress: (p: { shardsDone: string[]; shardsTotal: number; bytesDone: number }) =>
-          heartbeat({ shardsDone: p.shardsDone.length, shardsTotal: p.shardsTotal, bytesDone: p.bytesDone }),
+          heartbeat({
+            shardsDone: p.shardsDone.length,
+            shardsTotal: p.shardsTotal,
+            bytesDone: p.bytesDone,
+            lastShard: p.shardsDone.at(-1),
+          }),
+        onWarning: (message: string) => log.warn('fp8 cast', { warning: message }),
       });
       return {
         engine: 'native',

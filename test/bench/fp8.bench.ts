@@ -1,7 +1,8 @@
 // The native FP8 -> BF16 cast's throughput (GB/s of FP8 input) on a synthetic checkpoint shaped like DeepSeek-R1's
 // shards (>= 2 GB; KEEL_BENCH_FP8_GB to change), beside, in the same run: `cp` of the same shard files (each copy
 // fsynced, as the cast fsyncs its shards) -- the disk's limit -- and the PyTorch CPU reference of the same arithmetic
-// (workloads/tiny/tools/fp8_cast_bf16.py, the CPU stand-in of slime's tool).
+// (workloads/tiny/tools/fp8_cast_bf16.py, the CPU stand-in of slime's tool). cp and the native cast alternate three
+// times (KEEL_BENCH_FP8_ROUNDS) and the medians are compared: on a shared machine single runs vary a lot.
 import { open, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +66,12 @@ async function fsyncAll(dir: string): Promise<void> {
   }
 }
 
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 async function timed(action: () => Promise<unknown>): Promise<number> {
   const start = performance.now();
   await action();
@@ -83,22 +90,32 @@ export async function run(): Promise<void> {
     const gb = bytes / 1e9;
     console.log(`  input: ${shards.length} R1-shaped shards, ${gb.toFixed(2)} GB; ${availableParallelism()} cores`);
 
-    const copyDir = join(root, 'cp');
-    await mkdir(copyDir);
-    const cpSeconds = await timed(async () => {
-      await execa('cp', [...shards.map((s) => join(input, s)), copyDir]);
-      await fsyncAll(copyDir);
-    });
-    await rm(copyDir, { recursive: true });
-
-    const nativeDir = join(root, 'native');
-    let threads = 0;
-    const nativeSeconds = await timed(async () => {
-      const result = await castFp8Checkpoint({ inputDir: input, outputDir: nativeDir });
-      threads = availableParallelism();
-      if (result.skippedShards.length) throw new Error('a fresh output directory skipped shards');
-    });
-    await rm(nativeDir, { recursive: true });
+    const rounds = Number(process.env.KEEL_BENCH_FP8_ROUNDS ?? 3);
+    const cpRuns: number[] = [];
+    const nativeRuns: number[] = [];
+    const threads = availableParallelism();
+    for (let round = 0; round < rounds; round++) {
+      const copyDir = join(root, 'cp');
+      await mkdir(copyDir);
+      cpRuns.push(
+        await timed(async () => {
+          await execa('cp', [...shards.map((s) => join(input, s)), copyDir]);
+          await fsyncAll(copyDir);
+        }),
+      );
+      await rm(copyDir, { recursive: true });
+      const nativeDir = join(root, 'native');
+      nativeRuns.push(
+        await timed(async () => {
+          const result = await castFp8Checkpoint({ inputDir: input, outputDir: nativeDir });
+          if (result.skippedShards.length) throw new Error('a fresh output directory skipped shards');
+        }),
+      );
+      await rm(nativeDir, { recursive: true });
+      console.log(`  round ${round + 1}: cp ${cpRuns.at(-1)!.toFixed(2)} s, native ${nativeRuns.at(-1)!.toFixed(2)} s`);
+    }
+    const cpSeconds = median(cpRuns);
+    const nativeSeconds = median(nativeRuns);
 
     const torchDir = join(root, 'torch');
     const torchSeconds = await timed(() =>
@@ -113,6 +130,7 @@ export async function run(): Promise<void> {
     await rm(torchDir, { recursive: true });
 
     const rate = (seconds: number) => gb / seconds;
+    console.log(`  cp and native: medians of ${rounds} rounds; PyTorch: one run`);
     console.log(`  cp (+fsync)            ${cpSeconds.toFixed(2)} s  ${rate(cpSeconds).toFixed(2)} GB/s`);
     console.log(
       `  native cast (${threads} threads)  ${nativeSeconds.toFixed(2)} s  ${rate(nativeSeconds).toFixed(2)} GB/s of FP8 input`,
