@@ -17,6 +17,9 @@ function startWorker(): Worker {
   return new Worker(source, { eval: true });
 }
 
+/** Tasks sent ahead to each worker. */
+const depth = 3;
+
 interface Pending {
   task: Task;
   resolve: () => void;
@@ -24,8 +27,8 @@ interface Pending {
 }
 
 export class WorkerPool {
-  private idle: Worker[] = [];
-  private busy = new Map<Worker, Pending>();
+  /** Tasks sent to each worker and not answered yet, oldest first (a worker answers in order). */
+  private inFlight = new Map<Worker, Pending[]>();
   private queue: Pending[] = [];
   private failure: Error | undefined;
   private workers: Worker[] = [];
@@ -37,9 +40,7 @@ export class WorkerPool {
       worker.unref();
       worker.on('message', (message: { error?: string; closed?: true }) => {
         if (message.closed) return this.closed.get(worker)?.();
-        const job = this.busy.get(worker);
-        this.busy.delete(worker);
-        this.idle.push(worker);
+        const job = this.inFlight.get(worker)?.shift();
         if (job) {
           if (message.error === undefined) job.resolve();
           else job.reject(new TaskError(message.error));
@@ -52,7 +53,7 @@ export class WorkerPool {
         if (!this.failure) void this.close(new Error(`a cast worker thread exited (code ${code})`));
       });
       this.workers.push(worker);
-      this.idle.push(worker);
+      this.inFlight.set(worker, []);
     }
   }
 
@@ -64,20 +65,27 @@ export class WorkerPool {
     });
   }
 
-  /** The next task for an idle worker: the first one whose output file no other worker is writing (writes to one
-   * file serialize on its inode lock), else the first one. */
-  private next(): Pending {
-    const writing = new Set([...this.busy.values()].map((job) => job.task.outputFile));
+  /** The next task for `worker`: the first one whose output file no other worker is writing (writes to one file
+   * serialize on its inode lock), else the first one. */
+  private next(worker: Worker): Pending {
+    const writing = new Set<string>();
+    for (const [other, jobs] of this.inFlight)
+      if (other !== worker) for (const job of jobs) writing.add(job.task.outputFile);
     const free = this.queue.findIndex((job) => !writing.has(job.task.outputFile));
     return this.queue.splice(Math.max(0, free), 1)[0]!;
   }
 
+  /** Keep `depth` tasks sent to every worker, so none waits for this thread between two tasks. */
   private dispatch(): void {
-    while (this.idle.length && this.queue.length) {
-      const worker = this.idle.pop()!;
-      const job = this.next();
-      this.busy.set(worker, job);
-      worker.postMessage({ id: 0, task: job.task });
+    for (let filled = false; !filled && this.queue.length;) {
+      filled = true;
+      for (const [worker, jobs] of this.inFlight) {
+        if (jobs.length >= depth || !this.queue.length) continue;
+        const job = this.next(worker);
+        jobs.push(job);
+        worker.postMessage({ task: job.task });
+        filled = false;
+      }
     }
   }
 
@@ -87,9 +95,9 @@ export class WorkerPool {
    * its current task, within a few seconds) and is terminated. */
   close(reason: Error = new Error('the cast worker pool was closed')): Promise<void> {
     if (!this.failure) this.failure = reason;
-    for (const job of [...this.queue, ...this.busy.values()]) job.reject(this.failure);
+    for (const job of [...this.queue, ...[...this.inFlight.values()].flat()]) job.reject(this.failure);
     this.queue = [];
-    this.busy.clear();
+    for (const jobs of this.inFlight.values()) jobs.length = 0;
     this.ending ??= Promise.all(
       this.workers.map(async (worker) => {
         let timer: NodeJS.Timeout | undefined;

@@ -329,7 +329,7 @@ export class DequantKernel {
   reserve(codes: number, scaleCount: number): void {
     if (codes <= this.input.length && scaleCount <= this.scales.length) return;
     const scaleBytes = Math.ceil((scaleCount * 4) / 16) * 16;
-    const tableBytes = scaleCount * 64;
+    const tableBytes = (scaleBytes / 4) * 64; // a table for every scale the scale view can hold
     const inputBytes = Math.ceil(codes / 16) * 16;
     if (this.memory) {
       const total = scaleBytes + tableBytes + 3 * inputBytes;

@@ -4,7 +4,7 @@ import { parentPort } from 'node:worker_threads';
 import { TaskRunner, type Task } from './tasks.js';
 
 const runner = new TaskRunner();
-parentPort!.on('message', (message: { id: number; task: Task } | { closeFiles: true }) => {
+parentPort!.on('message', (message: { task: Task } | { closeFiles: true }) => {
   if ('closeFiles' in message) {
     runner.closeFiles();
     parentPort!.postMessage({ closed: true });
@@ -12,8 +12,8 @@ parentPort!.on('message', (message: { id: number; task: Task } | { closeFiles: t
   }
   try {
     runner.run(message.task);
-    parentPort!.postMessage({ id: message.id });
+    parentPort!.postMessage({});
   } catch (error) {
-    parentPort!.postMessage({ id: message.id, error: (error as Error).message });
+    parentPort!.postMessage({ error: (error as Error).message });
   }
 });

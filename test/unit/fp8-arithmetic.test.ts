@@ -72,6 +72,30 @@ describe('SIMD kernels', () => {
     });
   }
 
+  it('stays exact when one kernel is reused for tasks of growing and shrinking sizes', () => {
+    const reused = new DequantKernel();
+    // [rows, block columns]: fewer codes but more scales than the last reservation, within its rounding, and more
+    for (const [rows, blockColumns] of [
+      [40, 3],
+      [1, 4],
+      [3, 1],
+      [2, 5],
+      [1, 8],
+      [9, 2],
+      [1, 16],
+      [4, 9],
+    ] as const) {
+      const columns = blockColumns * 128 - 60;
+      reused.reserve(rows * columns, blockColumns);
+      for (let i = 0; i < rows * columns; i++) reused.input[i] = (i * 11 + blockColumns) & 0xff;
+      for (let b = 0; b < blockColumns; b++) reused.scales[b] = 2 ** -8 * (b + 1);
+      reused.run(rows, columns, blockColumns);
+      const expected = new Uint16Array(rows * columns);
+      dequantColumnsScalar(reused.input, expected, rows, columns, 0, reused.scales, blockColumns);
+      assert.deepEqual(reused.output.subarray(0, rows * columns), expected, `${blockColumns} block columns`);
+    }
+  });
+
   it('uses the table kernel only where it is exact', () => {
     assert.ok(tableKernelApplies(1e-3) && tableKernelApplies(-(2 ** 118)) && tableKernelApplies(2 ** -120));
     for (const s of [0, 2 ** -121, 2 ** 119, 1e-45, Infinity, NaN]) assert.ok(!tableKernelApplies(s), String(s));
