@@ -189,6 +189,14 @@ export async function castFp8Checkpoint(options: CastOptions): Promise<CastResul
     bytesTotal,
   };
   options.onProgress?.({ ...progress, shardsDone: [...progress.shardsDone] });
+  // Bytes are reported at most every 200 ms (a task is about 1 MB); finished shards always.
+  let reportedAt = 0;
+  const reportBytes = () => {
+    const now = performance.now();
+    if (now - reportedAt < 200) return;
+    reportedAt = now;
+    options.onProgress?.({ ...progress, shardsDone: [...progress.shardsDone] });
+  };
 
   const threads = Math.max(1, options.threads ?? availableParallelism());
   const pool = new WorkerPool(threads);
@@ -216,7 +224,7 @@ export async function castFp8Checkpoint(options: CastOptions): Promise<CastResul
           const bytes = task.kind === 'cast' ? task.rows * task.columns : task.bytes;
           counted += bytes;
           progress.bytesDone += bytes;
-          options.onProgress?.({ ...progress, shardsDone: [...progress.shardsDone] });
+          reportBytes();
         }),
       );
       progress.bytesDone += shard.inputBytes - counted;
