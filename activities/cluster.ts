@@ -92,12 +92,23 @@ function rayLaunchId(runKey: string, node: NodeSpec): string {
   return `${runKey}/ray/${nodeName(node).replace(/[^A-Za-z0-9._-]/g, '_')}`;
 }
 
-/** Stop keel's own Ray on these nodes, and stale Ray when the spec allows it (one node per host). */
+/** Which keel launch runs the node's Ray (written at every bring-up). */
+function rayOwnerFile(spec: Spec, node: NodeSpec): string {
+  return join(spec.cluster.stateDir.replaceAll('{node}', nodeName(node)), 'ray-launch');
+}
+
+/** Stop keel's own Ray on these nodes (this run's, or another run's left running), and stale Ray when the spec allows it. */
 async function cleanNodes(spec: Spec, runKey: string, nodes: NodeSpec[]): Promise<void> {
   const executor = executorFor(spec);
   await Promise.all(
     nodes.map(async (node) => {
       await executor.stop(target(node), rayLaunchId(runKey, node), { graceMs: 5000 }).catch(() => undefined);
+      // A node runs one Ray: the one another run of keel left there (its cluster outlives the run) holds the ports.
+      const owner = (await executor.readFile(target(node), rayOwnerFile(spec, node)).catch(() => undefined))?.trim();
+      if (owner && owner !== rayLaunchId(runKey, node)) {
+        log.info('stopping the Ray another keel run left on the node', { node: nodeName(node), launch: owner });
+        await executor.stop(target(node), owner, { graceMs: 5000 }).catch(() => undefined);
+      }
       if (spec.rayHead.stopStaleRay) {
         await executor
           .run(target(node), ['ray', 'stop', '--force'], { timeoutMs: 120_000, env: spec.cluster.env })
@@ -139,6 +150,7 @@ async function bringUp(spec: Spec, runKey: string, nodes: NodeSpec[]): Promise<v
     if (spec.rayHead.isolateNodes) {
       extra.push(`--temp-dir=${rayTempDir(spec, node)}`);
     }
+    await executor.writeFile(target(node), rayOwnerFile(spec, node), `${rayLaunchId(runKey, node)}\n`);
     await executor.launch(target(node), {
       id: rayLaunchId(runKey, node),
       // --block: the process record owns the node's Ray, so stopping it stops exactly this node's Ray.
