@@ -1,15 +1,26 @@
 // Fault injection on the local cluster (over ssh), through the real worker and dev server: a wrong training
-// argument, a lost worker node replaced by a spare, a hung trainer. Timings are scaled down (short rollouts,
-// intervals of 3, hang timeouts of seconds).
+// argument, a lost worker node replaced by a spare, a lost head, a node lost with no spare, a hung trainer, a crash
+// loop, a graceful stop and a partial checkpoint. Timings are scaled down (short rollouts, intervals of 3, hang
+// timeouts of seconds). The control-plane faults (worker SIGKILL, server restart) are in durability.test.ts.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
-import { statusQuery, trainingStatusQuery, type TrainingStatus } from '../../workflows/definitions.js';
+import {
+  resumeSignal,
+  statusQuery,
+  stopAfterCheckpointSignal,
+  trainingStatusQuery,
+  type TrainingStatus,
+} from '../../workflows/definitions.js';
+import { modelPaths } from '../../src/spec/paths.js';
+import { readTracker } from '../../src/progress/checkpoints.js';
 import { describeError } from '../../src/client/index.js';
 import { nodeProcesses } from '../../src/local/node-processes.js';
 import { sshUnavailableReason } from '../support/sshd.js';
-import { eventually } from '../support/pipeline.js';
+import { eventually, eventuallyWhileRunning } from '../support/pipeline.js';
 import { startTinyRig, type TinyRig } from '../support/tiny-pipeline.js';
 
 const skip = sshUnavailableReason();
@@ -127,5 +138,170 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
         // stopped by keel, as it should be
       }
     }
+  });
+  const start = async (workflowId: string, spec: unknown) =>
+    rig.env.client.workflow.start('pipeline', { taskQueue: rig.taskQueue, workflowId, args: [spec] });
+  const untilCheckpoint = (workflowId: string, count = 1) =>
+    eventuallyWhileRunning(
+      rig.env.client.workflow.getHandle(workflowId),
+      async () =>
+        ((await trainingOf(workflowId).catch(() => undefined))?.checkpoints.length ?? 0) >= count || undefined,
+      600_000,
+      `checkpoint ${count}`,
+    );
+  const succeeded = async (handle: { result(): Promise<unknown> }) =>
+    handle.result().catch((e: unknown) => assert.fail(`run failed: ${describeError(e)}`));
+
+  it('a lost head node: a new head is chosen among the healthy nodes and the run resumes', async () => {
+    const workflowId = 'fault-head';
+    const spec = rig.spec({
+      name: workflowId,
+      model: { saveDir: 'save-head/' },
+      rollout: { numRollout: 12 },
+      rayHead: { jobEnv: { TINY_ROLLOUT_SLEEP_S: '1' } },
+    });
+    const handle = await start(workflowId, spec);
+    await untilCheckpoint(workflowId);
+    assert.ok((await rig.cluster.killNode(0)).length > 0, 'the head had processes to kill');
+    try {
+      await succeeded(handle);
+    } finally {
+      await rig.cluster.reviveNode(0);
+    }
+    const training = await trainingOf(workflowId);
+    const loss = training.failures[0];
+    assert.ok(loss, 'the loss was noticed');
+    assert.equal(loss.kind, 'head-lost', loss.message);
+    assert.equal(training.failures.length, 1, JSON.stringify(training.failures));
+    assert.ok(training.activeNodes && !training.activeNodes.includes('127.0.1.1'), `${training.activeNodes}`);
+    assert.equal(training.activeNodes.length, 4, 'the layout did not shrink');
+    assert.ok((loss.lastRollout ?? 0) - (loss.tracker ?? 0) <= spec.ckpt.saveInterval - 1);
+    assert.equal(training.checkpoints.at(-1)?.iteration, 11);
+  });
+
+  it('a node lost with no spare: waiting-for-nodes until it is revived, then the run resumes', async (t) => {
+    const workflowId = 'fault-nospare';
+    const spec = rig.spec({
+      name: workflowId,
+      model: { saveDir: 'save-nospare/' },
+      rollout: { numRollout: 12 },
+      cluster: { spares: [] },
+      rayHead: { jobEnv: { TINY_ROLLOUT_SLEEP_S: '1' } },
+    });
+    const handle = await start(workflowId, spec);
+    await untilCheckpoint(workflowId);
+    assert.ok((await rig.cluster.killNode(2)).length > 0);
+    let revived = false;
+    const revive = async () => {
+      if (!revived) await rig.cluster.reviveNode(2);
+      revived = true;
+    };
+    t.after(revive);
+    const waiting = await eventually(
+      async () => {
+        const t = await trainingOf(workflowId).catch(() => undefined);
+        return t?.phase === 'waiting-for-nodes' ? t : undefined;
+      },
+      180_000,
+      'waiting-for-nodes',
+    );
+    assert.match(waiting.waitingFor ?? '', /3 healthy node\(s\) of 4 needed; down: 127\.0\.1\.3/);
+    // It keeps waiting (no smaller layout is tried) until the node is back.
+    await new Promise((r) => setTimeout(r, 5000));
+    const still = await trainingOf(workflowId);
+    assert.equal(still.phase, 'waiting-for-nodes');
+    assert.equal(still.submissions, waiting.submissions, 'nothing was submitted while waiting');
+    await revive();
+    await succeeded(handle);
+    const training = await trainingOf(workflowId);
+    assert.equal(training.failures[0]?.kind, 'node-lost');
+    assert.deepEqual(training.activeNodes, ['127.0.1.1', '127.0.1.2', '127.0.1.3', '127.0.1.4']);
+    assert.equal(training.checkpoints.at(-1)?.iteration, 11);
+  });
+
+  it('a job that keeps crashing is paused after the restart budget; a resume signal continues it', async () => {
+    const workflowId = 'fault-crashloop';
+    const flag = join(rig.cluster.baseDir, 'crash-flag');
+    await writeFile(flag, 'crash\n');
+    const spec = rig.spec({
+      name: workflowId,
+      model: { saveDir: 'save-crashloop/' },
+      rollout: { numRollout: 6 },
+      rayHead: { jobEnv: { TINY_CRASH_IF_EXISTS: flag } },
+      policies: { crashLoop: { maxRestarts: 2, window: '1h' } },
+    });
+    const handle = await start(workflowId, spec);
+    const paused = await eventually(
+      async () => {
+        const t = await trainingOf(workflowId).catch(() => undefined);
+        return t?.phase === 'paused-crash-loop' ? t : undefined;
+      },
+      600_000,
+      'the crash-loop pause',
+    );
+    assert.equal(paused.failures.length, 3, JSON.stringify(paused.failures));
+    for (const f of paused.failures) {
+      assert.equal(f.kind, 'job-crashed');
+      assert.match(f.message, /injected crash/);
+    }
+    assert.equal(paused.restarts, 2);
+    await new Promise((r) => setTimeout(r, 5000));
+    const still = await trainingOf(workflowId);
+    assert.equal(still.phase, 'paused-crash-loop', 'no GPU time is burnt while paused');
+    assert.equal(still.submissions, 3);
+    // The operator fixes the cause and resumes the run (the pipeline forwards the signal to its training).
+    await rm(flag);
+    await handle.signal(resumeSignal);
+    await succeeded(handle);
+    const training = await trainingOf(workflowId);
+    assert.equal(training.submissions, 4);
+    assert.equal(training.checkpoints.at(-1)?.iteration, 5);
+  });
+
+  it('stopAfterCheckpoint stops at the next checkpoint; a partial checkpoint is ignored for resume, kept, then cleaned', async () => {
+    const workflowId = 'fault-partial';
+    const spec = rig.spec({
+      name: workflowId,
+      model: { saveDir: 'save-partial/' },
+      rollout: { numRollout: 30 },
+      rayHead: { jobEnv: { TINY_ROLLOUT_SLEEP_S: '0.5' } },
+    });
+    const saveDir = modelPaths(spec).save;
+    const handle = await start(workflowId, spec);
+    await untilCheckpoint(workflowId);
+    await handle.signal(stopAfterCheckpointSignal);
+    await succeeded(handle);
+    const stopped = await trainingOf(workflowId);
+    assert.equal(stopped.phase, 'stopped');
+    const tracker = await readTracker(saveDir);
+    assert.equal(typeof tracker, 'number');
+    assert.equal(tracker, stopped.checkpoints.at(-1)?.iteration);
+    assert.ok((tracker as number) < 29, 'stopped early');
+    assert.ok(
+      stopped.checkpoints.length <= 3,
+      `stopped at the next checkpoint: ${JSON.stringify(stopped.checkpoints)}`,
+    );
+
+    // A crash in the middle of a save leaves a directory the tracker never named.
+    const partialIteration = (tracker as number) + 2;
+    const partial = join(saveDir, `iter_${String(partialIteration).padStart(7, '0')}`);
+    await mkdir(join(partial, 'torch_dist'), { recursive: true });
+    await writeFile(join(partial, 'torch_dist', '__0_0.distcp'), 'half a shard');
+
+    const resumed = `${workflowId}-2`;
+    const second = await start(resumed, { ...spec, name: resumed, rollout: { ...spec.rollout, numRollout: 12 } });
+    await eventually(
+      async () => ((await trainingOf(resumed).catch(() => undefined))?.phase === 'running' ? true : undefined),
+      300_000,
+      'the resumed job',
+    );
+    assert.ok(existsSync(partial), 'the partial checkpoint is not deleted before a newer complete one exists');
+    await succeeded(second);
+    const training = await trainingOf(resumed);
+    assert.deepEqual(training.failures, [], 'resume verified: first rollout = tracker + 1, the partial one ignored');
+    assert.equal(training.checkpoints[0]?.iteration, (tracker as number) + 3);
+    assert.equal(training.checkpoints.at(-1)?.iteration, 11);
+    assert.ok(!existsSync(partial), 'the partial checkpoint is cleaned once a newer complete one exists');
+    assert.ok(existsSync(join(saveDir, 'iter_0000011')), 'the tracker iteration is kept');
   });
 });
