@@ -7,7 +7,7 @@ import { durationMs as msToNumber } from '../src/spec/duration.js';
 import { RayDashboardClient } from '../src/cluster/ray-dashboard.js';
 import { isTerminalStatus, RayJobsClient, type RayJob } from '../src/cluster/ray-jobs.js';
 import { checkResume, inspectSaveDir, readTracker } from '../src/progress/checkpoints.js';
-import { planRetention } from '../src/progress/retention.js';
+import { planNextDeletion, planRetention } from '../src/progress/retention.js';
 import { SlimeLogFollower, type SlimeLogSummary } from '../src/progress/slime-log.js';
 import { nodeIp, nodeName, trainJob } from '../src/recipe/commands.js';
 import type { NodeSpec, Spec } from '../src/spec/schema.js';
@@ -322,13 +322,13 @@ export function trainingActivities(deps: ActivityDeps) {
   async function applyRetention(input: {
     spec: Spec;
     scores: EvalPoint[];
-  }): Promise<{ keep: number[]; deleteNext: number[] }> {
+  }): Promise<{ keep: number[]; deleted: number[]; deleteNext: number[] }> {
     const spec = localSpec(input.spec, deps);
     const saveDir = modelPaths(spec).save;
     const { keepLast, keepEvery, keepBest } = spec.policies.retention;
     const inspection = await inspectSaveDir(saveDir);
     const scores = new Map(input.scores.map((s) => [s.rollout, s.score]));
-    const plan = planRetention({
+    const retention = {
       iterations: inspection.iterations.map((it) => ({
         iteration: it.iteration,
         complete: it.complete,
@@ -338,13 +338,18 @@ export function trainingActivities(deps: ActivityDeps) {
       keepLast: keepLast ?? Number.MAX_SAFE_INTEGER,
       keepEvery,
       keepBest,
-    });
+    };
+    const plan = planRetention(retention);
     for (const iteration of plan.delete) {
       const dir = join(saveDir, `iter_${String(iteration).padStart(7, '0')}`);
       log.info('retention: deleting checkpoint', { iteration, dir });
       await rm(dir, { recursive: true, force: true });
     }
-    return { keep: plan.keep.map((k) => k.iteration), deleteNext: plan.delete };
+    return {
+      keep: plan.keep.map((k) => k.iteration),
+      deleted: plan.delete,
+      deleteNext: planNextDeletion({ ...retention, saveInterval: spec.ckpt.saveInterval }, plan),
+    };
   }
 
   return { submitTrainingJob, stopTrainingJob, superviseUntilCheckpoint, applyRetention };

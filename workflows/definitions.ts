@@ -51,7 +51,8 @@ export interface TrainingStatus {
     /** when training was running again after this failure */
     recoveredAt?: string;
   }[];
-  retention?: { keep: number[]; deleteNext: number[] };
+  /** kept, deleted at the last checkpoint, and what the policy deletes once the next checkpoint is complete */
+  retention?: { keep: number[]; deleted?: number[]; deleteNext: number[] };
   waitingFor?: string;
   /** the tracker the current job resumed from (-1: none), until its first rollout is verified */
   resumeFrom?: number;

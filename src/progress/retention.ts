@@ -73,3 +73,25 @@ export function planRetention(input: RetentionInput): RetentionPlan {
     delete: all.filter((candidate) => !reasons.has(candidate.iteration)).map((candidate) => candidate.iteration),
   };
 }
+
+/**
+ * What the policy will delete once the next checkpoint (`saveInterval` rollouts after the newest) is complete:
+ * the plan for the directories left after `current`, with that checkpoint added as the tracker's.
+ */
+export function planNextDeletion(input: RetentionInput & { saveInterval: number }, current: RetentionPlan): number[] {
+  if (!Number.isInteger(input.saveInterval) || input.saveInterval < 1)
+    throw new RangeError('saveInterval must be a positive integer');
+  const remaining = input.iterations.filter((candidate) => !current.delete.includes(candidate.iteration));
+  const newest =
+    typeof input.tracker === 'number'
+      ? input.tracker
+      : Math.max(-1, ...remaining.filter((c) => c.complete).map((c) => c.iteration));
+  const next = newest + input.saveInterval;
+  const plan = planRetention({
+    ...input,
+    iterations: [...remaining, { iteration: next, complete: true }],
+    tracker: next,
+    writing: undefined,
+  });
+  return plan.delete.filter((iteration) => iteration !== next);
+}

@@ -5,7 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import {
@@ -289,7 +289,12 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     await writeFile(join(partial, 'torch_dist', '__0_0.distcp'), 'half a shard');
 
     const resumed = `${workflowId}-2`;
-    const second = await start(resumed, { ...spec, name: resumed, rollout: { ...spec.rollout, numRollout: 12 } });
+    const second = await start(resumed, {
+      ...spec,
+      name: resumed,
+      rollout: { ...spec.rollout, numRollout: 12 },
+      policies: { ...spec.policies, retention: { keepLast: 2, keepBest: 0 } },
+    });
     await eventually(
       async () => ((await trainingOf(resumed).catch(() => undefined))?.phase === 'running' ? true : undefined),
       300_000,
@@ -303,5 +308,13 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     assert.equal(training.checkpoints.at(-1)?.iteration, 11);
     assert.ok(!existsSync(partial), 'the partial checkpoint is cleaned once a newer complete one exists');
     assert.ok(existsSync(join(saveDir, 'iter_0000011')), 'the tracker iteration is kept');
+    // Retention (keep the last 2): status names what is kept -- exactly what is on disk -- and what goes next.
+    const onDisk = (await readdir(saveDir))
+      .filter((name) => name.startsWith('iter_'))
+      .map((name) => Number(name.slice(5)))
+      .sort((a, b) => a - b);
+    assert.deepEqual(training.retention?.keep, [8, 11]);
+    assert.deepEqual(onDisk, [8, 11]);
+    assert.deepEqual(training.retention?.deleteNext, [8], 'once iteration 14 is saved, 8 is the third last');
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { planRetention, type RetentionCandidate } from '../../src/progress/retention.js';
+import { planNextDeletion, planRetention, type RetentionCandidate } from '../../src/progress/retention.js';
 
 /** Complete checkpoints at rollout ids 19, 39, ..., like slime with --save-interval 20. */
 function saves(count: number, scores: Record<number, number> = {}): RetentionCandidate[] {
@@ -87,4 +87,31 @@ test('with a release tracker or none, only the rules protect checkpoints; bad li
   assert.deepEqual(planRetention({ iterations: [], tracker: undefined, keepLast: 3 }), { keep: [], delete: [] });
   assert.throws(() => planRetention({ iterations: [], tracker: 1, keepLast: -1 }), RangeError);
   assert.throws(() => planRetention({ iterations: [], tracker: 1, keepLast: 1, keepEvery: 2.5 }), RangeError);
+});
+
+test('names what the next checkpoint will push out, without counting the next checkpoint itself', () => {
+  const input = {
+    iterations: saves(4, { 19: 0.7, 39: 0.2, 59: 0.3 }),
+    tracker: 79,
+    keepLast: 2,
+    keepBest: 1,
+  };
+  const now = planRetention(input);
+  assert.deepEqual(now.delete, [39]);
+  // after 99 is saved: the last two are 79 and 99, 19 stays the best, so 59 goes
+  assert.deepEqual(planNextDeletion({ ...input, saveInterval: 20 }, now), [59]);
+  // a partial directory newer than the tracker is cleaned once the next complete checkpoint exists
+  const partial = { ...input, iterations: [...input.iterations, { iteration: 81, complete: false }] };
+  const withPartial = planRetention(partial);
+  assert.deepEqual(withPartial.delete, [39]);
+  assert.deepEqual(planNextDeletion({ ...partial, saveInterval: 20 }, withPartial), [59, 81]);
+  // ... but not a partial directory the next save writes over
+  const overwritten = { ...input, iterations: [...input.iterations, { iteration: 99, complete: false }] };
+  assert.deepEqual(planNextDeletion({ ...overwritten, saveInterval: 20 }, planRetention(overwritten)), [59]);
+  // nothing to delete when every checkpoint is kept
+  assert.deepEqual(
+    planNextDeletion({ ...input, keepLast: 10, saveInterval: 20 }, planRetention({ ...input, keepLast: 10 })),
+    [],
+  );
+  assert.throws(() => planNextDeletion({ ...input, saveInterval: 0 }, now), /saveInterval/);
 });

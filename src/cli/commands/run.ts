@@ -52,7 +52,9 @@ export function formatStatus(status: RunStatus): string {
     if (t.waitingFor) lines.push(`    waiting for nodes: ${t.waitingFor}`);
     if (t.retention)
       lines.push(
-        `    retention keeps ${t.retention.keep.join(', ') || '-'}; deleted ${t.retention.deleteNext.join(', ') || 'none'}`,
+        `    retention keeps ${t.retention.keep.join(', ') || '-'}` +
+          (t.retention.deleted?.length ? `; deleted ${t.retention.deleted.join(', ')}` : '') +
+          `; deletes next ${t.retention.deleteNext.join(', ') || 'none'}`,
       );
     for (const f of t.failures) lines.push(`    failure ${f.at} ${f.kind}: ${f.message.split('\n')[0]}`);
   }

@@ -1,0 +1,54 @@
+// The retention activity on a real save directory: what it deletes, what it keeps, and what it names as next.
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { trainingActivities } from '../../activities/training.js';
+import { resolveSpecOrThrow } from '../../src/spec/index.js';
+
+let save: string;
+before(async () => {
+  save = await mkdtemp(path.join(os.tmpdir(), 'keel-retention-'));
+});
+after(async () => {
+  await rm(save, { recursive: true, force: true });
+});
+
+const iterDir = (iteration: number) => path.join(save, `iter_${String(iteration).padStart(7, '0')}`);
+
+async function checkpoint(iteration: number, finished = true) {
+  const dir = iterDir(iteration);
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, '__0_0.distcp'), 'x');
+  await writeFile(path.join(dir, 'common.pt'), 'x');
+  await writeFile(path.join(dir, 'metadata.json'), JSON.stringify({ sharded_backend: 'torch_dist' }));
+  if (finished) await writeFile(path.join(dir, '.metadata'), 'x');
+}
+
+test('deletes what the policy drops, keeps the tracker, best and a partial save, and names the next deletions', async () => {
+  for (const iteration of [19, 39, 59, 79]) await checkpoint(iteration);
+  await checkpoint(99, false); // a save in progress (the tracker still names 79)
+  await writeFile(path.join(save, 'latest_checkpointed_iteration.txt'), '79');
+  const spec = resolveSpecOrThrow({
+    preset: 'tiny-local',
+    overrides: { ckpt: { save }, policies: { retention: { keepLast: 2, keepBest: 1 } } },
+  });
+  const { applyRetention } = trainingActivities({ cwd: process.cwd(), env: process.env });
+  const result: Awaited<ReturnType<typeof applyRetention>> = await new MockActivityEnvironment().run(applyRetention, {
+    spec,
+    scores: [
+      { rollout: 19, score: 0.7 },
+      { rollout: 39, score: 0.2 },
+      { rollout: 59, score: 0.3 },
+      { rollout: 79, score: 0.25 },
+    ],
+  });
+  assert.deepEqual(result.deleted, [39]);
+  assert.deepEqual(result.keep, [19, 59, 79, 99]);
+  assert.deepEqual(result.deleteNext, [59]);
+  const left = (await readdir(save)).filter((name) => name.startsWith('iter_')).sort();
+  assert.deepEqual(left, ['iter_0000019', 'iter_0000059', 'iter_0000079', 'iter_0000099']);
+  assert.deepEqual(await readdir(iterDir(99)), ['__0_0.distcp', 'common.pt', 'metadata.json'].sort());
+});
