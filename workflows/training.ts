@@ -33,6 +33,8 @@ export interface TrainingInput {
   runKey: string;
   /** carried across continue-as-new */
   state?: TrainingStatus & { restartTimes: string[]; extraNodes: { host: string; gpus?: number; name?: string }[] };
+  /** a stopAfterCheckpoint signal received by an earlier run of the chain, carried across continue-as-new */
+  stopAfterCheckpoint?: boolean;
 }
 
 export interface TrainingResult {
@@ -63,7 +65,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
     restartTimes: [],
     extraNodes: [],
   };
-  let stopAfterCheckpoint = false;
+  let stopAfterCheckpoint = input.stopAfterCheckpoint ?? false;
   let operatorDecision: 'resume' | 'cancel' | undefined;
 
   setHandler(trainingStatusQuery, () => state);
@@ -222,7 +224,9 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
         }
       }
       if (workflowInfo().continueAsNewSuggested) {
-        await continueAsNew<typeof training>({ spec, runKey, state });
+        // The history is long: go on in a new run with the same job (state.jobId), which re-attaches to it.
+        log.info('continuing as new', { jobId: state.jobId, historyLength: workflowInfo().historyLength });
+        await continueAsNew<typeof training>({ spec, runKey, state, stopAfterCheckpoint });
       }
     }
   };

@@ -45,6 +45,10 @@ describe('control-plane faults during training', { skip, timeout: 1_800_000 }, (
         '--db-filename',
         join(root, 'temporal.db'),
         ...devServerSearchAttributeArgs(),
+        // Temporal suggests continue-as-new after 4096 events by default; here after 30, so the training workflow
+        // continues as new several times during this short run and must re-attach to its job each time.
+        '--dynamic-config-value',
+        'limit.historyCount.suggestContinueAsNew=30',
         '--log-level',
         'error',
       ],
@@ -168,6 +172,25 @@ describe('control-plane faults during training', { skip, timeout: 1_800_000 }, (
       assert.ok(killedAt !== undefined && killedAt < 29, `the worker was killed mid-run (at rollout ${killedAt})`);
       const pipelineStatus = await temporal.client.workflow.getHandle(workflowId).query(statusQuery);
       assert.equal(pipelineStatus.phase, 'succeeded');
+      // Visibility records may trail the result by a moment.
+      const listRuns = async () => {
+        const statuses: string[] = [];
+        for await (const run of temporal.client.workflow.list({ query: `WorkflowId = '${workflowId}-training'` }))
+          statuses.push(run.status.name);
+        return statuses;
+      };
+      const trainingRuns = await eventually(
+        async () => {
+          const statuses = await listRuns();
+          return statuses.includes('COMPLETED') ? statuses : undefined;
+        },
+        30_000,
+        'the training runs in visibility',
+      );
+      assert.ok(
+        trainingRuns.filter((status) => status === 'CONTINUED_AS_NEW').length >= 1,
+        `the training workflow continued as new, then completed: ${trainingRuns.join(', ')}`,
+      );
     } finally {
       watching = false;
       await watcher;
