@@ -1,10 +1,11 @@
 // Nodes and the Ray cluster: probe every node, bring Ray up (head first, then workers in parallel), heal it after a
 // failure (quarantine dead nodes, take spares, choose a new head), stop what keel launched.
 import { ApplicationFailure, log } from '@temporalio/activity';
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { buildProbeCommand, parseProbeOutput } from '../src/cluster/node-probe.js';
 import { RayDashboardClient } from '../src/cluster/ray-dashboard.js';
+import { rayTempDirFor } from '../src/cluster/ray-commands.js';
 import { rayHeadCommand, rayWorkerCommands, nodeIp, nodeName } from '../src/recipe/commands.js';
 import type { NodeSpec, Spec } from '../src/spec/schema.js';
 import {
@@ -118,19 +119,10 @@ async function cleanNodes(spec: Spec, runKey: string, nodes: NodeSpec[]): Promis
   );
 }
 
-/**
- * Ray's temp dir for an isolated node: `<stateDir>/ray`, unless that is too long. Ray puts AF_UNIX sockets under
- * `<temp>/session_<date>_<time>_<pid>/sockets/<name>` (66-68 more bytes) and the kernel allows 107; a longer path
- * makes the dashboard fail at start (MetricsHead: "AF_UNIX path length cannot exceed 107 bytes"). Then a short
- * per-node directory under /tmp is used, named by a hash of the long one.
- */
+/** Ray's temp dir for a node with its own state dir (see rayTempDirFor). */
 export function rayTempDir(spec: Spec, node: NodeSpec): string {
-  const dir = join(spec.cluster.stateDir.replaceAll('{node}', nodeName(node)), 'ray');
-  if (Buffer.byteLength(dir) <= maxRayTempDirBytes) return dir;
-  return `/tmp/keel-ray-${createHash('sha256').update(dir).digest('hex').slice(0, 12)}`;
+  return rayTempDirFor(spec.cluster.stateDir.replaceAll('{node}', nodeName(node)));
 }
-
-const maxRayTempDirBytes = 36;
 
 async function bringUp(spec: Spec, runKey: string, nodes: NodeSpec[]): Promise<void> {
   const executor = executorFor(spec);

@@ -2,6 +2,8 @@
 //   head:   ray start --head --node-ip-address $MASTER_ADDR --num-gpus 8 --disable-usage-stats
 //           --dashboard-host=0.0.0.0 --dashboard-port=8265
 //   worker: ray start --address=$MASTER_ADDR:6379 --num-gpus 8 --node-ip-address $WORKER_IP --disable-usage-stats
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 
 export const defaultGcsPort = 6379;
 export const defaultDashboardPort = 8265;
@@ -86,3 +88,17 @@ function commonTail(options: CommonStartOptions): string[] {
     argv.push(`--object-store-memory=${options.objectStoreMemoryBytes}`);
   return [...argv, ...(options.extraArgs ?? [])];
 }
+
+/**
+ * Ray's temp dir for a node whose state lives in `nodeStateDir`: `<nodeStateDir>/ray`, unless that is too long. Ray
+ * puts AF_UNIX sockets under `<temp>/session_<date>_<time>_<pid>/sockets/<name>` (66-68 more bytes) and the kernel
+ * allows 107; a longer path makes the dashboard fail at start (MetricsHead: "AF_UNIX path length cannot exceed 107
+ * bytes"). Then a short per-node directory under /tmp is used, named by a hash of the long one.
+ */
+export function rayTempDirFor(nodeStateDir: string): string {
+  const dir = join(nodeStateDir, 'ray');
+  if (Buffer.byteLength(dir) <= maxRayTempDirBytes) return dir;
+  return `/tmp/keel-ray-${createHash('sha256').update(dir).digest('hex').slice(0, 12)}`;
+}
+
+const maxRayTempDirBytes = 36;

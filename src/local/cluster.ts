@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { startSshCluster, type SshCluster } from './sshd.js';
 import { signalNode } from './node-processes.js';
+import { rayTempDirFor } from '../cluster/ray-commands.js';
 import { freePort } from './net.js';
 
 export interface LocalClusterOptions {
@@ -190,6 +191,9 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
       for (const node of all) {
         await signalNode(node.stateDir, 'SIGCONT');
         await signalNode(node.stateDir, 'SIGKILL');
+        // a node whose state dir path is long keeps Ray's temp dir outside it, under /tmp
+        const rayTemp = rayTempDirFor(node.stateDir);
+        if (!rayTemp.startsWith(node.stateDir)) await rm(rayTemp, { recursive: true, force: true });
       }
       await stopChild(hub);
       await ssh?.stop();

@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { dashboardUrl, rayHeadStartArgs, rayStopArgs, rayWorkerStartArgs } from '../../src/cluster/ray-commands.js';
+import {
+  dashboardUrl,
+  rayHeadStartArgs,
+  rayStopArgs,
+  rayTempDirFor,
+  rayWorkerStartArgs,
+} from '../../src/cluster/ray-commands.js';
 
 // SLIME-CONTRACT.md, "Launch", word for word with $MASTER_ADDR=10.0.0.1 and $WORKER_IP=10.0.0.2.
 const contractHead =
@@ -63,4 +69,15 @@ test('options append to the contract command, never reorder it', () => {
 test('dashboard URL', () => {
   assert.equal(dashboardUrl('10.0.0.1'), 'http://10.0.0.1:8265');
   assert.equal(dashboardUrl('fd00::1', 9000), 'http://[fd00::1]:9000');
+});
+
+test("Ray's temp dir: inside the node's state dir when short, else a stable short dir named by its hash", () => {
+  assert.equal(rayTempDirFor('/srv/keel/n1'), '/srv/keel/n1/ray');
+  const long = '/home/someone/work/keel/.keel/local-seed2/nodes/127.0.1.3';
+  const short = rayTempDirFor(long);
+  assert.match(short, /^\/tmp\/keel-ray-[0-9a-f]{12}$/);
+  assert.equal(rayTempDirFor(long), short, 'the same node gets the same dir on every bring-up');
+  assert.notEqual(rayTempDirFor(`${long}0`), short);
+  // Ray's socket path under it stays within the kernel's 107 bytes
+  assert.ok(Buffer.byteLength(`${short}/session_2026-11-29_06-16-44_995833_2346/sockets/dashboard_agent`) <= 107);
 });
