@@ -1,7 +1,7 @@
 // The fp8-cast step's completeness check: index written last, no scales left, every shard framed correctly.
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkFp8CastComplete, indexFileName } from '../../src/fp8/check.js';
@@ -15,8 +15,14 @@ function safetensors(name: string, n: number): Buffer {
   return Buffer.concat([length, Buffer.from(header), Buffer.alloc(2 * n)]);
 }
 
+const roots: string[] = [];
+after(async () => {
+  await Promise.all(roots.map((root) => rm(root, { recursive: true, force: true })));
+});
+
 async function castOutput(): Promise<{ input: string; output: string }> {
   const root = await mkdtemp(join(tmpdir(), 'keel-fp8check-'));
+  roots.push(root);
   const [input, output] = [join(root, 'in'), join(root, 'out')];
   await mkdir(input);
   await mkdir(output);
