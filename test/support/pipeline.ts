@@ -1,4 +1,5 @@
 // Helpers for pipeline tests: a spec of small real commands on local nodes, and a worker on a test task queue.
+import { rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,8 +9,16 @@ import { createActivities } from '../../activities/index.js';
 import { resolveSpecOrThrow, type Spec, presets, deepMerge } from '../../src/spec/index.js';
 import { repoRoot, workflowBundle } from './temporal.js';
 
+const tempDirs: string[] = [];
+
+/** A fresh directory under the system temp dir, removed when the test process exits (KEEL_KEEP_TEST_DIRS=1 keeps it). */
 export async function tempDir(prefix: string): Promise<string> {
-  return mkdtemp(join(tmpdir(), prefix));
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  if (tempDirs.push(dir) === 1 && process.env.KEEL_KEEP_TEST_DIRS !== '1')
+    process.once('exit', () => {
+      for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+    });
+  return dir;
 }
 
 /** The tiny-local spec with these steps, storage and process records in a temp dir, short timeouts. */
