@@ -12,4 +12,5 @@ for tier in $tiers; do
   while IFS= read -r f; do files+=("$f"); done < <(find "test/$tier" -name '*.test.ts' | sort)
 done
 if [ ${#files[@]} -eq 0 ]; then echo "no test files in tiers: $tiers" >&2; exit 1; fi
-exec node --import tsx --test --test-concurrency=1 --test-reporter=spec "$@" "${files[@]}"
+# Servers the tests start listen on loopback only: see scripts/loopback-only.sh.
+exec bash scripts/loopback-only.sh node --import tsx --test --test-concurrency=1 --test-reporter=spec "$@" "${files[@]}"
