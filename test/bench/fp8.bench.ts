@@ -91,34 +91,26 @@ export async function run(): Promise<void> {
     const gb = bytes / 1e9;
     console.log(`  input: ${shards.length} R1-shaped shards, ${gb.toFixed(2)} GB; ${availableParallelism()} cores`);
 
-    // The cast writes twice the bytes it reads (bf16 for every fp8 code), so cp of the input is not its limit: the
-    // write floor is cp writing the same volume (every shard copied twice, fsynced).
     const outputGb = (await planCast(input)).shards.reduce((sum, shard) => sum + shard.layout.fileSize, 0) / 1e9;
+    /** Seconds for cp to copy every shard into each of these (fresh) directories, fsynced; then they are removed. */
+    const copyInto = async (names: string[]): Promise<number> => {
+      const dirs = names.map((name) => join(root, name));
+      for (const dir of dirs) await mkdir(dir);
+      const seconds = await timed(async () => {
+        for (const dir of dirs) await execa('cp', [...shards.map((s) => join(input, s)), dir]);
+        for (const dir of dirs) await fsyncAll(dir);
+      });
+      for (const dir of dirs) await rm(dir, { recursive: true });
+      return seconds;
+    };
     const rounds = Number(process.env.KEEL_BENCH_FP8_ROUNDS ?? 3);
     const cpRuns: number[] = [];
     const floorRuns: number[] = [];
     const nativeRuns: number[] = [];
     const threads = availableParallelism();
     for (let round = 0; round < rounds; round++) {
-      const copyDir = join(root, 'cp');
-      await mkdir(copyDir);
-      cpRuns.push(
-        await timed(async () => {
-          await execa('cp', [...shards.map((s) => join(input, s)), copyDir]);
-          await fsyncAll(copyDir);
-        }),
-      );
-      await rm(copyDir, { recursive: true });
-      // the cast's output volume (twice the input) written by cp: every shard copied into two directories
-      const floorDirs = [join(root, 'floor-a'), join(root, 'floor-b')];
-      for (const dir of floorDirs) await mkdir(dir);
-      floorRuns.push(
-        await timed(async () => {
-          for (const dir of floorDirs) await execa('cp', [...shards.map((s) => join(input, s)), dir]);
-          for (const dir of floorDirs) await fsyncAll(dir);
-        }),
-      );
-      for (const dir of floorDirs) await rm(dir, { recursive: true });
+      cpRuns.push(await copyInto(['cp']));
+      floorRuns.push(await copyInto(['floor-a', 'floor-b']));
       const nativeDir = join(root, 'native');
       nativeRuns.push(
         await timed(async () => {
@@ -148,7 +140,7 @@ export async function run(): Promise<void> {
     await rm(torchDir, { recursive: true });
 
     const rate = (seconds: number) => gb / seconds;
-    console.log(`  cp and native: medians of ${rounds} rounds; PyTorch: one run`);
+    console.log(`  cp, write floor and native: medians of ${rounds} rounds; PyTorch: one run`);
     console.log(`  cp (+fsync)            ${cpSeconds.toFixed(2)} s  ${rate(cpSeconds).toFixed(2)} GB/s`);
     console.log(
       `  native cast (${threads} threads)  ${nativeSeconds.toFixed(2)} s  ${rate(nativeSeconds).toFixed(2)} GB/s of FP8 input`,

@@ -172,16 +172,12 @@ describe('control-plane faults during training', { skip, timeout: 1_800_000 }, (
       assert.ok(killedAt !== undefined && killedAt < 29, `the worker was killed mid-run (at rollout ${killedAt})`);
       const pipelineStatus = await temporal.client.workflow.getHandle(workflowId).query(statusQuery);
       assert.equal(pipelineStatus.phase, 'succeeded');
-      // Visibility records may trail the result by a moment.
-      const listRuns = async () => {
-        const statuses: string[] = [];
-        for await (const run of temporal.client.workflow.list({ query: `WorkflowId = '${workflowId}-training'` }))
-          statuses.push(run.status.name);
-        return statuses;
-      };
+      // Every run of the training chain, once visibility has the last one (it may trail the result by a moment).
       const trainingRuns = await eventually(
         async () => {
-          const statuses = await listRuns();
+          const statuses: string[] = [];
+          for await (const run of temporal.client.workflow.list({ query: `WorkflowId = '${workflowId}-training'` }))
+            statuses.push(run.status.name);
           return statuses.includes('COMPLETED') ? statuses : undefined;
         },
         30_000,
