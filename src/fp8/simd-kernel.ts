@@ -299,6 +299,9 @@ function fillTable(table: Uint8Array, offset: number, scale: number): void {
 
 type Kernel = (...args: number[]) => void;
 
+/** The alignment of O_DIRECT writes: file offsets, lengths and memory addresses (4096 covers 512 and 4K sectors). */
+export const outputAlignment = 4096;
+
 /**
  * A dequant engine with its own memory: `input` (FP8 codes), `output` (bf16 bits) and `scales` are views into it,
  * sized by `reserve`; `run` converts `rows` full rows of `columns` codes whose first row starts a 128-row block.
@@ -311,6 +314,9 @@ export class DequantKernel {
   scales = new Float32Array(0);
   private tables = new Uint8Array(0);
   private layout = { input: 0, output: 0, scales: 0, tables: 0 };
+  /** bytes of the output region past the aligned start at which `output` begins (see `shiftOutput`) */
+  private shift = 0;
+  private outputRegion = new Uint8Array(0);
 
   constructor(useSimd = true) {
     const module = useSimd ? kernelCode() : undefined;
@@ -331,25 +337,45 @@ export class DequantKernel {
     const scaleBytes = Math.ceil((scaleCount * 4) / 16) * 16;
     const tableBytes = (scaleBytes / 4) * 64; // a table for every scale the scale view can hold
     const inputBytes = Math.ceil(codes / 16) * 16;
+    const regionBytes = 2 * inputBytes + outputAlignment;
     if (this.memory) {
-      const total = scaleBytes + tableBytes + 3 * inputBytes;
-      const pages = Math.ceil(total / 65536);
+      const tables = scaleBytes;
+      const input = tables + tableBytes;
+      const output = Math.ceil((input + inputBytes) / outputAlignment) * outputAlignment;
+      const pages = Math.ceil((output + regionBytes) / 65536);
       const have = this.memory.buffer.byteLength / 65536;
       if (pages > have) this.memory.grow(pages - have);
       const buffer = this.memory.buffer;
-      const tables = scaleBytes;
-      const input = tables + tableBytes;
-      const output = input + inputBytes;
       this.layout = { scales: 0, tables, input, output };
       this.scales = new Float32Array(buffer, 0, scaleBytes / 4);
       this.tables = new Uint8Array(buffer, tables, tableBytes);
       this.input = new Uint8Array(buffer, input, inputBytes);
-      this.output = new Uint16Array(buffer, output, inputBytes);
+      this.outputRegion = new Uint8Array(buffer, output, regionBytes);
     } else {
       this.scales = new Float32Array(scaleBytes / 4);
       this.input = new Uint8Array(inputBytes);
-      this.output = new Uint16Array(inputBytes);
+      this.outputRegion = new Uint8Array(regionBytes);
     }
+    this.shiftOutput(this.shift);
+  }
+
+  /**
+   * Start `output` `shift` bytes (even, below 4096) past a 4096-aligned address of the kernel's memory (WebAssembly
+   * memory starts on a page): a result bound for file offset f, with shift = f % 4096, then has its whole 4096-byte
+   * blocks at aligned addresses, as O_DIRECT writes need. `outputBytes` views the same place as bytes.
+   */
+  shiftOutput(shift: number): void {
+    if (shift % 2 || shift < 0 || shift >= outputAlignment) throw new Error(`bad output shift ${shift}`);
+    this.shift = shift;
+    const region = this.outputRegion;
+    this.output = new Uint16Array(region.buffer, region.byteOffset + shift, (region.length - outputAlignment) / 2);
+  }
+
+  /** `length` bytes from `shift` bytes past the aligned start of the output region (any shift below 4096). */
+  outputBytes(shift: number, length: number): Uint8Array {
+    if (shift < 0 || shift >= outputAlignment || length > this.outputRegion.length - outputAlignment)
+      throw new Error(`bad output view (${shift}, ${length})`);
+    return this.outputRegion.subarray(shift, shift + length);
   }
 
   /** Dequantize `rows` x `columns` codes from `input` into `output` with `scaleColumns` scales per block row. */
@@ -362,7 +388,7 @@ export class DequantKernel {
       if (useTable) for (let b = 0; b < blocks; b++) fillTable(this.tables, b * 64, scales[b]!);
       const region = useTable ? this.layout.tables : this.layout.scales;
       const kernel = useTable ? this.kernels.table : this.kernels.exact;
-      kernel(this.layout.input, this.layout.output, rows, columns16, columns, region, scaleColumns);
+      kernel(this.layout.input, this.layout.output + this.shift, rows, columns16, columns, region, scaleColumns);
     }
     if (columns16 < columns)
       dequantColumnsScalar(this.input, this.output, rows, columns, columns16, this.scales, scaleColumns);

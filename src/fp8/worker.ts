@@ -11,8 +11,7 @@ parentPort!.on('message', (message: { task: Task } | { closeFiles: true }) => {
     return;
   }
   try {
-    runner.run(message.task);
-    parentPort!.postMessage({});
+    parentPort!.postMessage(runner.run(message.task));
   } catch (error) {
     parentPort!.postMessage({ error: (error as Error).message });
   }

@@ -1,9 +1,12 @@
 // The native FP8 -> BF16 cast's throughput (GB/s of FP8 input) on a synthetic checkpoint shaped like DeepSeek-R1's
 // shards (>= 2 GB; KEEL_BENCH_FP8_GB to change), beside, in the same run: `cp` of the same shard files (each copy
-// fsynced, as the cast fsyncs its shards); the write floor, cp writing the cast's output volume (every shard copied
-// twice: the output is twice the input); and the PyTorch CPU reference of the same arithmetic (workloads/tiny/tools/
-// fp8_cast_bf16.py, the CPU stand-in of slime's tool). cp, the write floor and the native cast alternate three times
-// (KEEL_BENCH_FP8_ROUNDS) and the medians are compared: on a shared machine single runs vary a lot.
+// fsynced, as the cast fsyncs its shards); the write floor, the disk writing the cast's output volume past the page
+// cache as the cast does (`dd oflag=direct` of every shard twice: the output is twice the input); the cast through the
+// page cache only (--no-direct-io); and the PyTorch CPU reference of the same arithmetic (workloads/tiny/tools/
+// fp8_cast_bf16.py, the CPU stand-in of slime's tool). All but PyTorch run three times (KEEL_BENCH_FP8_ROUNDS) and
+// the medians are compared: on a shared machine single runs vary a lot. Each round starts with another of them,
+// because virtual disks often write a burst of a few GB fast after a pause and then slow down: whichever ran first
+// would otherwise have the burst to itself every time.
 import { open, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,40 +95,53 @@ export async function run(): Promise<void> {
     console.log(`  input: ${shards.length} R1-shaped shards, ${gb.toFixed(2)} GB; ${availableParallelism()} cores`);
 
     const outputGb = (await planCast(input)).shards.reduce((sum, shard) => sum + shard.layout.fileSize, 0) / 1e9;
-    /** Seconds for cp to copy every shard into each of these (fresh) directories, fsynced; then they are removed. */
-    const copyInto = async (names: string[]): Promise<number> => {
+    const sources = shards.map((s) => join(input, s));
+    /** Seconds for `copy` to fill each of these (fresh) directories, fsynced; then they are removed. */
+    const fill = async (names: string[], copy: (dir: string) => Promise<unknown>): Promise<number> => {
       const dirs = names.map((name) => join(root, name));
       for (const dir of dirs) await mkdir(dir);
       const seconds = await timed(async () => {
-        for (const dir of dirs) await execa('cp', [...shards.map((s) => join(input, s)), dir]);
+        for (const dir of dirs) await copy(dir);
         for (const dir of dirs) await fsyncAll(dir);
       });
       for (const dir of dirs) await rm(dir, { recursive: true });
       return seconds;
     };
-    const rounds = Number(process.env.KEEL_BENCH_FP8_ROUNDS ?? 3);
-    const cpRuns: number[] = [];
-    const floorRuns: number[] = [];
-    const nativeRuns: number[] = [];
-    const threads = availableParallelism();
-    for (let round = 0; round < rounds; round++) {
-      cpRuns.push(await copyInto(['cp']));
-      floorRuns.push(await copyInto(['floor-a', 'floor-b']));
+    const cp = (dir: string) => execa('cp', [...sources, dir]);
+    // GNU dd writes the last partial block without O_DIRECT, as the cast does.
+    const ddDirect = async (dir: string) => {
+      for (const [k, source] of sources.entries())
+        await execa('dd', [`if=${source}`, `of=${join(dir, shards[k]!)}`, 'bs=4M', 'oflag=direct', 'status=none']);
+    };
+    const castOnce = async (directIo: boolean): Promise<number> => {
       const nativeDir = join(root, 'native');
-      nativeRuns.push(
-        await timed(async () => {
-          const result = await castFp8Checkpoint({ inputDir: input, outputDir: nativeDir });
-          if (result.skippedShards.length) throw new Error('a fresh output directory skipped shards');
-        }),
-      );
+      const seconds = await timed(async () => {
+        const result = await castFp8Checkpoint({ inputDir: input, outputDir: nativeDir, directIo });
+        if (result.skippedShards.length) throw new Error('a fresh output directory skipped shards');
+        if (directIo && !result.directBytes) console.log('  note: this file system refused O_DIRECT');
+      });
       await rm(nativeDir, { recursive: true });
-      console.log(
-        `  round ${round + 1}: cp ${cpRuns.at(-1)!.toFixed(2)} s, write floor ${floorRuns.at(-1)!.toFixed(2)} s, native ${nativeRuns.at(-1)!.toFixed(2)} s`,
-      );
+      return seconds;
+    };
+    const threads = availableParallelism();
+    const contenders = [
+      { name: 'cp', runs: [] as number[], once: () => fill(['cp'], cp) },
+      { name: 'write floor', runs: [] as number[], once: () => fill(['floor-a', 'floor-b'], ddDirect) },
+      { name: 'native', runs: [] as number[], once: () => castOnce(true) },
+      { name: 'native (page cache)', runs: [] as number[], once: () => castOnce(false) },
+    ];
+    const rounds = Number(process.env.KEEL_BENCH_FP8_ROUNDS ?? 3);
+    for (let round = 0; round < rounds; round++) {
+      const order = contenders.map((_, k) => contenders[(k + round) % contenders.length]!);
+      for (const contender of order) contender.runs.push(await contender.once());
+      console.log(`  round ${round + 1}: ${order.map((c) => `${c.name} ${c.runs.at(-1)!.toFixed(2)} s`).join(', ')}`);
     }
-    const cpSeconds = median(cpRuns);
-    const nativeSeconds = median(nativeRuns);
-    const floorSeconds = median(floorRuns);
+    const [cpSeconds, floorSeconds, nativeSeconds, bufferedSeconds] = contenders.map((c) => median(c.runs)) as [
+      number,
+      number,
+      number,
+      number,
+    ];
 
     const torchDir = join(root, 'torch');
     const torchSeconds = await timed(() =>
@@ -139,21 +155,24 @@ export async function run(): Promise<void> {
     );
     await rm(torchDir, { recursive: true });
 
-    const rate = (seconds: number) => gb / seconds;
-    console.log(`  cp, write floor and native: medians of ${rounds} rounds; PyTorch: one run`);
-    console.log(`  cp (+fsync)            ${cpSeconds.toFixed(2)} s  ${rate(cpSeconds).toFixed(2)} GB/s`);
+    const rate = (seconds: number) => `${seconds.toFixed(2)} s  ${(gb / seconds).toFixed(2)} GB/s of FP8 input`;
+    const ratio = (slow: number, fast: number) => (slow / fast).toFixed(2);
+    console.log(`  medians of ${rounds} rounds (each starts with another of them); PyTorch: one run`);
+    console.log(`  cp (+fsync)                       ${rate(cpSeconds)}`);
+    console.log(`  write floor (+fsync)              ${rate(floorSeconds)}`);
     console.log(
-      `  native cast (${threads} threads)  ${nativeSeconds.toFixed(2)} s  ${rate(nativeSeconds).toFixed(2)} GB/s of FP8 input`,
+      `    dd oflag=direct, every shard twice: ${(2 * gb).toFixed(2)} GB, the cast writes ${outputGb.toFixed(2)} GB`,
     );
+    console.log(`  native cast (${threads} threads, O_DIRECT)  ${rate(nativeSeconds)}`);
+    console.log(`  native cast, page cache only      ${rate(bufferedSeconds)}`);
+    console.log(`  PyTorch CPU reference             ${rate(torchSeconds)}`);
+    console.log(`  native / cp = ${ratio(cpSeconds, nativeSeconds)}  (target >= 0.7)`);
     console.log(
-      `  cp twice (${(2 * gb).toFixed(2)} GB written, the output is ${outputGb.toFixed(2)} GB)  ${floorSeconds.toFixed(2)} s  ${rate(floorSeconds).toFixed(2)} GB/s of FP8 input`,
+      `  native / write floor = ${ratio(floorSeconds, nativeSeconds)}; write floor / cp = ${ratio(cpSeconds, floorSeconds)} ` +
+        '(what writing twice the bytes costs against cp here)',
     );
-    console.log(`  PyTorch CPU reference  ${torchSeconds.toFixed(2)} s  ${rate(torchSeconds).toFixed(2)} GB/s`);
-    console.log(`  native / cp = ${(cpSeconds / nativeSeconds).toFixed(2)}  (target >= 0.7)`);
-    console.log(
-      `  native / write floor = ${(floorSeconds / nativeSeconds).toFixed(2)}  (cp / write floor = ${(floorSeconds / cpSeconds).toFixed(2)}: what writing twice the bytes costs here)`,
-    );
-    console.log(`  native / PyTorch = ${(torchSeconds / nativeSeconds).toFixed(2)}  (target > 1)`);
+    console.log(`  native O_DIRECT / page cache only = ${ratio(bufferedSeconds, nativeSeconds)}`);
+    console.log(`  native / PyTorch = ${ratio(torchSeconds, nativeSeconds)}  (target > 1)`);
   } finally {
     await rm(root, { recursive: true, force: true });
   }

@@ -72,7 +72,7 @@ describe('SIMD kernels', () => {
     });
   }
 
-  it('stays exact when one kernel is reused for tasks of growing and shrinking sizes', () => {
+  it('stays exact when one kernel is reused for tasks of growing and shrinking sizes, output shifted', () => {
     const reused = new DequantKernel();
     // [rows, block columns]: fewer codes but more scales than the last reservation, within its rounding, and more
     for (const [rows, blockColumns] of [
@@ -87,6 +87,7 @@ describe('SIMD kernels', () => {
     ] as const) {
       const columns = blockColumns * 128 - 60;
       reused.reserve(rows * columns, blockColumns);
+      reused.shiftOutput((rows * 2050) % 4096); // where an O_DIRECT write at some file offset needs the result
       for (let i = 0; i < rows * columns; i++) reused.input[i] = (i * 11 + blockColumns) & 0xff;
       for (let b = 0; b < blockColumns; b++) reused.scales[b] = 2 ** -8 * (b + 1);
       reused.run(rows, columns, blockColumns);

@@ -4,13 +4,14 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { castFp8Checkpoint, readHeader, stateFileName } from '../../src/fp8/index.js';
 import { checkFp8CastComplete, indexFileName } from '../../src/fp8/check.js';
 import { dequantBits } from '../../src/fp8/e4m3.js';
+import { TaskRunner } from '../../src/fp8/tasks.js';
 import {
   fp8Weight,
   plainTensor,
@@ -37,6 +38,16 @@ async function tensorBytes(file: string, name: string): Promise<Buffer> {
   const header = await readHeader(file);
   const entry = header.tensors.get(name)!;
   return (await readFile(file)).subarray(entry.begin, entry.end);
+}
+
+/** Does the file system of `dir` open files with O_DIRECT? */
+function takesDirectIo(dir: string): boolean {
+  try {
+    closeSync(openSync(join(dir, 'probe'), constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Every file of a directory (names and bytes), the cast's state file left out. */
@@ -110,6 +121,23 @@ describe('castFp8Checkpoint', () => {
     const whole = join(root, 'whole');
     await castFp8Checkpoint({ inputDir: input, outputDir: whole });
     assert.deepEqual(await snapshot(output), await snapshot(whole));
+  });
+
+  it('writes whole 4096-byte blocks with O_DIRECT where the file system takes it, the same bytes as buffered', async () => {
+    const { input, output, root } = await checkpoint();
+    const directHere = takesDirectIo(root);
+    // 10,000-byte tasks: most task ranges start and end inside a 4096-byte block, so both ways of writing are used
+    const direct = await castFp8Checkpoint({ inputDir: input, outputDir: output, chunkBytes: 10_000, verify: true });
+    const whole = await castFp8Checkpoint({ inputDir: input, outputDir: join(root, 'whole') });
+    const buffered = await castFp8Checkpoint({ inputDir: input, outputDir: join(root, 'buffered'), directIo: false });
+    assert.equal(buffered.directBytes, 0);
+    if (directHere) {
+      assert.ok(direct.directBytes > 0 && direct.directBytes % 4096 === 0, `direct bytes ${direct.directBytes}`);
+      assert.ok(direct.directBytes < direct.bytesOut);
+      assert.ok(whole.directBytes > direct.directBytes, `${whole.directBytes} vs ${direct.directBytes}`);
+    }
+    assert.deepEqual(await snapshot(output), await snapshot(join(root, 'buffered')));
+    assert.deepEqual(await snapshot(join(root, 'whole')), await snapshot(join(root, 'buffered')));
   });
 
   it("keeps config.json unchanged on request (slime's behaviour)", async () => {
@@ -209,6 +237,41 @@ describe('castFp8Checkpoint', () => {
     await truncate(join(output, shard), 100);
     const again = await castFp8Checkpoint({ inputDir: input, outputDir: output, verify: true });
     assert.deepEqual(again.skippedShards.sort(), [shardName(1, 3), shardName(3, 3)]);
+  });
+});
+
+describe('TaskRunner writes', () => {
+  it('go through the page cache, same bytes, where O_DIRECT refuses the buffer (not 4096-aligned)', async () => {
+    const { root } = await checkpoint();
+    const data = Buffer.alloc(1 << 20);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+    await writeFile(join(root, 'in.bin'), data);
+    // Without SIMD the kernel's memory is an ordinary ArrayBuffer, allocated off the 4096-byte alignment
+    const results = [];
+    for (const [simd, outputFile] of [
+      [false, join(root, 'plain.bin')],
+      [true, join(root, 'simd.bin')],
+    ] as const) {
+      await writeFile(outputFile, '');
+      const runner = new TaskRunner(simd);
+      const copy = {
+        kind: 'copy',
+        inputFile: join(root, 'in.bin'),
+        outputFile,
+        tensor: 't',
+        verify: false,
+        direct: true,
+      } as const;
+      results.push(runner.run({ ...copy, bytes: 600_000, inputOffset: 100, outputOffset: 100 }).directBytes);
+      results.push(
+        runner.run({ ...copy, bytes: data.length - 600_100, inputOffset: 600_100, outputOffset: 600_100 }).directBytes,
+      );
+      runner.closeFiles();
+      assert.deepEqual((await readFile(outputFile)).subarray(100), data.subarray(100), outputFile);
+    }
+    assert.deepEqual(results.slice(0, 2), [0, 0]);
+    if (takesDirectIo(root))
+      assert.ok(results[2]! > 0 && results[3]! > 0, `O_DIRECT bytes with SIMD memory: ${results.join(', ')}`);
   });
 });
 

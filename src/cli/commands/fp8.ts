@@ -11,6 +11,7 @@ interface Fp8CastOptions {
   verify?: boolean;
   keepQuantizationConfig?: boolean;
   allowMissingScale?: boolean;
+  directIo: boolean;
 }
 
 const gb = (bytes: number) => (bytes / 1e9).toFixed(2);
@@ -31,6 +32,7 @@ export function registerFp8Commands(program: Command): void {
       '--allow-missing-scale',
       "copy an FP8 tensor without a scale unchanged with a warning (slime's behaviour) instead of failing",
     )
+    .option('--no-direct-io', 'write the output through the page cache only (default: whole 4096-byte blocks O_DIRECT)')
     .action(async (options: Fp8CastOptions) => {
       const threads = options.threads === undefined ? undefined : Number(options.threads);
       if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) {
@@ -77,6 +79,7 @@ export function registerFp8Commands(program: Command): void {
           verify: options.verify,
           keepQuantizationConfig: options.keepQuantizationConfig,
           allowMissingScale: options.allowMissingScale,
+          directIo: options.directIo,
           signal: controller.signal,
           onProgress,
           onWarning: (message) => (bar ? bar.stop() : undefined, console.warn(`warning: ${message}`)),
@@ -85,7 +88,8 @@ export function registerFp8Commands(program: Command): void {
         const cast = result.shards - result.skippedShards.length;
         console.log(
           `${options.out}: ${result.shards} shards (${cast} cast, ${result.skippedShards.length} already done), ` +
-            `${gb(result.bytesIn)} GB in, ${gb(result.bytesOut)} GB out, ${result.seconds.toFixed(1)} s` +
+            `${gb(result.bytesIn)} GB in, ${gb(result.bytesOut)} GB out (${gb(result.directBytes)} GB O_DIRECT), ` +
+            `${result.seconds.toFixed(1)} s` +
             (options.verify ? ', verified' : ''),
         );
       } catch (error) {
