@@ -99,7 +99,8 @@ export class TaskRunner {
       throw new TaskError(`${file}: cannot open for tensor ${tensor} (${(error as Error).message})`);
     }
     this.files.push({ file, flags, fd });
-    if (this.files.length > 6) closeSync(this.files.shift()!.fd);
+    // up to three shards at a time, each open to read, to write and to write with O_DIRECT
+    if (this.files.length > 9) closeSync(this.files.shift()!.fd);
     return fd;
   }
 
