@@ -185,6 +185,7 @@ export function stepActivities(deps: ActivityDeps) {
         inputDir: paths.download,
         outputDir: paths.bf16,
         threads: step.threads,
+        directIo: step.directIo,
         signal: activitySignal(),
         // Finished shards are recorded in the output directory: a retried attempt skips them.
         onProgress: (p: { shardsDone: string[]; shardsTotal: number; bytesDone: number }) =>
@@ -201,6 +202,7 @@ export function stepActivities(deps: ActivityDeps) {
         shards: result.shards,
         skippedShards: result.skippedShards.length,
         seconds: result.seconds,
+        directBytes: result.directBytes,
       };
     }
     const command = castCommand(spec);

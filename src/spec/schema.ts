@@ -293,6 +293,10 @@ export const stepSchema = z.discriminatedUnion('kind', [
       ...stepBase,
       engine: z.enum(['slime', 'native']).default('slime'),
       threads: positiveInt.optional(),
+      directIo: z
+        .boolean()
+        .default(true)
+        .describe('native engine: write the output with O_DIRECT (false: through the page cache only)'),
     })
     .strict(),
   z.object({ kind: z.literal('torch-dist-convert'), ...stepBase }).strict(),

@@ -1,6 +1,7 @@
 // Synthetic FP8 checkpoints for the cast's tests and benchmark, written with keel's own safetensors layout (which the
 // Python tests load with the reference library): R1-style naming, `<name>_scale_inv` F32 [ceil(M/128), ceil(N/128)].
 import { randomFillSync } from 'node:crypto';
+import { closeSync, constants, openSync } from 'node:fs';
 import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { layoutFile } from '../../src/fp8/safetensors.js';
@@ -13,6 +14,16 @@ export interface SyntheticTensor {
 }
 
 export type Shards = Record<string, SyntheticTensor[]>;
+
+/** Does the file system of `dir` open files with O_DIRECT (the cast then writes most of its output that way)? */
+export function takesDirectIo(dir: string): boolean {
+  try {
+    closeSync(openSync(join(dir, '.direct-io-probe'), constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT));
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export const shardName = (k: number, n: number) =>
   `model-${String(k).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`;

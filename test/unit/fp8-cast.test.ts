@@ -4,7 +4,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { closeSync, constants, existsSync, openSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import {
   fp8Weight,
   plainTensor,
   shardName,
+  takesDirectIo,
   unitCheckpoint,
   writeCheckpoint,
   type Shards,
@@ -38,16 +39,6 @@ async function tensorBytes(file: string, name: string): Promise<Buffer> {
   const header = await readHeader(file);
   const entry = header.tensors.get(name)!;
   return (await readFile(file)).subarray(entry.begin, entry.end);
-}
-
-/** Does the file system of `dir` open files with O_DIRECT? */
-function takesDirectIo(dir: string): boolean {
-  try {
-    closeSync(openSync(join(dir, 'probe'), constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT));
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Every file of a directory (names and bytes), the cast's state file left out. */

@@ -5,7 +5,14 @@ import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startDevServer } from '../support/temporal.js';
 import { commandSpec, createTestWorker, tempDir, uniqueQueue } from '../support/pipeline.js';
-import { fp8Weight, plainTensor, shardName, writeCheckpoint, type Shards } from '../support/fp8-checkpoint.js';
+import {
+  fp8Weight,
+  plainTensor,
+  shardName,
+  takesDirectIo,
+  writeCheckpoint,
+  type Shards,
+} from '../support/fp8-checkpoint.js';
 import { statusQuery, type PipelineStatus } from '../../workflows/definitions.js';
 import { castFp8Checkpoint, checkFp8CastComplete } from '../../src/fp8/index.js';
 import { modelPaths } from '../../src/spec/paths.js';
@@ -70,6 +77,7 @@ describe('fp8-cast step, native engine', { timeout: 300_000 }, () => {
     assert.equal(cast.outputs?.engine, 'native');
     assert.equal(cast.outputs?.shards, 4);
     assert.ok((cast.outputs?.skippedShards as number) >= 1, `skipped ${String(cast.outputs?.skippedShards)}`);
+    if (takesDirectIo(dir)) assert.ok((cast.outputs?.directBytes as number) > 0, 'no output written with O_DIRECT');
     assert.deepEqual(await checkFp8CastComplete(paths.download, paths.bf16), { complete: true });
 
     const second = await runPipeline(spec, queue);
