@@ -110,8 +110,14 @@ export async function run(): Promise<void> {
     const cp = (dir: string) => execa('cp', [...sources, dir]);
     // GNU dd writes the last partial block without O_DIRECT, as the cast does.
     const ddDirect = async (dir: string) => {
-      for (const [k, source] of sources.entries())
-        await execa('dd', [`if=${source}`, `of=${join(dir, shards[k]!)}`, 'bs=4M', 'oflag=direct', 'status=none']);
+      for (const shard of shards)
+        await execa('dd', [
+          `if=${join(input, shard)}`,
+          `of=${join(dir, shard)}`,
+          'bs=4M',
+          'oflag=direct',
+          'status=none',
+        ]);
     };
     const castOnce = async (directIo: boolean): Promise<number> => {
       const nativeDir = join(root, 'native');
