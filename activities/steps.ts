@@ -8,7 +8,14 @@ import { checkTorchDistRelease } from '../src/progress/checkpoints.js';
 import { castCommand, convertCommands, downloadCommand, withModelArgs } from '../src/recipe/commands.js';
 import type { Spec } from '../src/spec/schema.js';
 import { modelPaths } from '../src/spec/paths.js';
-import { compareWithListing, listRepoFiles, readManifest, writeManifest, type RepoListing } from '../src/hub/index.js';
+import {
+  compareWithListing,
+  endpointProblem,
+  listRepoFiles,
+  readManifest,
+  writeManifest,
+  type RepoListing,
+} from '../src/hub/index.js';
 import { castFp8Checkpoint, checkFp8CastComplete } from './fp8-engine.js';
 import { registerSecretValue } from '../src/log.js';
 import {
@@ -54,6 +61,15 @@ export function stepActivities(deps: ActivityDeps) {
     if (!endpoint) {
       throw ApplicationFailure.nonRetryable(
         `model.hfEndpointEnv names ${spec.model.hfEndpointEnv}, which is not set in the worker's environment (for tiny-local: start the local cluster with keel demo or keel local up)`,
+        failureTypes.configError,
+      );
+    }
+    // Its value is never echoed: a spec that names the wrong variable must not copy a secret into history.
+    registerSecretValue(endpoint);
+    const problem = endpointProblem(endpoint);
+    if (problem) {
+      throw ApplicationFailure.nonRetryable(
+        `model.hfEndpointEnv names ${spec.model.hfEndpointEnv}, whose value ${problem} (the value is not shown): set it to the Hub's base URL, e.g. https://huggingface.co`,
         failureTypes.configError,
       );
     }
@@ -147,12 +163,15 @@ export function stepActivities(deps: ActivityDeps) {
     const paths = modelPaths(spec);
     const env = envFromWorker(command.envFromWorker, deps.env);
     hubEndpoint(spec); // fails at once when the named endpoint is missing
-    const { HF_TOKEN: token, ...plainEnv } = env;
+    const { HF_TOKEN: token, HF_ENDPOINT: endpoint, ...plainEnv } = env;
+    // The token and the endpoint travel like secrets (stdin into the node's 0600 file), never in argv or a record.
     const secretEnv: Record<string, string> = {};
     if (token !== undefined && spec.model.hfTokenEnv) {
       registerSecretValue(token);
       secretEnv.HF_TOKEN = spec.model.hfTokenEnv;
     }
+    if (endpoint !== undefined && spec.model.hfEndpointEnv) secretEnv.HF_ENDPOINT = spec.model.hfEndpointEnv;
+    else if (!spec.model.hfEndpointEnv && deps.env.HF_ENDPOINT) secretEnv.HF_ENDPOINT = 'HF_ENDPOINT';
     const result = await runToEnd({
       executor: executorFor(spec),
       node,

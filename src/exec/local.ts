@@ -9,20 +9,28 @@ import {
   type StateDir,
 } from './script-executor.js';
 import { nodeName, type NodeTarget } from './types.js';
+import { loginEnvironment } from './node-environment.js';
 
 export interface LocalExecutorOptions {
   /** Absolute directory of process records (`<stateDir>/procs/<id>/`), or one per node. */
   stateDir: StateDir;
   onCommand?: CommandListener;
+  /**
+   * The environment every command starts with, as a login on the node would have it (default: PATH, HOME, USER,
+   * LOGNAME, SHELL and the locale of this process). Nothing else of this process is inherited.
+   */
+  baseEnv?: Record<string, string>;
 }
 
 export class LocalExecutor extends ScriptExecutor {
   readonly kind = 'local' as const;
   private readonly onCommand: CommandListener | undefined;
+  private readonly baseEnv: Record<string, string>;
 
   constructor(options: LocalExecutorOptions) {
     super(options.stateDir);
     this.onCommand = options.onCommand;
+    this.baseEnv = { ...(options.baseEnv ?? loginEnvironment()) };
   }
 
   protected async execOnNode(node: NodeTarget, argv: string[], options: ExecOnNodeOptions = {}): Promise<RawResult> {
@@ -30,6 +38,8 @@ export class LocalExecutor extends ScriptExecutor {
     if (file === undefined) throw new Error('empty argv');
     this.onCommand?.({ node: nodeName(node), argv });
     const result = await execa(file, args, {
+      env: this.baseEnv,
+      extendEnv: false,
       reject: false,
       encoding: 'buffer',
       stripFinalNewline: false,

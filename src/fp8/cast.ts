@@ -5,13 +5,14 @@
 // sixth of the kernel CPU, and a cast of R1's 1.3 TB of output does not evict everything else from memory.
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { copyFile, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, stat, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { indexFileName } from './check.js';
 import { planCast, type CastPlan, type ShardPlan } from './plan.js';
 import { readHeader } from './safetensors.js';
 import { WorkerPool } from './pool.js';
 import type { Task } from './tasks.js';
 import { shardTasks } from './chunks.js';
+import { copyAtomically, createExclusive, refuseNonRegularTargets, writeAtomically } from './output-files.js';
 
 export interface CastProgress {
   shardsDone: string[];
@@ -71,19 +72,6 @@ async function readState(outputDir: string): Promise<StateFile> {
   return { version: 1, shards: {} };
 }
 
-/** Write a file durably under its final name: temporary name, fsync, rename. */
-async function writeAtomically(file: string, data: string | Buffer): Promise<void> {
-  const temporary = `${file}.tmp`;
-  const handle = await open(temporary, 'w', 0o644);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temporary, file);
-}
-
 async function syncDirectory(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
   try {
@@ -103,7 +91,7 @@ async function isFinished(state: StateFile, shard: ShardPlan, outputDir: string)
     record.outputBytes !== shard.layout.fileSize
   )
     return false;
-  const size = await stat(join(outputDir, shard.name)).then(
+  const size = await lstat(join(outputDir, shard.name)).then(
     (s) => s.size,
     () => -1,
   );
@@ -134,17 +122,23 @@ function abortError(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new Error('the cast was aborted');
 }
 
-async function copySideFiles(options: CastOptions): Promise<void> {
-  for (const entry of await readdir(options.inputDir, { withFileTypes: true })) {
-    if (!entry.isFile() || !sideFilePatterns.some((p) => p.test(entry.name))) continue;
-    const source = join(options.inputDir, entry.name);
-    const target = join(options.outputDir, entry.name);
-    if (entry.name === 'config.json' && !options.keepQuantizationConfig) {
+/** The input's config, tokenizer, chat template and code files (regular files only). */
+async function sideFileNames(inputDir: string): Promise<string[]> {
+  return (await readdir(inputDir, { withFileTypes: true }))
+    .filter((entry) => entry.isFile() && sideFilePatterns.some((p) => p.test(entry.name)))
+    .map((entry) => entry.name);
+}
+
+async function copySideFiles(options: CastOptions, names: string[]): Promise<void> {
+  for (const name of names) {
+    const source = join(options.inputDir, name);
+    const target = join(options.outputDir, name);
+    if (name === 'config.json' && !options.keepQuantizationConfig) {
       const config = JSON.parse(await readFile(source, 'utf8')) as Record<string, unknown>;
       delete config.quantization_config;
       await writeAtomically(target, JSON.stringify(config, null, 2) + '\n');
     } else {
-      await copyFile(source, target);
+      await copyAtomically(source, target);
     }
   }
 }
@@ -176,6 +170,14 @@ export async function castFp8Checkpoint(options: CastOptions): Promise<CastResul
   if ((await stat(outputDir).catch(() => undefined))?.ino === (await stat(inputDir)).ino)
     throw new Error(`the output directory is the input directory (${inputDir})`);
   await mkdir(outputDir, { recursive: true });
+  // Every name the cast writes, checked before anything is written: a regular file or nothing.
+  const sideFiles = await sideFileNames(inputDir);
+  const written = [indexFileName, stateFileName, ...sideFiles, ...plan.shards.map((s) => s.name)];
+  await refuseNonRegularTargets(outputDir, [
+    ...written,
+    ...written.map((name) => `${name}.tmp`),
+    ...plan.shards.map((s) => partialName(s.name)),
+  ]);
   // Not complete until the index is written again, last.
   await rm(join(outputDir, indexFileName), { force: true });
   for (const name of await readdir(outputDir))
@@ -219,7 +221,7 @@ export async function castFp8Checkpoint(options: CastOptions): Promise<CastResul
       partials.add(partial);
       // The header only: the tasks' writes extend the file up to its last byte, the end of its last tensor. Setting
       // the full size first (a sparse file) measured 1.5-2x the kernel time per byte written on ext4.
-      const handle = await open(partial, 'w', 0o644);
+      const handle = await createExclusive(partial);
       try {
         await handle.write(shard.layout.headerBytes, 0, shard.layout.headerBytes.length, 0);
       } finally {
@@ -277,7 +279,7 @@ export async function castFp8Checkpoint(options: CastOptions): Promise<CastResul
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
     if (signal?.aborted) throw abortError(signal);
-    await copySideFiles(options);
+    await copySideFiles(options, sideFiles);
     await writeAtomically(
       join(outputDir, indexFileName),
       JSON.stringify({ metadata: {}, weight_map: plan.weightMap }, null, 2) + '\n',

@@ -1,70 +1,108 @@
 // Is an FP8 -> BF16 cast complete (SLIME-CONTRACT.md "FP8 -> BF16 cast")? The index is written last: it must exist,
-// name no `_scale_inv` tensor, and every shard of the input must be present with a header whose sizes add up.
-import { open, readFile, stat } from 'node:fs/promises';
+// name no `_scale_inv` tensor, and every shard of the input must be present with a header whose sizes add up and
+// whose tensors are exactly the ones the output index places there. Shard names from either index go through the
+// same name check as every other file name from outside: a name that leaves the directory is refused, never opened.
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { z } from 'zod';
+import { describeName, relativePathProblem } from '../spec/names.js';
+import { openRegularFile } from './safetensors.js';
 
 export const indexFileName = 'model.safetensors.index.json';
 
-interface IndexFile {
-  weight_map: Record<string, string>;
+const indexSchema = z.object({ weight_map: z.record(z.string(), z.string()) });
+
+/** The weight map of an index file (tensor -> shard, without a prototype), or the reason it is unusable. */
+async function readWeightMap(file: string): Promise<{ map?: Map<string, string>; problem?: string }> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+    return { problem: `${file} is missing${missing ? '' : ' or incomplete (not valid JSON)'} (it is written last)` };
+  }
+  // zod's record drops a `__proto__` key: read the entries of the parsed JSON itself once the shape is known.
+  if (!indexSchema.safeParse(raw).success) return { problem: `${file} has no weight_map of tensor -> shard file` };
+  const map = new Map(Object.entries((raw as { weight_map: Record<string, string> }).weight_map));
+  for (const shard of new Set(map.values())) {
+    const problem = relativePathProblem(shard, { singleSegment: true });
+    if (problem) return { problem: `${file} names a shard ${describeName(shard)} that ${problem}: refused` };
+  }
+  return { map };
 }
 
-/** Problems of one safetensors file's framing: 8-byte header length, JSON header, offsets that cover the file. */
-export async function safetensorsFramingProblems(file: string): Promise<string[]> {
-  let size: number;
+/** The tensor names of one safetensors file's header, or its framing problems (length, JSON, offsets vs size). */
+export async function safetensorsFraming(file: string): Promise<{ tensors?: string[]; problems: string[] }> {
+  let opened;
   try {
-    size = (await stat(file)).size;
-  } catch {
-    return [`${file} is missing`];
+    opened = await openRegularFile(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return {
+      problems: [
+        /ENOENT/.test((error as Error).message) || code === 'ENOENT' ? `${file} is missing` : (error as Error).message,
+      ],
+    };
   }
-  if (size < 8) return [`${file} is truncated (${size} bytes)`];
-  const handle = await open(file, 'r');
+  const { handle, size } = opened;
   try {
+    if (size < 8) return { problems: [`${file} is truncated (${size} bytes)`] };
     const lengthBytes = Buffer.alloc(8);
     await handle.read(lengthBytes, 0, 8, 0);
     const headerLength = Number(lengthBytes.readBigUInt64LE(0));
     if (headerLength > 100_000_000 || 8 + headerLength > size)
-      return [`${file}: header length ${headerLength} does not fit the file`];
+      return { problems: [`${file}: header length ${headerLength} does not fit the file`] };
     const header = Buffer.alloc(headerLength);
     await handle.read(header, 0, headerLength, 8);
-    const entries = JSON.parse(header.toString('utf8')) as Record<string, { data_offsets?: [number, number] }>;
+    const parsed: unknown = JSON.parse(header.toString('utf8'));
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      return { problems: [`${file}: the header is not a JSON object`] };
+    const entries = Object.entries(parsed).filter(([k]) => k !== '__metadata__');
     const end = Math.max(
       0,
-      ...Object.entries(entries)
-        .filter(([k]) => k !== '__metadata__')
-        .map(([, v]) => v.data_offsets?.[1] ?? 0),
+      ...entries.map(([, v]) => {
+        const offsets = (v as { data_offsets?: unknown } | null)?.data_offsets;
+        return Array.isArray(offsets) && typeof offsets[1] === 'number' ? offsets[1] : 0;
+      }),
     );
     return 8 + headerLength + end === size
-      ? []
-      : [`${file}: header says ${8 + headerLength + end} bytes, the file has ${size}`];
+      ? { tensors: entries.map(([k]) => k), problems: [] }
+      : { problems: [`${file}: header says ${8 + headerLength + end} bytes, the file has ${size}`] };
   } catch (error) {
-    return [`${file}: unreadable header (${(error as Error).message})`];
+    return { problems: [`${file}: unreadable header (${(error as Error).message})`] };
   } finally {
     await handle.close();
   }
+}
+
+/** Problems of one safetensors file's framing: 8-byte header length, JSON header, offsets that cover the file. */
+export async function safetensorsFramingProblems(file: string): Promise<string[]> {
+  return (await safetensorsFraming(file)).problems;
 }
 
 export async function checkFp8CastComplete(
   inputDir: string,
   outputDir: string,
 ): Promise<{ complete: boolean; reason?: string }> {
-  let output: IndexFile;
-  try {
-    output = JSON.parse(await readFile(join(outputDir, indexFileName), 'utf8')) as IndexFile;
-  } catch {
-    return { complete: false, reason: `${join(outputDir, indexFileName)} is missing (it is written last)` };
-  }
-  const scales = Object.keys(output.weight_map).filter((k) => k.endsWith('_scale_inv'));
+  const output = await readWeightMap(join(outputDir, indexFileName));
+  if (!output.map) return { complete: false, reason: output.problem };
+  const scales = [...output.map.keys()].filter((k) => k.endsWith('_scale_inv'));
   if (scales.length)
     return { complete: false, reason: `the output index still names ${scales.length} _scale_inv tensor(s)` };
-  let inputShards: string[];
-  try {
-    const input = JSON.parse(await readFile(join(inputDir, indexFileName), 'utf8')) as IndexFile;
-    inputShards = [...new Set(Object.values(input.weight_map))];
-  } catch {
-    inputShards = [...new Set(Object.values(output.weight_map))];
-  }
+  const input = await readWeightMap(join(inputDir, indexFileName));
+  if (input.problem && !/is missing \(/.test(input.problem)) return { complete: false, reason: input.problem };
+  const inputShards = [...new Set((input.map ?? output.map).values())];
   const problems: string[] = [];
-  for (const shard of inputShards) problems.push(...(await safetensorsFramingProblems(join(outputDir, shard))));
+  for (const shard of inputShards) {
+    const file = join(outputDir, shard);
+    const framing = await safetensorsFraming(file);
+    problems.push(...framing.problems);
+    for (const tensor of framing.tensors ?? [])
+      if (output.map.get(tensor) !== shard)
+        problems.push(`${file} holds tensor ${describeName(tensor)}, which the output index does not place there`);
+  }
+  for (const [tensor, shard] of output.map)
+    if (!inputShards.includes(shard))
+      problems.push(`the output index places ${describeName(tensor)} in ${describeName(shard)}, a shard of no input`);
   return problems.length ? { complete: false, reason: problems.slice(0, 5).join('; ') } : { complete: true };
 }

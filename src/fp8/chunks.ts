@@ -39,6 +39,8 @@ export function shardTasks(
         });
       continue;
     }
+    // A tensor with a zero dimension has no element to cast: its entry is in the header, no byte in the data.
+    if (job.rows === 0 || job.columns === 0) continue;
     const tensorScales = scales.get(job.tensor)!;
     const step = rowsPerTask(job.columns, chunkBytes);
     for (let firstRow = 0; firstRow < job.rows; firstRow += step) {

@@ -1,10 +1,18 @@
 // What a cast will do, decided from the input's index and shard headers before any output is touched: per shard, the
 // output layout and one job per tensor (cast or copy). Every inconsistency -- a truncated shard, a header that lies, a
 // missing or misshapen scale -- is an error here, naming the file and the tensor.
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { describeName, relativePathProblem } from '../spec/names.js';
 import { indexFileName } from './check.js';
-import { layoutFile, readHeader, SafetensorsError, type OutputLayout, type SafetensorsHeader } from './safetensors.js';
+import {
+  layoutFile,
+  openRegularFile,
+  readHeader,
+  SafetensorsError,
+  type OutputLayout,
+  type SafetensorsHeader,
+} from './safetensors.js';
 
 export const scaleSuffix = '_scale_inv';
 export const block = 128;
@@ -65,9 +73,10 @@ async function readIndex(inputDir: string): Promise<Record<string, string>> {
   const map = (parsed as { weight_map?: unknown }).weight_map;
   if (typeof map !== 'object' || map === null || Object.values(map).some((v) => typeof v !== 'string'))
     throw new CastInputError(`${file} has no weight_map of tensor -> shard file`);
-  for (const shard of Object.values(map as Record<string, string>))
-    if (shard.includes('/') || shard.includes('\\') || shard.startsWith('.'))
-      throw new CastInputError(`${file} names a shard outside the directory: ${shard}`);
+  for (const shard of Object.values(map as Record<string, string>)) {
+    const problem = relativePathProblem(shard, { singleSegment: true }) ?? (shard.startsWith('.') ? 'is hidden' : '');
+    if (problem) throw new CastInputError(`${file} names a shard ${describeName(shard)} that ${problem}: refused`);
+  }
   return map as Record<string, string>;
 }
 
@@ -79,8 +88,10 @@ export async function planCast(inputDir: string, options: { allowMissingScale?: 
   try {
     for (const shard of shardNames) {
       const file = join(inputDir, shard);
+      const { handle, mtimeMs } = await openRegularFile(file);
+      await handle.close();
       headers.set(shard, await readHeader(file));
-      mtimes.set(shard, (await stat(file)).mtimeMs);
+      mtimes.set(shard, mtimeMs);
     }
   } catch (error) {
     if (error instanceof SafetensorsError) throw new CastInputError(error.message);
@@ -93,7 +104,8 @@ export async function planCast(inputDir: string, options: { allowMissingScale?: 
       );
 
   const warnings: string[] = [];
-  const outputMap: Record<string, string> = {};
+  // Keyed by tensor names from the files: no prototype, so `__proto__` is a tensor like any other.
+  const outputMap: Record<string, string> = Object.create(null) as Record<string, string>;
   const shards = shardNames.map((shard): ShardPlan => {
     const header = headers.get(shard)!;
     const planned: {
@@ -118,7 +130,11 @@ export async function planCast(inputDir: string, options: { allowMissingScale?: 
       }
       const where = `${header.file}: tensor ${t.name}`;
       const scaleName = t.name + scaleSuffix;
-      const scaleShard = weightMap[scaleName] ?? (header.tensors.has(scaleName) ? shard : undefined);
+      const scaleShard = Object.hasOwn(weightMap, scaleName)
+        ? weightMap[scaleName]
+        : header.tensors.has(scaleName)
+          ? shard
+          : undefined;
       if (scaleShard === undefined) {
         if (!options.allowMissingScale)
           throw new CastInputError(`${where} is F8_E4M3 but ${scaleName} is in no shard (the index does not name it)`);

@@ -3,7 +3,8 @@
 // each tensor's byte length equal to numel x element size, and the file exactly as long as the header says -- and
 // every error names the file (and the tensor). Writing follows the reference writer: tensors sorted by dtype
 // (descending) then name, packed from 0, the header padded with spaces to a multiple of 8.
-import { open } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 
 export const maxHeaderLength = 100_000_000;
 
@@ -121,17 +122,31 @@ export function parseHeader(file: string, fileSize: number, headerLength: number
 }
 
 /** Read and validate the header of one safetensors file. */
-export async function readHeader(file: string): Promise<SafetensorsHeader> {
-  let handle;
+/**
+ * Open a shard to read: a regular file only (a symlink to one is followed). Opened without blocking, so a FIFO or a
+ * device is refused instead of waited on; a directory is refused by name instead of a bare EISDIR.
+ */
+export async function openRegularFile(file: string): Promise<{ handle: FileHandle; size: number; mtimeMs: number }> {
+  let handle: FileHandle;
   try {
-    handle = await open(file, 'r');
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (error) {
     throw new SafetensorsError(
       `${file}: cannot open (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
     );
   }
+  const info = await handle.stat();
+  if (!info.isFile()) {
+    await handle.close();
+    const kind = info.isDirectory() ? 'a directory' : info.isFIFO() ? 'a FIFO' : 'not a regular file';
+    throw new SafetensorsError(`${file} is ${kind}: a shard must be a regular file`);
+  }
+  return { handle, size: info.size, mtimeMs: info.mtimeMs };
+}
+
+export async function readHeader(file: string): Promise<SafetensorsHeader> {
+  const { handle, size: fileSize } = await openRegularFile(file);
   try {
-    const fileSize = (await handle.stat()).size;
     if (fileSize < 8) throw new SafetensorsError(`${file} is truncated: ${fileSize} bytes, not even a header length`);
     const lengthBytes = Buffer.alloc(8);
     await handle.read(lengthBytes, 0, 8, 0);
@@ -170,7 +185,9 @@ export function layoutFile(tensors: OutputTensor[], metadata: Record<string, str
   const sorted = [...tensors].sort(
     (a, b) => dtypeRank.get(b.dtype)! - dtypeRank.get(a.dtype)! || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
   );
-  const header: Record<string, unknown> = { __metadata__: metadata };
+  // No prototype: a tensor may be named `__proto__` (or `constructor`) and must still be written.
+  const header: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  header.__metadata__ = metadata;
   let offset = 0;
   const placed = sorted.map((t) => {
     const bytes = numel(t.shape) * elementSize(t.dtype)!;

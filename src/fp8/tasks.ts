@@ -159,7 +159,9 @@ export class TaskRunner {
       return { directBytes };
     } catch (error) {
       this.closeFiles();
-      throw error;
+      if (error instanceof TaskError) throw error;
+      // Every error names the file and the tensor (a RangeError from a typed array says neither).
+      throw new TaskError(`${task.inputFile}: tensor ${task.tensor}: ${(error as Error).message}`);
     }
   }
 

@@ -4,6 +4,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { z } from 'zod';
+import { describeName, relativePathProblem } from '../spec/names.js';
 
 export interface RepoFile {
   path: string;
@@ -18,6 +20,45 @@ export interface RepoListing {
 }
 
 export const defaultHubEndpoint = 'https://huggingface.co';
+
+/** Why a Hub endpoint value is unusable, in words that never repeat the value (it may be a secret named by mistake). */
+export function endpointProblem(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'is not a URL';
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'is not an http(s) URL';
+  if (url.username || url.password) return 'carries credentials (name the token with model.hfTokenEnv instead)';
+  return undefined;
+}
+
+/** A listing's file names stay inside the download directory; sizes are whole numbers of bytes. */
+const repoFileSchema = z.object({
+  path: z.string().superRefine((path, ctx) => {
+    const problem = relativePathProblem(path);
+    if (problem) ctx.addIssue({ code: 'custom', message: `${describeName(path)} ${problem}` });
+  }),
+  size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  sha256: z.string().max(128).optional(),
+});
+const listingSchema = z.object({
+  revision: z.string(),
+  sha: z.string().optional(),
+  files: z.array(repoFileSchema).max(1_000_000),
+});
+
+/** The listing, checked: every file named by a path inside the directory (never `..`, absolute or /dev/...). */
+export function checkedListing(listing: unknown, source: string): RepoListing {
+  const parsed = listingSchema.safeParse(listing);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  const where = issue.path.map((k) => (typeof k === 'number' ? `[${k}]` : `.${String(k)}`)).join('');
+  throw new Error(
+    `${source}: file list${where}: ${issue.message} -- refused (a listed file must be inside the download directory)`,
+  );
+}
 
 /** GET /api/models/{repo}/revision/{rev}?blobs=true: siblings with sizes and LFS sha256. */
 export async function listRepoFiles(options: {
@@ -41,10 +82,11 @@ export async function listRepoFiles(options: {
   const files = (body.siblings ?? []).map((s) => ({
     path: s.rfilename,
     size: s.lfs?.size ?? s.size ?? -1,
-    sha256: s.lfs?.sha256,
+    ...(s.lfs?.sha256 === undefined ? {} : { sha256: s.lfs.sha256 }),
   }));
   if (files.some((f) => f.size < 0)) throw new Error(`the Hub listing of ${options.repo} has files without sizes`);
-  return { revision: options.revision, sha: body.sha, files };
+  const listing = { revision: options.revision, ...(body.sha === undefined ? {} : { sha: body.sha }), files };
+  return checkedListing(listing, `the Hub listing of ${options.repo}@${options.revision}`);
 }
 
 export async function sha256File(path: string): Promise<string> {
@@ -56,11 +98,16 @@ export async function sha256File(path: string): Promise<string> {
 /** Problems of a local copy against a listing: missing files, wrong sizes, wrong sha256 (when asked). */
 export async function compareWithListing(dir: string, listing: RepoListing, verifySha256: boolean): Promise<string[]> {
   const problems: string[] = [];
-  for (const file of listing.files) {
+  for (const file of checkedListing(listing, 'the listing').files) {
     const local = join(dir, file.path);
     let size: number;
     try {
-      size = (await stat(local)).size;
+      const info = await stat(local);
+      if (!info.isFile()) {
+        problems.push(`${file.path} is not a regular file`);
+        continue;
+      }
+      size = info.size;
     } catch {
       problems.push(`${file.path} is missing`);
       continue;
@@ -83,10 +130,14 @@ export async function writeManifest(dir: string, listing: RepoListing): Promise<
   await writeFile(join(dir, manifestName), JSON.stringify(listing, null, 2));
 }
 
+/** The saved listing, or undefined when there is none; a manifest naming files outside the directory is an error. */
 export async function readManifest(dir: string): Promise<RepoListing | undefined> {
+  const file = join(dir, manifestName);
+  let raw: unknown;
   try {
-    return JSON.parse(await readFile(join(dir, manifestName), 'utf8')) as RepoListing;
+    raw = JSON.parse(await readFile(file, 'utf8'));
   } catch {
     return undefined;
   }
+  return checkedListing(raw, file);
 }

@@ -5,7 +5,7 @@ import { modelPaths, stripTrailingSlash } from '../spec/paths.js';
 import { hasErrors, type Finding } from './findings.js';
 import { deriveLayout, type ParallelLayout } from './layout.js';
 import {
-  checkpointIterations,
+  checkpointSchedule,
   estimateMemory,
   estimateStorage,
   type MemoryEstimate,
@@ -14,7 +14,7 @@ import {
 
 export type { Finding, Severity } from './findings.js';
 export { hasErrors } from './findings.js';
-export { fmtBytes, checkpointIterations } from './resources.js';
+export { fmtBytes, checkpointSchedule } from './resources.js';
 
 export interface Plan {
   name: string;
@@ -517,7 +517,7 @@ function planSchedule(spec: Spec, findings: Finding[]): Plan['schedule'] {
   const n = spec.rollout.numRollout;
   const save = spec.ckpt.saveInterval;
   const evalInterval = spec.eval.evalInterval;
-  const iterations = checkpointIterations(n, save);
+  const checkpoints = checkpointSchedule(n, save);
   if (save > n) {
     findings.push({
       severity: 'warning',
@@ -548,9 +548,9 @@ function planSchedule(spec: Spec, findings: Finding[]): Plan['schedule'] {
     });
   }
   return {
-    checkpoints: iterations.length,
-    firstCheckpoint: iterations[0],
-    lastCheckpoint: iterations[iterations.length - 1],
+    checkpoints: checkpoints.count,
+    firstCheckpoint: checkpoints.first,
+    lastCheckpoint: checkpoints.last,
     evals: Math.floor(n / evalInterval),
   };
 }

@@ -95,12 +95,21 @@ export interface StorageEstimate {
   freeBytes?: number;
 }
 
-/** Rollout ids at which slime saves: (id+1) % interval == 0, and the last rollout. */
-export function checkpointIterations(numRollout: number, interval: number): number[] {
-  const ids: number[] = [];
-  for (let id = interval - 1; id < numRollout; id += interval) ids.push(id);
-  if (ids[ids.length - 1] !== numRollout - 1) ids.push(numRollout - 1);
-  return ids;
+export interface CheckpointSchedule {
+  count: number;
+  first?: number;
+  last?: number;
+}
+
+/**
+ * The rollout ids at which slime saves -- (id+1) % interval == 0, and the last rollout -- counted, not listed: the
+ * cost is the same for 3000 rollouts and for 2^53.
+ */
+export function checkpointSchedule(numRollout: number, interval: number): CheckpointSchedule {
+  if (numRollout <= 0 || interval <= 0) return { count: 0 };
+  const regular = Math.floor(numRollout / interval);
+  const count = regular + (numRollout % interval === 0 ? 0 : 1);
+  return { count, first: regular > 0 ? interval - 1 : numRollout - 1, last: numRollout - 1 };
 }
 
 export function estimateStorage(spec: Spec, findings: Finding[]): StorageEstimate {
@@ -110,7 +119,7 @@ export function estimateStorage(spec: Spec, findings: Finding[]): StorageEstimat
   const hasCast = Object.values(spec.steps).some((s) => s.kind === 'fp8-cast');
   const torchDistBytes = bf16Bytes;
   const checkpointBytes = arch.parameters * CHECKPOINT_BYTES_PER_PARAM;
-  const checkpointsTotal = checkpointIterations(spec.rollout.numRollout, spec.ckpt.saveInterval).length;
+  const checkpointsTotal = checkpointSchedule(spec.rollout.numRollout, spec.ckpt.saveInterval).count;
   const { keepLast, keepEvery, keepBest } = spec.policies.retention;
   const checkpointsKept =
     keepLast === undefined

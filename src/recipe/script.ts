@@ -13,9 +13,23 @@ import {
 } from './commands.js';
 import { topologicalOrder } from './dag.js';
 
-/** Quote only what needs it (shell-quote does the quoting), so the script stays readable. */
-function q(value: string): string {
-  return /^[A-Za-z0-9_\-.,/:=@%+]+$/.test(value) ? value : quote([value]);
+/**
+ * Quote only what needs it (shell-quote does the quoting), so the script stays readable. A value with a control
+ * character (a newline above all) is written as bash's $'...' with escapes: no rendered line ever holds a raw newline,
+ * so no value can end the line it is on, or the heredoc an ssh command sits in.
+ */
+export function q(value: string): string {
+  if (/^[A-Za-z0-9_\-.,/:=@%+]+$/.test(value)) return value;
+  if (!/[\u0000-\u001f\u007f]/.test(value)) return quote([value]);
+  const escaped = [...value]
+    .map((c) => {
+      const code = c.charCodeAt(0);
+      if (c === '\\' || c === "'") return `\\${c}`;
+      if (code < 0x20 || code === 0x7f) return `\\x${code.toString(16).padStart(2, '0')}`;
+      return c;
+    })
+    .join('');
+  return `$'${escaped}'`;
 }
 
 /** One command as a person would type it on its node: cd, source the model script, env assignments, argv. */
@@ -41,6 +55,7 @@ function onNode(spec: Spec, command: StepCommand, background: boolean): string {
   const port = node?.port ?? ex.port;
   if (port !== 22) sshArgs.push('-p', String(port));
   if (ex.identityFile) sshArgs.push('-i', ex.identityFile);
+  if (line.includes('\n')) throw new Error(`a rendered command holds a newline: ${JSON.stringify(line)}`);
   sshArgs.push(`${ex.user}@${host}`, 'bash', '-s');
   // The command goes to the remote bash on stdin (a quoted heredoc), so it is quoted exactly once.
   return `${sshArgs.map(q).join(' ')} <<'KEEL'${background ? ' &' : ''}\n${line}\nKEEL`;

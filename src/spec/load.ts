@@ -1,6 +1,8 @@
 // Loading a spec at the edge (CLI, client): YAML or JSON files, MPI hostfiles, `--set path=value` overrides.
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import YAML from 'yaml';
+import { maxSpecBytes } from './guard.js';
+import { controlCharacter, describeName, hostProblem } from './names.js';
 import { deepMerge, overrideAt, resolveSpecInput, type SpecProblem, type SpecResult } from './resolve.js';
 
 export interface SpecRequest {
@@ -13,8 +15,22 @@ export interface SpecRequest {
   overlays?: string[];
 }
 
+/** A regular file of at most `limit` bytes, read as UTF-8 (never a FIFO, a device or a directory). */
+async function readBoundedFile(path: string, limit: number, what: string): Promise<string> {
+  const handle = await open(path, 'r');
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new Error(`${path}: not a regular file (a ${what} is a text file)`);
+    if (info.size > limit)
+      throw new Error(`${path}: ${info.size} bytes, over the limit of ${limit} for a ${what} (a few KB is usual)`);
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
 export async function readSpecFile(path: string): Promise<unknown> {
-  const text = await readFile(path, 'utf8');
+  const text = await readBoundedFile(path, maxSpecBytes, 'spec');
   try {
     return YAML.parse(text, { prettyErrors: true });
   } catch (error) {
@@ -22,16 +38,39 @@ export async function readSpecFile(path: string): Promise<unknown> {
   }
 }
 
-/** MPI hostfile lines `ip slot=8` (comments with #, blank lines ignored). */
+const maxHostfileBytes = 1 << 20;
+const maxSlots = 1024;
+
+/**
+ * MPI hostfile lines `ip slot=8` or `ip slots=8` (comments with #, blank lines ignored; no slot count: 8). Anything
+ * else on a line -- another field, a count that is not a whole number, a host that is not a host name or an IP
+ * address, a control character -- is an error naming the line.
+ */
 export function parseHostfile(text: string): { host: string; gpus: number }[] {
   const nodes: { host: string; gpus: number }[] = [];
   text.split('\n').forEach((raw, i) => {
-    const line = raw.replace(/#.*/, '').trim();
-    if (!line) return;
-    const match = /^(\S+)(?:\s+slots?=(\d+))?(?:\s+.*)?$/.exec(line);
-    if (!match) throw new Error(`hostfile line ${i + 1}: expected 'ip slot=N', got '${raw}'`);
-    nodes.push({ host: match[1]!, gpus: match[2] ? Number(match[2]) : 8 });
+    const where = `hostfile line ${i + 1}`;
+    const withoutComment = raw.replace(/#.*/, '');
+    if (controlCharacter.test(withoutComment.replace(/[\t\r]/g, '')))
+      throw new Error(`${where}: contains a control character: ${describeName(raw)}`);
+    const [host, ...fields] = withoutComment.trim().split(/\s+/).filter(Boolean);
+    if (host === undefined) return;
+    const problem = hostProblem(host);
+    if (problem) throw new Error(`${where}: host ${describeName(host)} ${problem}`);
+    let gpus = 8;
+    if (fields.length > 1) throw new Error(`${where}: expected 'ip slot=N', got ${describeName(raw.trim())}`);
+    if (fields[0] !== undefined) {
+      const slots = /^slots?=(\d{1,4})$/.exec(fields[0]);
+      if (!slots)
+        throw new Error(
+          `${where}: ${describeName(fields[0])} is not 'slot=N' or 'slots=N' with a whole number N (max_slots and other fields are not read)`,
+        );
+      gpus = Number(slots[1]);
+      if (gpus > maxSlots) throw new Error(`${where}: slot=${gpus} is over ${maxSlots} GPUs per node`);
+    }
+    nodes.push({ host, gpus });
   });
+  if (nodes.length === 0) throw new Error('the hostfile lists no hosts');
   return nodes;
 }
 
@@ -79,6 +118,16 @@ function isPresetRequest(value: unknown): value is { preset: string; overrides?:
   );
 }
 
+/** A problem of one field found while building the request (the hostfile it names). */
+class FieldError extends Error {
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
+    super(`${path}: ${message}`);
+  }
+}
+
 async function importHostfile(raw: unknown): Promise<unknown> {
   const holder = isPresetRequest(raw) ? (raw.overrides ?? {}) : (raw as Record<string, unknown>);
   const cluster = holder.cluster as Record<string, unknown> | undefined;
@@ -86,11 +135,15 @@ async function importHostfile(raw: unknown): Promise<unknown> {
   if (typeof hostfile !== 'string') return raw;
   let text: string;
   try {
-    text = await readFile(hostfile, 'utf8');
+    text = await readBoundedFile(hostfile, maxHostfileBytes, 'hostfile');
   } catch (error) {
-    throw new Error(`cluster.hostfile: cannot read '${hostfile}': ${(error as Error).message}`);
+    throw new FieldError('cluster.hostfile', `cannot read '${hostfile}': ${(error as Error).message}`);
   }
-  cluster!.nodes = parseHostfile(text);
+  try {
+    cluster!.nodes = parseHostfile(text);
+  } catch (error) {
+    throw new FieldError('cluster.hostfile', `${hostfile}: ${(error as Error).message}`);
+  }
   return raw;
 }
 
@@ -99,7 +152,10 @@ export async function loadSpec(request: SpecRequest): Promise<SpecResult> {
   try {
     raw = await buildSpecRequest(request);
   } catch (error) {
-    const problem: SpecProblem = { path: request.file ?? '(input)', message: (error as Error).message };
+    const problem: SpecProblem =
+      error instanceof FieldError
+        ? { path: error.path, message: error.message.slice(error.path.length + 2) }
+        : { path: request.file ?? '(input)', message: (error as Error).message };
     return { ok: false, problems: [problem] };
   }
   return resolveSpecInput(raw);

@@ -1,6 +1,8 @@
 // From whatever a person typed (a full spec, or { preset, overrides }) to a validated Spec, or a list of problems
 // each named by its path. Pure: used by the CLI and client at the edge and again inside the workflow.
 import { z } from 'zod';
+import { inputProblems } from './guard.js';
+import { isPrototypeKey } from './names.js';
 import { isPresetName, presetNames, presets } from './presets.js';
 import { specSchema, type Spec } from './schema.js';
 
@@ -35,8 +37,9 @@ export function deepMerge(base: Json, override: Json): Json {
   if (!isPlainObject(base) || !isPlainObject(override)) return cloneJson(override);
   const out: Record<string, Json> = cloneJson(base);
   for (const [key, value] of Object.entries(override)) {
+    if (isPrototypeKey(key)) throw new Error(`'${key}' is not allowed as a key (it names a property of every object)`);
     if (value === null) delete out[key];
-    else out[key] = key in out ? deepMerge(out[key], value) : cloneJson(value);
+    else out[key] = Object.hasOwn(out, key) ? deepMerge(out[key], value) : cloneJson(value);
   }
   return out;
 }
@@ -44,7 +47,7 @@ export function deepMerge(base: Json, override: Json): Json {
 /** `rollout.numRollout` + 100 -> { rollout: { numRollout: 100 } } */
 export function overrideAt(path: string, value: Json): Record<string, Json> {
   const keys = path.split('.');
-  if (keys.some((k) => k === '' || k === '__proto__' || k === 'constructor' || k === 'prototype')) {
+  if (keys.some((k) => k === '' || isPrototypeKey(k))) {
     throw new Error(`invalid override path '${path}'`);
   }
   let out: Json = value;
@@ -153,7 +156,7 @@ export function structuralProblems(spec: Spec): SpecProblem[] {
   const stepIds = Object.keys(spec.steps);
   for (const [id, step] of Object.entries(spec.steps)) {
     step.needs.forEach((need, i) => {
-      if (!spec.steps[need]) {
+      if (!Object.hasOwn(spec.steps, need)) {
         const hint = suggest(need, stepIds);
         problems.push({
           path: `steps.${id}.needs[${i}]`,
@@ -194,7 +197,7 @@ function findCycle(spec: Spec): string[] | undefined {
     state.set(id, 'visiting');
     stack.push(id);
     for (const need of spec.steps[id]?.needs ?? []) {
-      if (!spec.steps[need]) continue;
+      if (!Object.hasOwn(spec.steps, need)) continue;
       const found = visit(need);
       if (found) return found;
     }
@@ -219,7 +222,11 @@ export function parseSpec(raw: unknown): SpecResult {
 
 /** A full spec, or { preset, overrides }: what the Web UI, the CLI and the client all send. */
 export function resolveSpecInput(raw: unknown): SpecResult {
-  if (isPlainObject(raw) && typeof raw.preset === 'string' && !('cluster' in raw) && !('model' in raw)) {
+  const isPresetRequest =
+    isPlainObject(raw) && typeof raw.preset === 'string' && !Object.hasOwn(raw, 'cluster') && !Object.hasOwn(raw, 'model');
+  const guarded = inputProblems(isPresetRequest ? raw.overrides : raw);
+  if (guarded.length) return { ok: false, problems: guarded };
+  if (isPresetRequest) {
     const request = presetRequestSchema.safeParse(raw);
     if (!request.success) return { ok: false, problems: problemsFromZod(request.error) };
     const { preset, overrides } = request.data;

@@ -1,30 +1,53 @@
 // The pipeline spec: one validated description of a whole run. zod schemas; types come from z.infer.
 // Secrets are never values here: only the names of env vars or files that hold them.
 import { z } from 'zod';
+import { durationMs } from './duration.js';
+import { hostProblem, isPrototypeKey } from './names.js';
+import { secretEnvName, variableName, variableNameMatching } from './env-names.js';
 
-const envVarName = z
-  .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name (letters, digits, _), not a value');
+const envVarName = variableName;
 
-/** Durations as Temporal accepts them: '30s', '10m', '2h', '7d', '500ms'. */
-export const duration = z
-  .string()
-  .regex(/^\d+(\.\d+)?(ms|s|m|h|d)$/, "must be a duration like '30s', '10m', '2h' or '7d'");
+const durationPattern = /^\d+(\.\d+)?(ms|s|m|h|d)$/;
+
+/** Durations as Temporal accepts them ('30s', '10m', '2h', '7d', '500ms'), between `min` and `max` inclusive. */
+export function duration(min: string, max: string) {
+  return z
+    .string()
+    .regex(durationPattern, "must be a duration like '30s', '10m', '2h' or '7d'")
+    .refine((text) => !durationPattern.test(text) || durationMs(text) >= durationMs(min), {
+      message: `must be at least ${min} (0 does not turn it off)`,
+    })
+    .refine((text) => !durationPattern.test(text) || durationMs(text) <= durationMs(max), {
+      message: `must be at most ${max}`,
+    });
+}
 
 const nonEmpty = z.string().min(1, 'must not be empty');
-const positiveInt = z.number().int().positive();
-const nonNegativeInt = z.number().int().nonnegative();
+/** Counts: a billion is more than any run needs, and keeps every product of two counts exact in a double. */
+const maxCount = 1_000_000_000;
+const positiveInt = z.number().int().positive().max(maxCount);
+const nonNegativeInt = z.number().int().nonnegative().max(maxCount);
+/** Sizes in bytes: exact integers up to 2^53. */
+const byteCount = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+/** Parallel sizes (TP, PP, CP, EP, ETP): the planner lays out one entry per pipeline stage. */
+const parallelSize = z.number().int().positive().max(65_536);
+const hostName = nonEmpty.refine((host) => hostProblem(host) === undefined, {
+  message: 'must be a host name or an IP address (letters, digits, dots, dashes; IPv6 with colons)',
+});
+/** A list bounded so that nothing keel does per element can run away. */
+const list = <T extends z.ZodType>(item: T, max: number) =>
+  z.array(item).max(max, `at most ${max} entries`);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Cluster
 
 export const nodeSchema = z
   .object({
-    host: nonEmpty.describe('address the executor reaches the node at (IP or host name)'),
+    host: hostName.describe('address the executor reaches the node at (IP or host name)'),
     name: nonEmpty.optional().describe('stable node id; defaults to host'),
-    gpus: nonNegativeInt.default(8),
+    gpus: z.number().int().nonnegative().max(1024).default(8),
     port: z.number().int().min(1).max(65535).optional().describe('ssh port for this node'),
-    ip: nonEmpty.optional().describe('address other nodes use (Ray node ip, MASTER_ADDR); defaults to host'),
+    ip: hostName.optional().describe('address other nodes use (Ray node ip, MASTER_ADDR); defaults to host'),
   })
   .strict();
 
@@ -45,15 +68,15 @@ export const executorSchema = z.discriminatedUnion('kind', [
 
 export const clusterSchema = z
   .object({
-    nodes: z.array(nodeSchema).default([]),
-    spares: z.array(nodeSchema).default([]),
+    nodes: list(nodeSchema, 10_000).default([]),
+    spares: list(nodeSchema, 10_000).default([]),
     hostfile: nonEmpty
       .optional()
       .describe('MPI hostfile (lines "ip slot=8") read at load time into nodes; resolved before validation'),
-    gpusPerNode: positiveInt.default(8),
+    gpusPerNode: z.number().int().positive().max(1024).default(8),
     executor: executorSchema.default({ kind: 'local' }),
-    hostMemoryBytes: positiveInt.optional().describe('host memory per node, if known before the probe'),
-    gpuMemoryGiB: z.number().positive().default(80),
+    hostMemoryBytes: byteCount.optional().describe('host memory per node, if known before the probe'),
+    gpuMemoryGiB: z.number().positive().max(1_000_000).default(80),
     env: z
       .record(envVarName, z.string())
       .default({})
@@ -70,7 +93,7 @@ export const clusterSchema = z
 export const storageSchema = z
   .object({
     baseDir: nonEmpty.describe('shared storage seen by every node ($BASE_DIR)'),
-    freeBytes: positiveInt.optional().describe('free space at baseDir, if known before the probe'),
+    freeBytes: byteCount.optional().describe('free space at baseDir, if known before the probe'),
   })
   .strict();
 
@@ -85,7 +108,7 @@ export const slimeSchema = z
 /** Facts about the model the planner needs (MODEL_ARGS themselves come from slime's model script). */
 export const architectureSchema = z
   .object({
-    numLayers: positiveInt,
+    numLayers: positiveInt.max(100_000),
     hiddenSize: positiveInt,
     ffnHiddenSize: positiveInt,
     numAttentionHeads: positiveInt,
@@ -96,7 +119,7 @@ export const architectureSchema = z
     moeFfnHiddenSize: nonNegativeInt.default(0),
     vocabSize: positiveInt,
     mtpLayers: nonNegativeInt.default(0),
-    parameters: z.number().positive().describe('parameters of the main model'),
+    parameters: z.number().positive().max(1e15).describe('parameters of the main model'),
   })
   .strict();
 
@@ -104,8 +127,12 @@ export const modelSchema = z
   .object({
     repo: nonEmpty.describe('Hugging Face repo id, e.g. deepseek-ai/DeepSeek-R1'),
     revision: nonEmpty.default('main'),
-    hfEndpointEnv: envVarName.optional().describe('env var holding an alternative Hub endpoint URL'),
-    hfTokenEnv: envVarName.optional().describe('env var holding the Hub token'),
+    hfEndpointEnv: variableNameMatching(/(ENDPOINT|URL)$/, 'end in ENDPOINT or URL (e.g. HF_ENDPOINT)')
+      .optional()
+      .describe('env var holding an alternative Hub endpoint URL'),
+    hfTokenEnv: variableNameMatching(/TOKEN/, 'contain TOKEN (e.g. HF_TOKEN)')
+      .optional()
+      .describe('env var holding the Hub token'),
     downloadDir: nonEmpty.describe(
       'download target (the FP8 release for R1); relative paths are under storage.baseDir',
     ),
@@ -114,8 +141,8 @@ export const modelSchema = z
     saveDir: nonEmpty,
     modelScript: nonEmpty.describe('slime model script that defines MODEL_ARGS, relative to slime.dir'),
     architecture: architectureSchema,
-    fp8Bytes: positiveInt.optional().describe('size of the FP8 release, for the storage check'),
-    bf16Bytes: positiveInt.optional(),
+    fp8Bytes: byteCount.optional().describe('size of the FP8 release, for the storage check'),
+    bf16Bytes: byteCount.optional(),
   })
   .strict();
 
@@ -134,12 +161,12 @@ export const ckptSchema = z
 
 export const perfSchema = z
   .object({
-    tensorModelParallelSize: positiveInt.default(1),
+    tensorModelParallelSize: parallelSize.default(1),
     sequenceParallel: z.boolean().default(false),
-    pipelineModelParallelSize: positiveInt.default(1),
-    contextParallelSize: positiveInt.default(1),
-    expertModelParallelSize: positiveInt.default(1),
-    expertTensorParallelSize: positiveInt.default(1),
+    pipelineModelParallelSize: parallelSize.default(1),
+    contextParallelSize: parallelSize.default(1),
+    expertModelParallelSize: parallelSize.default(1),
+    expertTensorParallelSize: parallelSize.default(1),
     decoderFirstPipelineNumLayers: positiveInt.optional(),
     decoderLastPipelineNumLayers: positiveInt.optional(),
     recomputeGranularity: z.enum(['full', 'selective']).optional(),
@@ -212,7 +239,7 @@ export const rolloutSchema = z
     applyChatTemplate: z.boolean().default(false),
     rolloutShuffle: z.boolean().default(false),
     rmType: nonEmpty.optional(),
-    numRollout: positiveInt,
+    numRollout: positiveInt.max(1_000_000, 'must be at most 1000000 (the R1 recipe runs 3000)'),
     rolloutBatchSize: positiveInt,
     nSamplesPerPrompt: positiveInt,
     rolloutMaxResponseLen: positiveInt,
@@ -229,7 +256,7 @@ export const rolloutSchema = z
 export const evalSchema = z
   .object({
     evalInterval: positiveInt,
-    evalPromptData: z.array(z.object({ name: nonEmpty, path: nonEmpty }).strict()).min(1),
+    evalPromptData: list(z.object({ name: nonEmpty, path: nonEmpty }).strict(), 1000).min(1),
     nSamplesPerEvalPrompt: positiveInt.optional(),
     evalMaxResponseLen: positiveInt.optional(),
     evalTopP: z.number().gt(0).lte(1).optional(),
@@ -247,13 +274,13 @@ export const distributedSchema = z
 
 export const conversionSchema = z
   .object({
-    nodes: positiveInt.describe('nodes in the torchrun gang'),
-    nprocPerNode: positiveInt,
+    nodes: positiveInt.max(10_000).describe('nodes in the torchrun gang'),
+    nprocPerNode: positiveInt.max(1024),
     masterPort: z.number().int().min(1).max(65535).default(12345),
-    tensorModelParallelSize: positiveInt.default(1),
-    pipelineModelParallelSize: positiveInt.default(1),
-    expertTensorParallelSize: positiveInt.default(1),
-    expertModelParallelSize: positiveInt.default(1),
+    tensorModelParallelSize: parallelSize.default(1),
+    pipelineModelParallelSize: parallelSize.default(1),
+    expertTensorParallelSize: parallelSize.default(1),
+    expertModelParallelSize: parallelSize.default(1),
     decoderFirstPipelineNumLayers: positiveInt.optional(),
     decoderLastPipelineNumLayers: positiveInt.optional(),
   })
@@ -264,7 +291,16 @@ export const rayHeadSchema = z
     port: z.number().int().min(1).max(65535).default(6379),
     dashboardHost: nonEmpty.default('0.0.0.0'),
     dashboardPort: z.number().int().min(1).max(65535).default(8265),
-    jobEnv: z.record(z.string(), z.string()).default({}).describe('runtime env vars of the training job'),
+    jobEnv: z
+      .record(envVarName, z.string())
+      .default({})
+      .describe("plain env vars of the training job (Ray's runtime_env, served by the dashboard): never secrets"),
+    jobSecretEnv: list(secretEnvName, 100)
+      .default([])
+      .describe(
+        "names of worker env vars (e.g. WANDB_API_KEY) given to the training job's entrypoint under the same name, " +
+          "through a 0600 file on the head node (never in runtime_env, history or argv)",
+      ),
     isolateNodes: z
       .object({ portBase: z.number().int().min(1024).max(60000) })
       .strict()
@@ -281,7 +317,7 @@ export const rayHeadSchema = z
 // Steps (a DAG) and policies
 
 const stepBase = {
-  needs: z.array(nonEmpty).default([]),
+  needs: list(nonEmpty, 1000).default([]),
 };
 
 export const stepSchema = z.discriminatedUnion('kind', [
@@ -307,7 +343,7 @@ export const stepSchema = z.discriminatedUnion('kind', [
       kind: z.literal('command'),
       ...stepBase,
       node: nonEmpty.optional().describe('node name; defaults to the first node'),
-      argv: z.array(z.string()).min(1),
+      argv: list(z.string(), 10_000).min(1),
       cwd: nonEmpty.optional(),
       env: z.record(envVarName, z.string()).default({}),
       creates: nonEmpty.optional().describe('file whose presence means the step is complete'),
@@ -317,8 +353,8 @@ export const stepSchema = z.discriminatedUnion('kind', [
     .object({
       kind: z.literal('gang'),
       ...stepBase,
-      nodes: positiveInt.describe('first N nodes of the cluster'),
-      argv: z.array(z.string()).min(1),
+      nodes: positiveInt.max(10_000).describe('first N nodes of the cluster'),
+      argv: list(z.string(), 10_000).min(1),
       cwd: nonEmpty.optional(),
       env: z.record(envVarName, z.string()).default({}),
       masterPort: z.number().int().min(1).max(65535).default(29500),
@@ -337,19 +373,19 @@ export const retentionSchema = z
 
 export const policiesSchema = z
   .object({
-    maxAttempts: positiveInt.default(5),
-    initialRetryInterval: duration.default('10s'),
-    heartbeatTimeout: duration.default('2m'),
+    maxAttempts: positiveInt.max(1000).default(5),
+    initialRetryInterval: duration('100ms', '1d').default('10s'),
+    heartbeatTimeout: duration('1s', '1d').default('2m'),
     hang: z
       .object({
-        startup: duration.default('30m').describe('submission to first rollout'),
-        rollout: duration.default('30m').describe('between rollouts'),
-        checkpointSave: duration.default('60m').describe('saving... to saved'),
+        startup: duration('1s', '30d').default('30m').describe('submission to first rollout'),
+        rollout: duration('1s', '30d').default('30m').describe('between rollouts'),
+        checkpointSave: duration('1s', '30d').default('60m').describe('saving... to saved'),
       })
       .strict()
       .default({ startup: '30m', rollout: '30m', checkpointSave: '60m' }),
     crashLoop: z
-      .object({ maxRestarts: positiveInt.default(3), window: duration.default('1h') })
+      .object({ maxRestarts: positiveInt.max(1000).default(3), window: duration('1s', '365d').default('1h') })
       .strict()
       .default({ maxRestarts: 3, window: '1h' }),
     retention: retentionSchema.default({ keepBest: 1 }),
@@ -370,7 +406,8 @@ export const temporalSchema = z
       })
       .strict()
       .optional(),
-    apiKeyEnv: envVarName.optional().describe('env var holding a Temporal Cloud API key'),
+    apiKeyEnv: variableNameMatching(/KEY|TOKEN/, 'contain KEY or TOKEN (e.g. TEMPORAL_API_KEY)')
+      .optional().describe('env var holding a Temporal Cloud API key'),
   })
   .strict();
 
@@ -397,6 +434,7 @@ export const specSchema = z
       dashboardHost: '0.0.0.0',
       dashboardPort: 8265,
       jobEnv: {},
+      jobSecretEnv: [],
       stopStaleRay: true,
     }),
     distributed: distributedSchema,
@@ -412,8 +450,16 @@ export const specSchema = z
     }),
     rollout: rolloutSchema,
     eval: evalSchema,
-    extraArgs: z.array(z.string()).default([]).describe('extra train.py flags passed through unchanged'),
-    steps: z.record(z.string().regex(/^[a-z][a-z0-9-]*$/, 'step ids are lowercase words and dashes'), stepSchema),
+    extraArgs: list(z.string(), 10_000).default([]).describe('extra train.py flags passed through unchanged'),
+    steps: z
+      .record(
+        z
+          .string()
+          .regex(/^[a-z][a-z0-9-]{0,62}$/, 'step ids are lowercase words and dashes (at most 63 characters)')
+          .refine((id) => !isPrototypeKey(id), 'is a name every JavaScript object has: choose another step id'),
+        stepSchema,
+      )
+      .refine((steps) => Object.keys(steps).length <= 1000, 'at most 1000 steps'),
     policies: policiesSchema.default({
       maxAttempts: 5,
       initialRetryInterval: '10s',

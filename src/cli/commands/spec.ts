@@ -1,7 +1,7 @@
 // keel validate | plan | render | presets: everything about a spec that needs no server and touches no node.
 import type { Command } from 'commander';
 import { loadSpec, type SpecRequest } from '../../spec/load.js';
-import { formatProblems, presetNames, presets, type Spec } from '../../spec/index.js';
+import { formatProblems, isPresetName, presetNames, presets, suggest, type Spec } from '../../spec/index.js';
 import { plan, type Plan } from '../../plan/index.js';
 import { renderScript } from '../../recipe/index.js';
 import { formatPlan } from '../plan-report.js';
@@ -82,12 +82,14 @@ export function registerSpecCommands(program: Command): void {
         for (const p of presetNames) console.log(`${p.padEnd(22)} ${presets[p].name}`);
         return;
       }
-      const preset = (presets as Record<string, unknown>)[name];
-      if (!preset) {
-        console.error(`keel: unknown preset '${name}' (presets: ${presetNames.join(', ')})`);
+      if (!isPresetName(name)) {
+        const hint = suggest(name, presetNames);
+        console.error(
+          `keel: unknown preset ${JSON.stringify(name)}${hint ? ` -- did you mean '${hint}'?` : ''} (presets: ${presetNames.join(', ')})`,
+        );
         process.exit(2);
       }
       const YAML = await import('yaml');
-      process.stdout.write(YAML.stringify(preset));
+      process.stdout.write(YAML.stringify(presets[name]));
     });
 }
