@@ -12,6 +12,7 @@ import {
   type StepCommand,
 } from './commands.js';
 import { topologicalOrder } from './dag.js';
+import { controlCharacter } from '../spec/names.js';
 
 /**
  * Quote only what needs it (shell-quote does the quoting), so the script stays readable. A value with a control
@@ -20,7 +21,7 @@ import { topologicalOrder } from './dag.js';
  */
 export function q(value: string): string {
   if (/^[A-Za-z0-9_\-.,/:=@%+]+$/.test(value)) return value;
-  if (!/[\u0000-\u001f\u007f]/.test(value)) return quote([value]);
+  if (!controlCharacter.test(value)) return quote([value]);
   const escaped = [...value]
     .map((c) => {
       const code = c.charCodeAt(0);

@@ -17,7 +17,8 @@ export function variableNameMatching(pattern: RegExp, what: string) {
 }
 
 /** Variables that steer the loader, the shell or the interpreter: never set from a secret. */
-const reserved = /^(PATH|HOME|USER|LOGNAME|SHELL|IFS|ENV|BASH_ENV|CDPATH|PS4|TMPDIR|LD_.*|PYTHON.*|MASTER_ADDR|MASTER_PORT|RAY_.*)$/;
+const reserved =
+  /^(PATH|HOME|USER|LOGNAME|SHELL|IFS|ENV|BASH_ENV|CDPATH|PS4|TMPDIR|LD_.*|PYTHON.*|MASTER_ADDR|MASTER_PORT|RAY_.*)$/;
 
 /** A secret's variable name: upper case, and not one that changes how programs start. */
 export const secretEnvName = variableName

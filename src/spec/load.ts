@@ -1,4 +1,5 @@
 // Loading a spec at the edge (CLI, client): YAML or JSON files, MPI hostfiles, `--set path=value` overrides.
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import YAML from 'yaml';
 import { maxSpecBytes } from './guard.js';
@@ -17,7 +18,8 @@ export interface SpecRequest {
 
 /** A regular file of at most `limit` bytes, read as UTF-8 (never a FIFO, a device or a directory). */
 async function readBoundedFile(path: string, limit: number, what: string): Promise<string> {
-  const handle = await open(path, 'r');
+  // Without blocking: a FIFO named as a spec or a hostfile is refused below instead of waited on.
+  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const info = await handle.stat();
     if (!info.isFile()) throw new Error(`${path}: not a regular file (a ${what} is a text file)`);

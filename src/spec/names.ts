@@ -3,6 +3,7 @@
 // problem as a sentence (or undefined when the name is fine), so callers can name the file or field around it.
 
 /** C0 control characters and DEL: a newline ends a shell line, NUL ends a C string. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 export const controlCharacter = /[\u0000-\u001f\u007f]/;
 
 /** Keys that mean something to every JS object: never accepted as keys of user-keyed maps. */

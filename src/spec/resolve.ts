@@ -223,7 +223,10 @@ export function parseSpec(raw: unknown): SpecResult {
 /** A full spec, or { preset, overrides }: what the Web UI, the CLI and the client all send. */
 export function resolveSpecInput(raw: unknown): SpecResult {
   const isPresetRequest =
-    isPlainObject(raw) && typeof raw.preset === 'string' && !Object.hasOwn(raw, 'cluster') && !Object.hasOwn(raw, 'model');
+    isPlainObject(raw) &&
+    typeof raw.preset === 'string' &&
+    !Object.hasOwn(raw, 'cluster') &&
+    !Object.hasOwn(raw, 'model');
   const guarded = inputProblems(isPresetRequest ? raw.overrides : raw);
   if (guarded.length) return { ok: false, problems: guarded };
   if (isPresetRequest) {

@@ -35,8 +35,7 @@ const hostName = nonEmpty.refine((host) => hostProblem(host) === undefined, {
   message: 'must be a host name or an IP address (letters, digits, dots, dashes; IPv6 with colons)',
 });
 /** A list bounded so that nothing keel does per element can run away. */
-const list = <T extends z.ZodType>(item: T, max: number) =>
-  z.array(item).max(max, `at most ${max} entries`);
+const list = <T extends z.ZodType>(item: T, max: number) => z.array(item).max(max, `at most ${max} entries`);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Cluster
@@ -299,7 +298,7 @@ export const rayHeadSchema = z
       .default([])
       .describe(
         "names of worker env vars (e.g. WANDB_API_KEY) given to the training job's entrypoint under the same name, " +
-          "through a 0600 file on the head node (never in runtime_env, history or argv)",
+          'through a 0600 file on the head node (never in runtime_env, history or argv)',
       ),
     isolateNodes: z
       .object({ portBase: z.number().int().min(1024).max(60000) })
@@ -407,7 +406,8 @@ export const temporalSchema = z
       .strict()
       .optional(),
     apiKeyEnv: variableNameMatching(/KEY|TOKEN/, 'contain KEY or TOKEN (e.g. TEMPORAL_API_KEY)')
-      .optional().describe('env var holding a Temporal Cloud API key'),
+      .optional()
+      .describe('env var holding a Temporal Cloud API key'),
   })
   .strict();
 
