@@ -14,6 +14,7 @@ import type { NodeSpec, Spec } from '../src/spec/schema.js';
 import { modelPaths } from '../src/spec/paths.js';
 import { activitySignal, allNodes, heartbeat, localSpec, sleepMs, type ActivityDeps } from './context.js';
 import { dashboardUrlFor, reachable, type ExtraNode } from './cluster.js';
+import { jobSecretFile, placeJobSecrets } from './job-secrets.js';
 
 export type FailureKind = 'config-error' | 'node-lost' | 'head-lost' | 'hang' | 'job-crashed' | 'resume-mismatch';
 
@@ -126,7 +127,10 @@ export function trainingActivities(deps: ActivityDeps) {
     }
     const paths = modelPaths(spec);
     const tracker = await readTracker(paths.save).catch(() => undefined);
-    const job = trainJob(spec, { head });
+    // Secrets named by rayHead.jobSecretEnv go to a 0600 file on the head node, written once per submission id.
+    const secretFile = jobSecretFile(spec, head, jobId);
+    if (secretFile && !(await jobs.getJob(jobId))) await placeJobSecrets(spec, head, secretFile, deps.env);
+    const job = trainJob(spec, { head, secretFile });
     const { created } = await jobs.submitJob({
       entrypoint: job.entrypoint,
       submissionId: jobId,

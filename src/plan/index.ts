@@ -3,6 +3,7 @@
 import type { Spec } from '../spec/schema.js';
 import { modelPaths, stripTrailingSlash } from '../spec/paths.js';
 import { hasErrors, type Finding } from './findings.js';
+import { checkSecrets } from './secrets.js';
 import { deriveLayout, type ParallelLayout } from './layout.js';
 import {
   checkpointSchedule,
@@ -187,33 +188,6 @@ function checkCluster(spec: Spec, findings: Finding[]): void {
       message: 'no spare nodes: a lost node pauses training (waiting-for-nodes) until it returns or one is added',
     });
   }
-}
-
-const secretPatterns: [RegExp, string][] = [
-  [/^hf_[A-Za-z0-9]{20,}$/, 'a Hugging Face token'],
-  [/^(sk|pk)-[A-Za-z0-9_-]{20,}$/, 'an API key'],
-  [/-----BEGIN [A-Z ]*PRIVATE KEY-----/, 'a private key'],
-  [/^[0-9a-f]{40}$/, 'a W&B API key'],
-];
-
-function checkSecrets(spec: Spec, findings: Finding[]): void {
-  const visit = (value: unknown, path: string): void => {
-    if (typeof value === 'string') {
-      for (const [pattern, what] of secretPatterns) {
-        if (pattern.test(value) && !path.endsWith('.revision')) {
-          findings.push({
-            severity: 'error',
-            path,
-            message: `this value looks like ${what}; secrets never go into a spec (it would be stored in workflow history)`,
-            fix: 'put the secret in an env var or file on the worker and name it (e.g. model.hfTokenEnv: HF_TOKEN)',
-          });
-        }
-      }
-    } else if (Array.isArray(value)) value.forEach((v, i) => visit(v, `${path}[${i}]`));
-    else if (value && typeof value === 'object')
-      for (const [k, v] of Object.entries(value)) visit(v, path ? `${path}.${k}` : k);
-  };
-  visit(spec, '');
 }
 
 function checkRecipeClaims(spec: Spec, layout: ParallelLayout, findings: Finding[]): void {

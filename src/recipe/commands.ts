@@ -162,7 +162,20 @@ export interface TrainJob {
   dashboardUrl: string;
 }
 
-export function trainJob(spec: Spec, options: { head?: NodeSpec; numRollout?: number } = {}): TrainJob {
+/**
+ * A fixed sh program (no spec text inside it) that loads the job's secrets from the 0600 file named by $1 on the
+ * head node, deletes the file, and runs the rest of its arguments: the values reach the trainer's environment without
+ * passing through Ray's runtime_env, the job's entrypoint or argv.
+ */
+const JOB_SECRETS_LOADER =
+  'f=$1; shift; if [ ! -f "$f" ]; then echo "keel: the secret file $f of this job is missing (keel writes it before ' +
+  'submitting and the job deletes it when it starts; a job started twice finds it gone)" >&2; exit 97; fi; ' +
+  '. "$f"; rm -f -- "$f"; exec "$@"';
+
+export function trainJob(
+  spec: Spec,
+  options: { head?: NodeSpec; numRollout?: number; secretFile?: string } = {},
+): TrainJob {
   const head = options.head ?? headNode(spec);
   const groups = trainArgGroups(spec, { numRollout: options.numRollout });
   const argv = [MODEL_ARGS, ...groupOrder.flatMap((g) => groups[g])];
@@ -186,7 +199,11 @@ export function trainJob(spec: Spec, options: { head?: NodeSpec; numRollout?: nu
   return {
     argv,
     envVars,
-    entrypoint: `cd ${quote([spec.slime.dir])} && ${quote(runArgv)}`,
+    entrypoint: `cd ${quote([spec.slime.dir])} && ${quote(
+      options.secretFile === undefined
+        ? runArgv
+        : ['sh', '-c', JOB_SECRETS_LOADER, 'keel-job-secrets', options.secretFile, ...runArgv],
+    )}`,
     dashboardUrl: `http://${dashboardHost}:${spec.rayHead.dashboardPort}`,
   };
 }

@@ -5,7 +5,7 @@
 // checkpoint and record promotion decisions.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import { join } from 'node:path';
 import { statusQuery, trainingStatusQuery } from '../../workflows/definitions.js';
@@ -14,6 +14,8 @@ import { eventually } from '../support/pipeline.js';
 import { sshUnavailableReason } from '../support/sshd.js';
 import { startTinyRig, type TinyRig } from '../support/tiny-pipeline.js';
 import type { Spec } from '../../src/spec/index.js';
+import { RayJobsClient } from '../../src/cluster/ray-jobs.js';
+import { dashboardUrlFor } from '../../activities/cluster.js';
 
 const skip = sshUnavailableReason();
 
@@ -21,12 +23,16 @@ describe('tiny-local pipeline over ssh on a 4-node local cluster', { skip, timeo
   let rig: TinyRig;
   // The worker holds a Hub token (named by the spec as model.hfTokenEnv: HF_TOKEN): it must reach `hf` and nothing else.
   const token = `hf_keelTestToken${Date.now()}abcdefghij`;
+  // ... and a W&B key given to the training job by name (rayHead.jobSecretEnv): it must reach the trainer only.
+  const wandbKey = `keelWandbTestKey${Date.now()}${process.pid}`;
   before(async () => {
     process.env.HF_TOKEN = token;
+    process.env.WANDB_API_KEY = wandbKey;
     rig = await startTinyRig({ ssh: true, nodes: 4, portBase: 24100 });
   });
   after(async () => {
     await rig?.stop();
+    delete process.env.WANDB_API_KEY;
   });
 
   async function run(spec: Spec, workflowId: string) {
@@ -44,7 +50,10 @@ describe('tiny-local pipeline over ssh on a 4-node local cluster', { skip, timeo
   }
 
   it('runs the whole DAG, then skips preparation and resumes training at tracker + 1', async () => {
-    const spec = rig.spec();
+    const seenByTrainer = join(rig.spec().storage.baseDir, 'wandb-key-seen-by-trainer');
+    const spec = rig.spec({
+      rayHead: { jobSecretEnv: ['WANDB_API_KEY'], jobEnv: { TINY_RECORD_SECRET_TO: seenByTrainer } },
+    });
     assert.equal(spec.cluster.executor.kind, 'ssh');
     const first = await run(spec, 'keel-tiny-e2e-1');
     for (const step of first.pipeline.steps) assert.equal(step.state, 'succeeded', `${step.id}: ${step.reason}`);
@@ -59,15 +68,39 @@ describe('tiny-local pipeline over ssh on a 4-node local cluster', { skip, timeo
     const saveDir = join(spec.storage.baseDir, 'tiny-v3_slime');
     assert.equal((await readFile(join(saveDir, 'latest_checkpointed_iteration.txt'), 'utf8')).trim(), '5');
 
-    // The secret is in no workflow history, process record, argv or log.
+    // The trainer saw the W&B key on the head node (the stand-in records it in a 0600 file, and logs only "set").
+    assert.equal(await readFile(seenByTrainer, 'utf8'), wandbKey);
+
+    // The secrets are in no workflow history, process record, argv or log.
     for (const id of ['keel-tiny-e2e-1', 'keel-tiny-e2e-1-training']) {
       const history = JSON.stringify(await rig.env.client.workflow.getHandle(id).fetchHistory());
       assert.ok(!history.includes(token), `${id} history holds the token`);
+      assert.ok(!history.includes(wandbKey), `${id} history holds the W&B key`);
     }
-    const { stdout } = await execa('grep', ['-rl', '--', token, join(spec.storage.baseDir, '..', 'nodes')], {
-      reject: false,
-    });
-    assert.equal(stdout.trim(), '', `files under the node state dirs hold the token: ${stdout}`);
+    for (const secret of [token, wandbKey]) {
+      const { stdout } = await execa('grep', ['-rl', '--', secret, join(spec.storage.baseDir, '..', 'nodes')], {
+        reject: false,
+      });
+      assert.equal(stdout.trim(), '', `files under the node state dirs hold a secret: ${stdout}`);
+    }
+    // Ray's record of the job -- runtime_env, entrypoint, metadata -- and the job's log, read from the Jobs API.
+    const jobs = new RayJobsClient({ url: dashboardUrlFor(spec, spec.cluster.nodes[0]!) });
+    const trainJobs = (await jobs.listJobs()).filter((job) => job.metadata.keel_run === 'keel-tiny-e2e-1');
+    assert.ok(trainJobs.length > 0);
+    for (const job of trainJobs) {
+      assert.ok(!JSON.stringify(job).includes(wandbKey), `Ray's record of ${job.submissionId} holds the W&B key`);
+      assert.ok(!JSON.stringify(job.runtimeEnv).includes('WANDB_API_KEY'), 'the name is not in runtime_env either');
+      const { text } = await jobs.getLogs(job.submissionId);
+      assert.ok(!text.includes(wandbKey), `the log of ${job.submissionId} holds the W&B key`);
+      assert.match(text, /tiny: WANDB_API_KEY is set in the trainer/);
+    }
+    // No process's argv holds it (the Ray cluster and the sshd nodes are still up).
+    const argvHits: string[] = [];
+    for (const pid of (await readdir('/proc')).filter((name) => /^\d+$/.test(name))) {
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      if (cmdline.includes(wandbKey)) argvHits.push(cmdline.replaceAll('\0', ' '));
+    }
+    assert.deepEqual(argvHits, [], 'processes hold the W&B key in argv');
 
     const more = rig.spec({ rollout: { numRollout: 9 } });
     const second = await run(more, 'keel-tiny-e2e-2');

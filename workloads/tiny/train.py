@@ -455,6 +455,19 @@ def periodic(rollout_id: int, interval: int | None, num_rollout: int | None = No
     return num_rollout is not None and rollout_id == num_rollout - 1
 
 
+def record_secret(path: str | None) -> None:
+    """Test hook: write the WANDB_API_KEY this process sees (slime's W&B logging reads it) to a 0600 file.
+
+    Logs only whether the variable is set, never its value."""
+    if not path:
+        return
+    value = os.environ.get('WANDB_API_KEY')
+    print(f'tiny: WANDB_API_KEY is {"set" if value else "not set"} in the trainer', flush=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w') as f:
+        f.write(value or '')
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
@@ -496,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
 
+    record_secret(os.environ.get('TINY_RECORD_SECRET_TO'))
     crash_flag = os.environ.get('TINY_CRASH_IF_EXISTS')
     if crash_flag and os.path.exists(crash_flag):
         raise RuntimeError(f'injected crash: {crash_flag} exists')
