@@ -121,6 +121,10 @@ export function renderScript(spec: Spec): string {
           env: {},
           envFromWorker: {},
         };
+        if (spec.rayHead.jobSecretEnv.length)
+          lines.push(
+            `# the job also gets ${spec.rayHead.jobSecretEnv.join(', ')} from the worker's environment (rayHead.jobSecretEnv): keel writes them to a 0600 file on the head node that the entrypoint loads and deletes`,
+          );
         lines.push(...group(spec, [command]));
         break;
       }
