@@ -22,7 +22,7 @@ import {
   type ActivityDeps,
 } from './context.js';
 import { programFailed, runToEnd } from './process.js';
-import { failureTypes } from '../workflows/definitions.js';
+import { failureTypes } from '../src/failure-types.js';
 
 export interface StepInput {
   spec: Spec;

@@ -88,14 +88,4 @@ export const addNodesUpdate = defineUpdate<
 export const statusQuery = defineQuery<PipelineStatus>('status');
 export const trainingStatusQuery = defineQuery<TrainingStatus>('trainingStatus');
 
-/** Failure types: permanent ones fail at once, never retried. Listed once, used everywhere. */
-export const failureTypes = {
-  invalidSpec: 'InvalidSpec',
-  planError: 'PlanError',
-  configError: 'ConfigError',
-  badInput: 'BadInput',
-  resumeMismatch: 'ResumeMismatch',
-  crashLoop: 'CrashLoop',
-} as const;
-
-export const nonRetryableTypes: string[] = Object.values(failureTypes);
+export { failureTypes, nonRetryableTypes } from '../src/failure-types.js';
