@@ -9,7 +9,7 @@ import { renderSecretEnvFile } from '../src/exec/launch-spec.js';
 import { nodeName } from '../src/recipe/commands.js';
 import type { NodeSpec, Spec } from '../src/spec/schema.js';
 import { executorFor, target } from './context.js';
-import { failureTypes } from '../workflows/definitions.js';
+import { failureTypes } from '../src/failure-types.js';
 
 /** Where the job's secret file lives on the head node (one per submission id), or undefined without secrets. */
 export function jobSecretFile(spec: Spec, head: NodeSpec, jobId: string): string | undefined {

@@ -388,7 +388,9 @@ export const policiesSchema = z
       .strict()
       .default({ maxRestarts: 3, window: '1h' }),
     retention: retentionSchema.default({ keepBest: 1 }),
-    nodeWaitMax: duration.default('5m').describe('the longest pause between two probes while waiting for nodes'),
+    nodeWaitMax: duration('1s', '1d')
+      .default('5m')
+      .describe('the longest pause between two probes while waiting for nodes'),
   })
   .strict();
 
