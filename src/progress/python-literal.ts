@@ -107,7 +107,13 @@ class LiteralParser {
     let key = first;
     for (;;) {
       this.expect(':');
-      dict[dictKey(key, this.pos)] = this.value();
+      // Keys come from a log line: defined as own properties, so `__proto__` is a key, never the prototype.
+      Object.defineProperty(dict, dictKey(key, this.pos), {
+        value: this.value(),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
       this.skipSpace();
       if (this.peek() === ',') {
         this.pos += 1;

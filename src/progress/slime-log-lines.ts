@@ -113,7 +113,7 @@ const matchers: LineMatcher[] = [
     const metrics = m && numericDict(m[2]!);
     if (!metrics) return undefined;
     const scoreKey = options.evalScoreKey ?? primaryEvalKey(Object.keys(metrics));
-    const score = scoreKey === undefined ? undefined : metrics[scoreKey];
+    const score = scoreKey === undefined || !Object.hasOwn(metrics, scoreKey) ? undefined : metrics[scoreKey];
     return score === undefined
       ? { type: 'eval', rollout: Number(m[1]), metrics }
       : { type: 'eval', rollout: Number(m[1]), metrics, score, scoreKey };
@@ -190,8 +190,10 @@ function numericDict(text: string): Metrics | undefined {
 function numericValues(dict: PyDict): Metrics {
   const metrics: Metrics = {};
   for (const [key, value] of Object.entries(dict)) {
-    if (typeof value === 'number') metrics[key] = value;
-    else if (typeof value === 'boolean') metrics[key] = value ? 1 : 0;
+    const metric = typeof value === 'number' ? value : typeof value === 'boolean' ? (value ? 1 : 0) : undefined;
+    // Keys come from the trainer's log: own properties, so `__proto__` is a metric, never the prototype.
+    if (metric !== undefined)
+      Object.defineProperty(metrics, key, { value: metric, enumerable: true, writable: true, configurable: true });
   }
   return metrics;
 }

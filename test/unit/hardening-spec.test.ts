@@ -314,3 +314,22 @@ describe('row 2 (spec side): each env-var field names a variable of its kind', (
     ]);
   });
 });
+
+describe('variant: maps keyed by the trainer log', () => {
+  it("a metric named __proto__ or constructor in slime's log is kept as a metric, and never replaces a prototype", async () => {
+    const { parseSlimeLogLine } = await import('../../src/progress/slime-log.js');
+    const event = parseSlimeLogLine(
+      "rollout 3: {'__proto__': {'polluted': 1}, 'constructor': 2.5, 'rollout/raw_reward': 0.5}",
+    );
+    assert.ok(event && event.type === 'rollout-stats', JSON.stringify(event));
+    assert.equal(event.metrics.constructor, 2.5);
+    assert.deepEqual(
+      Object.keys(event.metrics),
+      ['constructor', 'rollout/raw_reward'],
+      'the dict value is dropped, not the key',
+    );
+    assert.equal(event.metrics['rollout/raw_reward'], 0.5);
+    assert.equal((event.metrics as { polluted?: unknown }).polluted, undefined);
+    assert.equal(({} as { polluted?: unknown }).polluted, undefined);
+  });
+});
