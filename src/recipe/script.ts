@@ -57,7 +57,7 @@ function onNode(spec: Spec, command: StepCommand, background: boolean): string {
   if (port !== 22) sshArgs.push('-p', String(port));
   if (ex.identityFile) sshArgs.push('-i', ex.identityFile);
   if (line.includes('\n')) throw new Error(`a rendered command holds a newline: ${JSON.stringify(line)}`);
-  sshArgs.push(`${ex.user}@${host}`, 'bash', '-s');
+  sshArgs.push('--', `${ex.user}@${host}`, 'bash', '-s');
   // The command goes to the remote bash on stdin (a quoted heredoc), so it is quoted exactly once.
   return `${sshArgs.map(q).join(' ')} <<'KEEL'${background ? ' &' : ''}\n${line}\nKEEL`;
 }

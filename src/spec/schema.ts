@@ -23,7 +23,7 @@ export function duration(min: string, max: string) {
 }
 
 const nonEmpty = z.string().min(1, 'must not be empty');
-/** Counts: a billion is more than any run needs, and keeps every product of two counts exact in a double. */
+/** Counts: a billion is more than any run needs, and keeps the planner's products of counts finite and integral. */
 const maxCount = 1_000_000_000;
 const positiveInt = z.number().int().positive().max(maxCount);
 const nonNegativeInt = z.number().int().nonnegative().max(maxCount);
@@ -55,7 +55,10 @@ export const executorSchema = z.discriminatedUnion('kind', [
   z
     .object({
       kind: z.literal('ssh'),
-      user: nonEmpty.default('root'),
+      user: z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/, 'must be a user name (letters, digits, _ . -; not starting with -)')
+        .default('root'),
       port: z.number().int().min(1).max(65535).default(22),
       identityFile: nonEmpty.optional().describe('path of the private key file (never the key itself)'),
       knownHostsFile: nonEmpty.optional(),

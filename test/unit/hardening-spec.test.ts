@@ -333,3 +333,15 @@ describe('variant: maps keyed by the trainer log', () => {
     assert.equal(({} as { polluted?: unknown }).polluted, undefined);
   });
 });
+
+describe('variant: ssh options smuggled in as a user name', () => {
+  it('cluster.executor.user must be a user name, and the rendered ssh line ends its options with --', () => {
+    const found = problemsOf({
+      preset: 'tiny-local',
+      overrides: { cluster: { executor: { kind: 'ssh', user: '-oProxyCommand=touch /tmp/x' } } },
+    });
+    assert.match(found[0]!, /^cluster\.executor\.user: must be a user name/);
+    const spec = validTiny({ cluster: { executor: { kind: 'ssh', user: 'keel' } } });
+    assert.match(renderScript(spec), /ssh -o BatchMode=yes -- keel@127\.0\.1\.1 bash -s <<'KEEL'/);
+  });
+});
