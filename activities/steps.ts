@@ -56,7 +56,16 @@ export function stepActivities(deps: ActivityDeps) {
   };
   /** The Hub endpoint; a spec that names an endpoint env var never falls back to the public Hub. */
   const hubEndpoint = (spec: Spec): string | undefined => {
-    if (!spec.model.hfEndpointEnv) return deps.env.HF_ENDPOINT;
+    if (!spec.model.hfEndpointEnv) {
+      const fromWorker = deps.env.HF_ENDPOINT;
+      const problem = fromWorker === undefined ? undefined : endpointProblem(fromWorker);
+      if (problem)
+        throw ApplicationFailure.nonRetryable(
+          `the worker's HF_ENDPOINT ${problem} (the value is not shown): set it to the Hub's base URL or unset it`,
+          failureTypes.configError,
+        );
+      return fromWorker;
+    }
     const endpoint = deps.env[spec.model.hfEndpointEnv];
     if (!endpoint) {
       throw ApplicationFailure.nonRetryable(
