@@ -425,11 +425,18 @@ class PipelineRun {
   }
 }
 
+/** A permanent failure anywhere in the chain (an activity's, or a training child's own activity's): no new attempt. */
 function isPermanent(error: unknown): boolean {
-  const cause =
-    (error as { cause?: { type?: string; nonRetryable?: boolean } }).cause ??
-    (error as { type?: string; nonRetryable?: boolean });
-  return Boolean(cause && ((cause.type && nonRetryableTypes.includes(cause.type)) || cause.nonRetryable));
+  for (let e = error as FailureLike | undefined; e; e = e.cause) {
+    if ((e.type && nonRetryableTypes.includes(e.type)) || e.nonRetryable) return true;
+  }
+  return false;
+}
+
+interface FailureLike {
+  type?: string;
+  nonRetryable?: boolean;
+  cause?: FailureLike;
 }
 
 function describeFailure(error: unknown): string {
