@@ -1,19 +1,17 @@
 // Training activities: submit the Ray job idempotently, supervise it one checkpoint at a time (classifying every
-// failure in one place), stop it, and apply checkpoint retention.
+// failure in one place), stop it; checkpoint retention is in retention.ts.
 import { log } from '@temporalio/activity';
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { durationMs as msToNumber } from '../src/spec/duration.js';
 import { RayDashboardClient } from '../src/cluster/ray-dashboard.js';
 import { isTerminalStatus, RayJobsClient, type RayJob } from '../src/cluster/ray-jobs.js';
-import { checkResume, inspectSaveDir, readTracker } from '../src/progress/checkpoints.js';
-import { planNextDeletion, planRetention } from '../src/progress/retention.js';
+import { checkResume, readTracker } from '../src/progress/checkpoints.js';
 import { SlimeLogFollower, type SlimeLogSummary } from '../src/progress/slime-log.js';
 import { nodeIp, nodeName, trainJob } from '../src/recipe/commands.js';
 import type { NodeSpec, Spec } from '../src/spec/schema.js';
 import { modelPaths } from '../src/spec/paths.js';
 import { activitySignal, allNodes, heartbeat, localSpec, sleepMs, type ActivityDeps } from './context.js';
 import { dashboardUrlFor, reachable, type ExtraNode } from './cluster.js';
+import { retentionActivities } from './retention.js';
 
 export type FailureKind = 'config-error' | 'node-lost' | 'head-lost' | 'hang' | 'job-crashed' | 'resume-mismatch';
 
@@ -318,39 +316,5 @@ export function trainingActivities(deps: ActivityDeps) {
     return [...dead];
   }
 
-  /** Keep the last K, every M-th and the best by eval; never the tracker's or a partial newer one. Deletes the rest. */
-  async function applyRetention(input: {
-    spec: Spec;
-    scores: EvalPoint[];
-  }): Promise<{ keep: number[]; deleted: number[]; deleteNext: number[] }> {
-    const spec = localSpec(input.spec, deps);
-    const saveDir = modelPaths(spec).save;
-    const { keepLast, keepEvery, keepBest } = spec.policies.retention;
-    const inspection = await inspectSaveDir(saveDir);
-    const scores = new Map(input.scores.map((s) => [s.rollout, s.score]));
-    const retention = {
-      iterations: inspection.iterations.map((it) => ({
-        iteration: it.iteration,
-        complete: it.complete,
-        score: scores.get(it.iteration),
-      })),
-      tracker: inspection.tracker,
-      keepLast: keepLast ?? Number.MAX_SAFE_INTEGER,
-      keepEvery,
-      keepBest,
-    };
-    const plan = planRetention(retention);
-    for (const iteration of plan.delete) {
-      const dir = join(saveDir, `iter_${String(iteration).padStart(7, '0')}`);
-      log.info('retention: deleting checkpoint', { iteration, dir });
-      await rm(dir, { recursive: true, force: true });
-    }
-    return {
-      keep: plan.keep.map((k) => k.iteration),
-      deleted: plan.delete,
-      deleteNext: planNextDeletion({ ...retention, saveInterval: spec.ckpt.saveInterval }, plan),
-    };
-  }
-
-  return { submitTrainingJob, stopTrainingJob, superviseUntilCheckpoint, applyRetention };
+  return { submitTrainingJob, stopTrainingJob, superviseUntilCheckpoint, ...retentionActivities(deps) };
 }
