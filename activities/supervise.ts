@@ -195,6 +195,7 @@ export function supervisionActivities(deps: ActivityDeps) {
     for (;;) {
       let job: RayJob | undefined;
       let caughtUp = true;
+      let via: 'file' | 'http' | undefined;
       try {
         job = await jobs.getJob(input.jobId, signal);
         const chunk = await reader.read(job, progress.offset, signal);
@@ -202,6 +203,7 @@ export function supervisionActivities(deps: ActivityDeps) {
           log.warn('the job log is shorter than the cursor: reading it from its start', { jobId: input.jobId });
         progress.push(chunk.text, chunk.nextOffset, Date.now(), chunk.restarted);
         caughtUp = chunk.via === 'http' || chunk.bytesRead < logBytesPerPoll;
+        via = chunk.via;
         unreachableSince = undefined;
       } catch (error) {
         if (signal?.aborted) throw error;
@@ -215,7 +217,7 @@ export function supervisionActivities(deps: ActivityDeps) {
         }
       }
       const summary = progress.follower.summary;
-      heartbeat({ jobId: input.jobId, status: job?.status, cursor: progress.cursor() });
+      heartbeat({ jobId: input.jobId, status: job?.status, logReadVia: via, cursor: progress.cursor() });
 
       // Verified resume: the first rollout logged after a (re)submission must be tracker + 1, with its data state.
       if (!progress.resumeVerified && summary.firstRollout !== undefined) {

@@ -1,5 +1,6 @@
 // The local executor against real processes: run, detached launch with a process record, re-attach, tail from an
-// offset, read any file by byte range, exit codes, stopping a process group (TERM, then KILL), lost detection, secrets, and surviving the launcher.
+// offset, read any file by byte range, exit codes, stopping a process group (TERM, then KILL), lost detection,
+// secrets, and surviving the launcher.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
