@@ -47,8 +47,9 @@ describe('graceful restarts of the control worker', { timeout: 600_000 }, () => 
   const terminate = async (running: ResultPromise): Promise<number> => {
     const started = Date.now();
     running.kill('SIGTERM');
-    const result = await Promise.race([running, new Promise((r) => setTimeout(() => r(undefined), 60_000))]);
+    const result = await Promise.race([running, new Promise<undefined>((r) => setTimeout(() => r(undefined), 60_000))]);
     assert.ok(result, 'the worker exited within a minute of SIGTERM');
+    assert.equal(result.signal, undefined, `the worker shut down by itself (it died of ${result.signal})`);
     return Date.now() - started;
   };
 
@@ -58,7 +59,7 @@ describe('graceful restarts of the control worker', { timeout: 600_000 }, () => 
       model: { saveDir: 'save-graceful/' },
       rollout: { numRollout: 6 },
       // Test knobs of the tiny stand-ins: each conversion rank waits before saving, each rollout takes 4 s.
-      cluster: { env: { TINY_CONVERT_SLEEP_S: '20' } },
+      cluster: { env: { TINY_CONVERT_SLEEP_S: '15' } },
       rayHead: { jobEnv: { TINY_ROLLOUT_SLEEP_S: '4' } },
     });
     const workflowId = 'graceful';
@@ -94,7 +95,7 @@ describe('graceful restarts of the control worker', { timeout: 600_000 }, () => 
     }
     worker = plane.startWorker();
 
-    // 2. The trainer runs (a rollout logged): SIGTERM the worker again.
+    // 2. The trainer runs (its first rollout logged, mid-segment: no checkpoint yet): SIGTERM the worker again.
     const trainingStatus = () =>
       temporal.client.workflow
         .getHandle(`${workflowId}-training`)
@@ -107,10 +108,11 @@ describe('graceful restarts of the control worker', { timeout: 600_000 }, () => 
       handle,
       async () => {
         const status = await trainingStatus();
-        return status?.jobId && (status.lastRollout ?? -1) >= 1 ? status : undefined;
+        if (!status?.jobId) return undefined;
+        return /\brollout 0: /.test((await jobs.getLogs(status.jobId)).text) ? status : undefined;
       },
       300_000,
-      'a rollout of the training job',
+      'the first rollout of the training job',
     );
     const driverBefore = await driverOf(dashboard, training.jobId!);
     const trainStoppedIn = await terminate(worker);

@@ -80,6 +80,8 @@ export async function startControlPlane(options: {
           ...options.workerEnv,
         },
         reject: false,
+        // A SIGTERM is for the worker to handle (graceful shutdown), never followed by execa's own SIGKILL.
+        forceKillAfterDelay: false,
         stdin: 'ignore',
         stdout: { file: join(options.root, `worker-${workers}.log`) },
         stderr: { file: join(options.root, `worker-${workers}.err.log`) },
