@@ -5,6 +5,8 @@
 // Real processes: the dev server and the workers are separate programs, the local cluster runs real torchrun and Ray.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { ResultPromise } from 'execa';
 import type { Client } from '@temporalio/client';
 import { executorFor, target } from '../../activities/context.js';
@@ -140,6 +142,22 @@ describe('graceful restarts of the control worker', { timeout: 600_000 }, () => 
     assert.equal(trained.checkpoints.at(-1)?.iteration, 5);
     const jobIds = (await jobs.listJobs()).filter((j) => j.submissionId.startsWith(`${workflowId}-train-`));
     assert.equal(jobIds.length, 1, 'one Ray job');
+    // Supervision read the driver's log file by byte range (never the whole log over HTTP), and the supervision the
+    // last worker retried resumed at the offset the interrupted one had heartbeated.
+    const logs = (
+      await Promise.all([1, 2, 3].map((n) => readFile(join(root, `worker-${n}.log`), 'utf8').catch(() => '')))
+    ).join('\n');
+    const entries = logs
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { msg?: string; offset?: number; resumed?: boolean });
+    assert.deepEqual(
+      entries.filter((e) => e.msg === 'reading the whole job log over HTTP on every poll'),
+      [],
+      'no fallback to the whole log',
+    );
+    const resumed = entries.find((e) => e.msg === 'supervision resumes in the job log' && e.resumed);
+    assert.ok(resumed && (resumed.offset ?? 0) > 0, 'the retried supervision resumed from its heartbeat');
     console.log(
       `  the worker exited ${convertStoppedIn} ms (convert) and ${trainStoppedIn} ms (training) after SIGTERM`,
     );
