@@ -61,3 +61,9 @@ export function retention(spec: Spec): ActivityOptions {
     retry: reattaching(spec, nonRetryableTypes),
   };
 }
+
+/** Resolving and planning a spec: pure, seconds; any failure but a permanent one is retried. */
+export const prepare: ActivityOptions = {
+  startToCloseTimeout: '1m',
+  retry: { maximumAttempts: 5, initialInterval: '1s', nonRetryableErrorTypes: nonRetryableTypes },
+};
