@@ -3,7 +3,7 @@
 import { ApplicationFailure, log } from '@temporalio/activity';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runGang, type GangMember } from '../src/exec/index.js';
+import type { GangMember } from '../src/exec/index.js';
 import { checkTorchDistRelease, readTracker } from '../src/progress/checkpoints.js';
 import { castCommand, convertCommands, downloadCommand, withModelArgs } from '../src/recipe/commands.js';
 import type { Spec } from '../src/spec/schema.js';
@@ -21,7 +21,7 @@ import {
   target,
   type ActivityDeps,
 } from './context.js';
-import { programFailed, runToEnd } from './process.js';
+import { programFailed, runGangToEnd, runToEnd } from './process.js';
 import { failureTypes } from '../src/failure-types.js';
 
 export interface StepInput {
@@ -263,15 +263,13 @@ export function stepActivities(deps: ActivityDeps) {
       cwd: c.cwd,
     }));
     const first = commands[0]!;
-    const result = await runGang({
+    const result = await runGangToEnd({
       executor: executorFor(spec),
       id: `${input.runKey}/${input.stepId}`,
       members,
       masterAddr: first.env.MASTER_ADDR!,
       masterPort: spec.conversion.masterPort,
-      signal: activitySignal(),
       graceMs: 5000,
-      onProgress: (event) => heartbeat({ gang: event.type, rank: 'rank' in event ? event.rank : undefined }),
     });
     return { members: result.records.length };
   }
@@ -304,7 +302,7 @@ export function stepActivities(deps: ActivityDeps) {
     if (step?.kind !== 'gang')
       throw ApplicationFailure.nonRetryable(`step ${input.stepId} is not a gang`, failureTypes.invalidSpec);
     const nodes = spec.cluster.nodes.slice(0, step.nodes);
-    const result = await runGang({
+    const result = await runGangToEnd({
       executor: executorFor(spec),
       id: `${input.runKey}/${input.stepId}`,
       members: nodes.map((n) => ({
@@ -317,8 +315,6 @@ export function stepActivities(deps: ActivityDeps) {
       masterPort: step.masterPort,
       pollMs: 500,
       graceMs: 3000,
-      signal: activitySignal(),
-      onProgress: (event) => heartbeat({ gang: event.type }),
     });
     return { members: result.records.length };
   }

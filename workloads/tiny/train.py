@@ -22,7 +22,9 @@ Behaviour (see SLIME-CONTRACT.md in the project docs):
   or at the last rollout, eval when ``(rollout_id + 1) % eval_interval == 0``.
 Unknown flags or bad values: argparse error, exit 2. A model flag that contradicts the checkpoint: exit 1.
 Environment knobs: ``TINY_ROLLOUT_SLEEP_S`` (stretch every rollout), ``TINY_SAVE_SLEEP_S`` (stretch every save),
-``TINY_CRASH_IF_EXISTS`` (fault injection: while that file exists, the job crashes before its first rollout).
+``TINY_STARTUP_SLEEP_S`` (a slow start-up: after loading the checkpoint and building the ranks, wait that many seconds
+before the first rollout, or before the eval at rollout 0), ``TINY_CRASH_IF_EXISTS`` (fault injection: while that
+file exists, the job crashes before its first rollout).
 """
 
 from __future__ import annotations
@@ -495,6 +497,11 @@ def main(argv: list[str] | None = None) -> int:
             for r in ranks
         ]
     )
+
+    startup_sleep = float(os.environ.get('TINY_STARTUP_SLEEP_S', '0') or 0)
+    if startup_sleep > 0:  # a slow start-up (R1 at scale loads for longer than a rollout takes): log nothing meanwhile
+        sc.log(f'TINY_STARTUP_SLEEP_S: waiting {startup_sleep:g}s before the first rollout')
+        time.sleep(startup_sleep)
 
     crash_flag = os.environ.get('TINY_CRASH_IF_EXISTS')
     if crash_flag and os.path.exists(crash_flag):
