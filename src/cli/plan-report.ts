@@ -77,6 +77,7 @@ export function formatPlan(p: Plan): string {
       ['evals', p.schedule.evals],
     ]),
   );
+  out.push('', `train.py flags: ${p.flagsCheckedAgainst ? `checked against ${p.flagsCheckedAgainst}` : 'not checked'}`);
   out.push('', p.findings.length ? 'findings' : 'findings: none');
   for (const f of p.findings) {
     out.push(`  ${f.severity.toUpperCase().padEnd(7)} ${f.path}: ${f.message}`);

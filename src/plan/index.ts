@@ -4,6 +4,8 @@ import type { Spec } from '../spec/schema.js';
 import { modelPaths, stripTrailingSlash } from '../spec/paths.js';
 import { hasErrors, type Finding } from './findings.js';
 import { deriveLayout, type ParallelLayout } from './layout.js';
+import { planExtraArgs } from './extra-args.js';
+import { checkTrainFlags, describeCatalogue, type ArgCatalogue } from './flags.js';
 import {
   checkpointIterations,
   estimateMemory,
@@ -40,12 +42,22 @@ export interface Plan {
   memory: MemoryEstimate;
   storage: StorageEstimate;
   schedule: { checkpoints: number; firstCheckpoint?: number; lastCheckpoint?: number; evals: number };
+  /** the argument catalogue the train.py flags were checked against, if any */
+  flagsCheckedAgainst?: string;
   findings: Finding[];
   ok: boolean;
 }
 
-export function plan(spec: Spec): Plan {
+export interface PlanOptions {
+  /** check every train.py flag against this catalogue of slime's (and Megatron's) parsers */
+  catalogue?: ArgCatalogue;
+}
+
+export function plan(given: Spec, options: PlanOptions = {}): Plan {
   const findings: Finding[] = [];
+  // Planned with the values slime will see: an extraArgs flag that duplicates a typed field is an error, and wins.
+  const spec = planExtraArgs(given, findings);
+  if (options.catalogue) findings.push(...checkTrainFlags(given, options.catalogue));
   checkCluster(spec, findings);
   checkSecrets(spec, findings);
 
@@ -131,6 +143,7 @@ export function plan(spec: Spec): Plan {
     memory,
     storage,
     schedule,
+    flagsCheckedAgainst: options.catalogue ? describeCatalogue(options.catalogue) : undefined,
     findings,
     ok: !hasErrors(findings),
   };
