@@ -19,6 +19,7 @@ import {
   type ActivityDeps,
 } from './context.js';
 import type { StepInput } from './steps.js';
+import { checkFlagsOnCluster } from './flag-check.js';
 
 export interface NodeReport {
   node: string;
@@ -247,6 +248,9 @@ export function clusterActivities(deps: ActivityDeps) {
     try {
       const reports = await Promise.all(allNodes(spec).map((n) => probeOne(spec, n, nonceFile, nonce)));
       heartbeat({ probed: reports.length });
+      // Before anything is submitted: every train.py flag against the parsers of the slime on the cluster.
+      const flags = await checkFlagsOnCluster(spec);
+      log.info('train.py flags checked', { against: flags.checkedAgainst, notes: flags.notes });
       const bad = reports.filter((r, i) => i < spec.cluster.nodes.length && r.problems.length);
       if (bad.length) {
         throw ApplicationFailure.retryable(

@@ -376,13 +376,31 @@ def build(slime: Path, megatron: Optional[Path], sglang: Optional[Path]) -> Dict
     }
 
 
+def installed_sglang() -> Optional[Path]:
+    """The directory holding the `sglang` package this interpreter would import (its code is not run)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec('sglang')
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    return Path(spec.origin).parent.parent
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--slime', required=True, type=Path, help='slime checkout (or a stand-in with train.py)')
     parser.add_argument('--megatron', type=Path, help='Megatron-LM checkout')
     parser.add_argument('--sglang', type=Path, help='SGLang source tree (the directory holding sglang/ or python/)')
+    parser.add_argument(
+        '--sglang-auto', action='store_true', help="read the SGLang this interpreter would import (found, not imported)"
+    )
     parser.add_argument('--out', type=Path, help='write here instead of stdout')
     args = parser.parse_args(argv)
+    if args.sglang is None and args.sglang_auto:
+        args.sglang = installed_sglang()
     if not args.slime.is_dir():
         print(f'slime checkout {args.slime} is not a directory', file=sys.stderr)
         return 2
