@@ -55,6 +55,10 @@ export function formatPlan(p: Plan): string {
         'GPU per GPU (weights+grads)',
         `${fmtBytes(p.memory.gpuBytesPerGpu)} of ${fmtBytes(p.memory.gpuBytesAvailable)}`,
       ],
+      [
+        'rollout engine per GPU (weights)',
+        `${fmtBytes(p.engineMemory.weightBytesPerGpu)} of a ${fmtBytes(p.engineMemory.staticPoolBytesPerGpu)} static pool`,
+      ],
       ['host per node (CPU Adam)', p.memory.hostBytesPerNode ? fmtBytes(p.memory.hostBytesPerNode) : undefined],
       [
         'download / BF16 / torch_dist',

@@ -5,6 +5,8 @@ import { modelPaths, stripTrailingSlash } from '../spec/paths.js';
 import { hasErrors, type Finding } from './findings.js';
 import { deriveLayout, type ParallelLayout } from './layout.js';
 import { planExtraArgs } from './extra-args.js';
+import { checkMicroBatch } from './batches.js';
+import { checkEngineMemory, type EngineMemory } from './engine-memory.js';
 import { checkTrainFlags, describeCatalogue, type ArgCatalogue } from './flags.js';
 import {
   checkpointIterations,
@@ -40,6 +42,7 @@ export interface Plan {
   };
   tokens: { perSampleMax: number; budgetPerCpGroup?: number };
   memory: MemoryEstimate;
+  engineMemory: EngineMemory;
   storage: StorageEstimate;
   schedule: { checkpoints: number; firstCheckpoint?: number; lastCheckpoint?: number; evals: number };
   /** the argument catalogue the train.py flags were checked against, if any */
@@ -126,10 +129,12 @@ export function plan(given: Spec, options: PlanOptions = {}): Plan {
 
   const rollout = planRollout(spec, worldSize, findings);
   const batch = planBatch(spec, layout, findings);
+  checkMicroBatch(spec, layout, findings);
   const tokens = planTokens(spec, findings);
   checkGrpo(spec, findings);
   const schedule = planSchedule(spec, findings);
   const memory = estimateMemory(spec, layout, findings);
+  const engineMemory = checkEngineMemory(spec, findings);
   const storage = estimateStorage(spec, findings);
 
   return {
@@ -141,6 +146,7 @@ export function plan(given: Spec, options: PlanOptions = {}): Plan {
     batch,
     tokens,
     memory,
+    engineMemory,
     storage,
     schedule,
     flagsCheckedAgainst: options.catalogue ? describeCatalogue(options.catalogue) : undefined,

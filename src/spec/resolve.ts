@@ -32,11 +32,32 @@ function cloneJson<T>(value: T): T {
 
 /** Deep merge: objects merge key by key, anything else (arrays included) replaces, and null removes the key. */
 export function deepMerge(base: Json, override: Json): Json {
-  if (!isPlainObject(base) || !isPlainObject(override)) return cloneJson(override);
+  if (!isPlainObject(base) || !isPlainObject(override)) return withoutNulls(override);
   const out: Record<string, Json> = cloneJson(base);
   for (const [key, value] of Object.entries(override)) {
     if (value === null) delete out[key];
-    else out[key] = key in out ? deepMerge(out[key], value) : cloneJson(value);
+    else out[key] = key in out ? deepMerge(out[key], value) : withoutNulls(value);
+  }
+  return out;
+}
+
+/** A copy with every null object value removed, at any depth (a null that removes nothing is just dropped). */
+function withoutNulls(value: Json): Json {
+  if (!isPlainObject(value)) return cloneJson(value);
+  const out: Record<string, Json> = {};
+  for (const [key, v] of Object.entries(value)) if (v !== null) out[key] = withoutNulls(v);
+  return out;
+}
+
+/**
+ * Overrides on top of overrides (several `-f` files, then `--set`): like deepMerge, but a null is kept, so that it
+ * still removes the key when the overrides are finally merged onto the spec or preset.
+ */
+export function mergeOverrides(base: Json, override: Json): Json {
+  if (!isPlainObject(base) || !isPlainObject(override)) return cloneJson(override);
+  const out: Record<string, Json> = cloneJson(base);
+  for (const [key, value] of Object.entries(override)) {
+    out[key] = key in out && value !== null ? mergeOverrides(out[key], value) : cloneJson(value);
   }
   return out;
 }
