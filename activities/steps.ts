@@ -22,6 +22,7 @@ import {
   type ActivityDeps,
 } from './context.js';
 import { programFailed, runToEnd } from './process.js';
+import { clearFailedConversion } from './convert-cleanup.js';
 import { failureTypes } from '../workflows/definitions.js';
 
 export interface StepInput {
@@ -232,9 +233,17 @@ export function stepActivities(deps: ActivityDeps) {
       cwd: c.cwd,
     }));
     const first = commands[0]!;
+    const id = `${input.runKey}/${input.stepId}`;
+    // The check found no complete release/: what is there is a failed attempt's, and the tool would build on it.
+    const { cleared } = await clearFailedConversion({
+      executor: executorFor(spec),
+      gangId: id,
+      nodes: members.map((m) => m.node),
+      torchDistDir: modelPaths(spec).torchDist,
+    });
     const result = await runGang({
       executor: executorFor(spec),
-      id: `${input.runKey}/${input.stepId}`,
+      id,
       members,
       masterAddr: first.env.MASTER_ADDR!,
       masterPort: spec.conversion.masterPort,
@@ -242,7 +251,7 @@ export function stepActivities(deps: ActivityDeps) {
       graceMs: 5000,
       onProgress: (event) => heartbeat({ gang: event.type, rank: 'rank' in event ? event.rank : undefined }),
     });
-    return { members: result.records.length };
+    return { members: result.records.length, clearedLeftovers: cleared };
   }
 
   async function runCommandStep(input: StepInput): Promise<Record<string, unknown>> {
