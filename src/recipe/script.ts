@@ -69,7 +69,7 @@ export function renderScript(spec: Spec): string {
         lines.push('# probe: every node reachable, GPUs healthy (nvidia-smi), host memory, disk, shared BASE_DIR');
         break;
       case 'hf-download':
-        lines.push(...group(spec, [downloadCommand(spec)]));
+        lines.push(...group(spec, [downloadCommand(spec, id)]));
         break;
       case 'fp8-cast':
         if (step.engine === 'native') {

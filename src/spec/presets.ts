@@ -6,6 +6,20 @@ function numberedNodes(count: number, gpus: number): { host: string; gpus: numbe
 }
 
 /**
+ * The recipe's prompt and eval data, staged into shared storage ($BASE_DIR, as slime's upstream R1 script keeps
+ * them): slime's RolloutManager runs on whichever node Ray picks, so node-local copies are not enough.
+ */
+const datasetSteps = {
+  'prompt-data': {
+    kind: 'hf-download',
+    repoType: 'dataset',
+    repo: 'zhuzilin/dapo-math-17k',
+    localDir: 'dapo-math-17k',
+  },
+  'eval-data': { kind: 'hf-download', repoType: 'dataset', repo: 'zhuzilin/aime-2024', localDir: 'aime-2024' },
+} as const;
+
+/**
  * The DeepSeek-R1 recipe on 128 H100s (16 nodes x 8 GPUs), every flag and value as the recipe gives it
  * (seed/deepseek-r1-recipe.txt). Host names are placeholders: give the real ones with `cluster.hostfile`
  * (an MPI hostfile, lines `ip slot=8`) or `cluster.nodes`. The three flags `--actor-num-nodes 16
@@ -129,7 +143,7 @@ const deepseekR1: SpecInput = {
     moeTokenDispatcherType: 'flex',
   },
   rollout: {
-    promptData: '/root/dapo-math-17k/dapo-math-17k.jsonl',
+    promptData: 'dapo-math-17k/dapo-math-17k.jsonl',
     inputKey: 'prompt',
     labelKey: 'label',
     applyChatTemplate: true,
@@ -147,7 +161,7 @@ const deepseekR1: SpecInput = {
   },
   eval: {
     evalInterval: 20,
-    evalPromptData: [{ name: 'aime', path: '/root/aime-2024/aime-2024.jsonl' }],
+    evalPromptData: [{ name: 'aime', path: 'aime-2024/aime-2024.jsonl' }],
     nSamplesPerEvalPrompt: 16,
     evalMaxResponseLen: 16384,
     evalTopP: 1,
@@ -155,10 +169,11 @@ const deepseekR1: SpecInput = {
   steps: {
     probe: { kind: 'probe' },
     download: { kind: 'hf-download' },
+    ...datasetSteps,
     cast: { kind: 'fp8-cast', needs: ['download'], engine: 'slime' },
     convert: { kind: 'torch-dist-convert', needs: ['cast', 'probe'] },
     cluster: { kind: 'ray-cluster', needs: ['convert'] },
-    train: { kind: 'train', needs: ['cluster'] },
+    train: { kind: 'train', needs: ['cluster', 'prompt-data', 'eval-data'] },
   },
   policies: {
     // 150 checkpoints of ~9.4 TB each would need ~1.4 PB: keep the last 3, every 500th and the best.
@@ -253,7 +268,7 @@ const qwen3_4b: SpecInput = {
     attentionBackend: 'flash',
   },
   rollout: {
-    promptData: '/root/dapo-math-17k/dapo-math-17k.jsonl',
+    promptData: 'dapo-math-17k/dapo-math-17k.jsonl',
     inputKey: 'prompt',
     labelKey: 'label',
     applyChatTemplate: true,
@@ -270,7 +285,7 @@ const qwen3_4b: SpecInput = {
   },
   eval: {
     evalInterval: 20,
-    evalPromptData: [{ name: 'aime', path: '/root/aime-2024/aime-2024.jsonl' }],
+    evalPromptData: [{ name: 'aime', path: 'aime-2024/aime-2024.jsonl' }],
     nSamplesPerEvalPrompt: 16,
     evalMaxResponseLen: 16384,
     evalTopP: 0.7,
@@ -278,9 +293,10 @@ const qwen3_4b: SpecInput = {
   steps: {
     probe: { kind: 'probe' },
     download: { kind: 'hf-download' },
+    ...datasetSteps,
     convert: { kind: 'torch-dist-convert', needs: ['download', 'probe'] },
     cluster: { kind: 'ray-cluster', needs: ['convert'] },
-    train: { kind: 'train', needs: ['cluster'] },
+    train: { kind: 'train', needs: ['cluster', 'prompt-data', 'eval-data'] },
   },
   policies: { retention: { keepLast: 5, keepBest: 1 } },
 };

@@ -184,6 +184,17 @@ export function structuralProblems(spec: Spec): SpecProblem[] {
       if (need === id) problems.push({ path: `steps.${id}.needs[${i}]`, message: 'a step cannot need itself' });
     });
   }
+  for (const [id, step] of Object.entries(spec.steps)) {
+    if (step.kind !== 'hf-download' || step.repoType !== 'dataset') continue;
+    for (const field of ['repo', 'localDir'] as const) {
+      if (!step[field]) {
+        problems.push({
+          path: `steps.${id}.${field}`,
+          message: `a dataset download needs its ${field} (e.g. ${field === 'repo' ? 'zhuzilin/dapo-math-17k' : 'dapo-math-17k'})`,
+        });
+      }
+    }
+  }
   const cycle = findCycle(spec);
   if (cycle)
     problems.push({ path: `steps.${cycle[0]}.needs`, message: `the steps form a cycle: ${cycle.join(' -> ')}` });

@@ -286,7 +286,22 @@ const stepBase = {
 
 export const stepSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('probe'), ...stepBase }).strict(),
-  z.object({ kind: z.literal('hf-download'), ...stepBase, verifySha256: z.boolean().default(false) }).strict(),
+  z
+    .object({
+      kind: z.literal('hf-download'),
+      ...stepBase,
+      verifySha256: z.boolean().default(false),
+      repoType: z.enum(['model', 'dataset']).default('model').describe("'dataset': hf download --repo-type dataset"),
+      repo: nonEmpty.optional().describe('Hub repo id; default model.repo (required for a dataset)'),
+      revision: nonEmpty.optional().describe('default main (model.revision for the model)'),
+      localDir: nonEmpty
+        .optional()
+        .describe(
+          'download target, relative paths under storage.baseDir; default model.downloadDir (required for a dataset)',
+        ),
+      files: z.array(nonEmpty).optional().describe('only these files of the repo (default: all)'),
+    })
+    .strict(),
   z
     .object({
       kind: z.literal('fp8-cast'),

@@ -42,9 +42,19 @@ function splitFlags(words: string[]): string[][] {
   return flags;
 }
 
+/**
+ * The recipe's datasets are node-local (/root/...); keel stages them into shared storage, where slime's upstream
+ * script keeps them: the one deliberate difference in the train command (see the dataset test below).
+ */
+const stagedDatasets: [RegExp, string][] = [
+  [/^\/root\/dapo-math-17k\//, '$BASE_DIR/dapo-math-17k/'],
+  [/^\/root\/aime-2024\//, '$BASE_DIR/aime-2024/'],
+];
+
 /** Values compared as a launch script means them: $BASE_DIR expanded, trailing slashes and number spelling ignored. */
 function normalise(value: string): string {
-  const v = value.replace(/\$\{?BASE_DIR\}?/g, BASE).replace(/(.)\/+$/, '$1');
+  const staged = stagedDatasets.reduce((v, [from, to]) => v.replace(from, to), value);
+  const v = staged.replace(/\$\{?BASE_DIR\}?/g, BASE).replace(/(.)\/+$/, '$1');
   return /^-?\d+(\.\d+)?(e-?\d+)?$/.test(v) ? String(Number(v)) : v;
 }
 
@@ -113,6 +123,28 @@ describe('render of the deepseek-r1-128xh100 preset, flag by flag against the re
     const c = downloadCommand(spec);
     assert.deepEqual(c.argv, ['hf', 'download', 'deepseek-ai/DeepSeek-R1', '--local-dir', `${BASE}/DeepSeek-R1`]);
     assert.deepEqual(c.envFromWorker, { HF_TOKEN: 'HF_TOKEN' }, 'the token travels by env var name, never by value');
+  });
+
+  it('datasets: dapo-math-17k and aime-2024 staged with hf download --repo-type dataset into $BASE_DIR, read from there', () => {
+    assert.deepEqual(downloadCommand(spec, 'prompt-data').argv, [
+      ...['hf', 'download', '--repo-type', 'dataset', 'zhuzilin/dapo-math-17k'],
+      ...['--local-dir', `${BASE}/dapo-math-17k`],
+    ]);
+    assert.deepEqual(downloadCommand(spec, 'eval-data').argv, [
+      ...['hf', 'download', '--repo-type', 'dataset', 'zhuzilin/aime-2024'],
+      ...['--local-dir', `${BASE}/aime-2024`],
+    ]);
+    assert.deepEqual(spec.steps.train?.needs, ['cluster', 'prompt-data', 'eval-data']);
+    const argv = trainJob(spec).argv;
+    const after = (flag: string, n = 1) => argv.slice(argv.indexOf(flag) + 1, argv.indexOf(flag) + 1 + n);
+    assert.deepEqual(after('--prompt-data'), [`${BASE}/dapo-math-17k/dapo-math-17k.jsonl`]);
+    assert.deepEqual(after('--eval-prompt-data', 2), ['aime', `${BASE}/aime-2024/aime-2024.jsonl`]);
+    assert.match(
+      recipe,
+      /--prompt-data \/root\/dapo-math-17k\/dapo-math-17k\.jsonl/,
+      'the recipe still reads node-local',
+    );
+    assert.doesNotMatch(renderScript(spec), /\/root\/(dapo-math-17k|aime-2024)/);
   });
 
   it('cast: python tools/fp8_cast_bf16.py with the recipe paths, in the slime dir', () => {
