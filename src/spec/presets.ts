@@ -391,7 +391,7 @@ const tinyLocal: SpecInput = {
   },
   sglang: { rolloutNumGpusPerEngine: 2 },
   rollout: {
-    promptData: 'tiny-v3-fp8/data/train.jsonl',
+    promptData: 'toy-addition/train.jsonl',
     inputKey: 'prompt',
     labelKey: 'label',
     rolloutShuffle: true,
@@ -408,7 +408,7 @@ const tinyLocal: SpecInput = {
   },
   eval: {
     evalInterval: 20,
-    evalPromptData: [{ name: 'toy', path: 'tiny-v3-fp8/data/eval.jsonl' }],
+    evalPromptData: [{ name: 'toy', path: 'toy-addition/eval.jsonl' }],
     nSamplesPerEvalPrompt: 4,
     evalMaxResponseLen: 8,
     evalTopP: 1,
@@ -416,10 +416,18 @@ const tinyLocal: SpecInput = {
   steps: {
     probe: { kind: 'probe' },
     download: { kind: 'hf-download', verifySha256: true },
+    // the toy task's prompts and evals, from the local hub's dataset repo into shared storage
+    data: {
+      kind: 'hf-download',
+      repoType: 'dataset',
+      repo: 'keel-tiny/toy-addition',
+      localDir: 'toy-addition',
+      verifySha256: true,
+    },
     cast: { kind: 'fp8-cast', needs: ['download'], engine: 'slime' },
     convert: { kind: 'torch-dist-convert', needs: ['cast', 'probe'] },
     cluster: { kind: 'ray-cluster', needs: ['convert'] },
-    train: { kind: 'train', needs: ['cluster'] },
+    train: { kind: 'train', needs: ['cluster', 'data'] },
   },
   policies: {
     heartbeatTimeout: '20s',
