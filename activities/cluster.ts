@@ -20,6 +20,7 @@ import {
 } from './context.js';
 import type { StepInput } from './steps.js';
 import { checkFlagsOnCluster } from './flag-check.js';
+import { checkInputsOnNodes } from './input-check.js';
 
 export interface NodeReport {
   node: string;
@@ -251,6 +252,8 @@ export function clusterActivities(deps: ActivityDeps) {
       // Before anything is submitted: every train.py flag against the parsers of the slime on the cluster.
       const flags = await checkFlagsOnCluster(spec);
       log.info('train.py flags checked', { against: flags.checkedAgainst, notes: flags.notes });
+      const step = spec.steps[input.stepId];
+      if (step?.kind === 'probe' && step.inputs) log.info('training inputs checked', await checkInputsOnNodes(spec));
       const bad = reports.filter((r, i) => i < spec.cluster.nodes.length && r.problems.length);
       if (bad.length) {
         throw ApplicationFailure.retryable(

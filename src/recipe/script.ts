@@ -12,6 +12,7 @@ import {
   type StepCommand,
 } from './commands.js';
 import { topologicalOrder } from './dag.js';
+import { trainingInputs } from './inputs.js';
 
 /** Quote only what needs it (shell-quote does the quoting), so the script stays readable. */
 function q(value: string): string {
@@ -66,7 +67,12 @@ export function renderScript(spec: Spec): string {
     lines.push(`# --- step ${id} (${step.kind})${step.needs.length ? `, after ${step.needs.join(', ')}` : ''}`);
     switch (step.kind) {
       case 'probe':
-        lines.push('# probe: every node reachable, GPUs healthy (nvidia-smi), host memory, disk, shared BASE_DIR');
+        lines.push('# probe: every node reachable, GPUs healthy (nvidia-smi), host memory, disk, shared BASE_DIR;');
+        lines.push('#        every train.py flag against the parsers of the slime checkout on the head node');
+        if (step.inputs) {
+          lines.push('#        and on every node, the same input paths training reads:');
+          for (const input of trainingInputs(spec)) lines.push(`#          ${input.path} (${input.what})`);
+        }
         break;
       case 'hf-download':
         lines.push(...group(spec, [downloadCommand(spec, id)]));

@@ -173,7 +173,9 @@ const deepseekR1: SpecInput = {
     cast: { kind: 'fp8-cast', needs: ['download'], engine: 'slime' },
     convert: { kind: 'torch-dist-convert', needs: ['cast', 'probe'] },
     cluster: { kind: 'ray-cluster', needs: ['convert'] },
-    train: { kind: 'train', needs: ['cluster', 'prompt-data', 'eval-data'] },
+    // every input path training reads, on every node and the same there, before the job is submitted
+    inputs: { kind: 'probe', inputs: true, needs: ['convert', 'prompt-data', 'eval-data'] },
+    train: { kind: 'train', needs: ['cluster', 'inputs'] },
   },
   policies: {
     // 150 checkpoints of ~9.4 TB each would need ~1.4 PB: keep the last 3, every 500th and the best.
@@ -296,7 +298,9 @@ const qwen3_4b: SpecInput = {
     ...datasetSteps,
     convert: { kind: 'torch-dist-convert', needs: ['download', 'probe'] },
     cluster: { kind: 'ray-cluster', needs: ['convert'] },
-    train: { kind: 'train', needs: ['cluster', 'prompt-data', 'eval-data'] },
+    // every input path training reads, on every node and the same there, before the job is submitted
+    inputs: { kind: 'probe', inputs: true, needs: ['convert', 'prompt-data', 'eval-data'] },
+    train: { kind: 'train', needs: ['cluster', 'inputs'] },
   },
   policies: { retention: { keepLast: 5, keepBest: 1 } },
 };
@@ -427,7 +431,8 @@ const tinyLocal: SpecInput = {
     cast: { kind: 'fp8-cast', needs: ['download'], engine: 'slime' },
     convert: { kind: 'torch-dist-convert', needs: ['cast', 'probe'] },
     cluster: { kind: 'ray-cluster', needs: ['convert'] },
-    train: { kind: 'train', needs: ['cluster', 'data'] },
+    inputs: { kind: 'probe', inputs: true, needs: ['convert', 'data'] },
+    train: { kind: 'train', needs: ['cluster', 'inputs'] },
   },
   policies: {
     heartbeatTimeout: '20s',

@@ -285,7 +285,16 @@ const stepBase = {
 };
 
 export const stepSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('probe'), ...stepBase }).strict(),
+  z
+    .object({
+      kind: z.literal('probe'),
+      ...stepBase,
+      inputs: z
+        .boolean()
+        .default(false)
+        .describe('also check that every input path training reads is on every node and the same there'),
+    })
+    .strict(),
   z
     .object({
       kind: z.literal('hf-download'),

@@ -134,7 +134,8 @@ describe('render of the deepseek-r1-128xh100 preset, flag by flag against the re
       ...['hf', 'download', '--repo-type', 'dataset', 'zhuzilin/aime-2024'],
       ...['--local-dir', `${BASE}/aime-2024`],
     ]);
-    assert.deepEqual(spec.steps.train?.needs, ['cluster', 'prompt-data', 'eval-data']);
+    assert.deepEqual(spec.steps.inputs, { kind: 'probe', inputs: true, needs: ['convert', 'prompt-data', 'eval-data'] });
+    assert.deepEqual(spec.steps.train?.needs, ['cluster', 'inputs']);
     const argv = trainJob(spec).argv;
     const after = (flag: string, n = 1) => argv.slice(argv.indexOf(flag) + 1, argv.indexOf(flag) + 1 + n);
     assert.deepEqual(after('--prompt-data'), [`${BASE}/dapo-math-17k/dapo-math-17k.jsonl`]);
