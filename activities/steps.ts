@@ -209,6 +209,7 @@ export function stepActivities(deps: ActivityDeps) {
         outputDir: paths.bf16,
         threads: step.threads,
         directIo: step.directIo,
+        likeSlime: step.likeSlime,
         signal: activitySignal(),
         // Finished shards are recorded in the output directory: a retried attempt skips them.
         onProgress: (p: { shardsDone: string[]; shardsTotal: number; bytesDone: number }) =>

@@ -80,7 +80,8 @@ export function renderScript(spec: Spec): string {
       case 'fp8-cast':
         if (step.engine === 'native') {
           const c = castCommand(spec);
-          lines.push(`keel fp8-cast --in ${q(c.argv[3]!)} --out ${q(c.argv[5]!)}`);
+          const flags = [step.likeSlime ? ' --like-slime' : '', step.directIo ? '' : ' --no-direct-io'].join('');
+          lines.push(`keel fp8-cast --in ${q(c.argv[3]!)} --out ${q(c.argv[5]!)}${flags}`);
         } else lines.push(...group(spec, [castCommand(spec)]));
         break;
       case 'torch-dist-convert':

@@ -170,7 +170,9 @@ const deepseekR1: SpecInput = {
     probe: { kind: 'probe' },
     download: { kind: 'hf-download' },
     ...datasetSteps,
-    cast: { kind: 'fp8-cast', needs: ['download'], engine: 'slime' },
+    // keel's native cast: no GPU, no Python, 2.6x faster than slime's tool on an H200 node, and the same bytes
+    // in every file (likeSlime); `engine: slime` runs slime's tools/fp8_cast_bf16.py instead
+    cast: { kind: 'fp8-cast', needs: ['download'], engine: 'native', likeSlime: true },
     convert: { kind: 'torch-dist-convert', needs: ['cast', 'probe'] },
     cluster: { kind: 'ray-cluster', needs: ['convert'] },
     // every input path training reads, on every node and the same there, before the job is submitted

@@ -316,6 +316,12 @@ export const stepSchema = z.discriminatedUnion('kind', [
       kind: z.literal('fp8-cast'),
       ...stepBase,
       engine: z.enum(['slime', 'native']).default('slime'),
+      likeSlime: z
+        .boolean()
+        .default(false)
+        .describe(
+          "native engine: output identical, file for file, to slime's tool (default: keel's layout, format metadata, no quantization_config)",
+        ),
       threads: positiveInt.optional(),
       directIo: z
         .boolean()

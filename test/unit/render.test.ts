@@ -134,7 +134,11 @@ describe('render of the deepseek-r1-128xh100 preset, flag by flag against the re
       ...['hf', 'download', '--repo-type', 'dataset', 'zhuzilin/aime-2024'],
       ...['--local-dir', `${BASE}/aime-2024`],
     ]);
-    assert.deepEqual(spec.steps.inputs, { kind: 'probe', inputs: true, needs: ['convert', 'prompt-data', 'eval-data'] });
+    assert.deepEqual(spec.steps.inputs, {
+      kind: 'probe',
+      inputs: true,
+      needs: ['convert', 'prompt-data', 'eval-data'],
+    });
     assert.deepEqual(spec.steps.train?.needs, ['cluster', 'inputs']);
     const argv = trainJob(spec).argv;
     const after = (flag: string, n = 1) => argv.slice(argv.indexOf(flag) + 1, argv.indexOf(flag) + 1 + n);
@@ -148,7 +152,26 @@ describe('render of the deepseek-r1-128xh100 preset, flag by flag against the re
     assert.doesNotMatch(renderScript(spec), /\/root\/(dapo-math-17k|aime-2024)/);
   });
 
-  it('cast: python tools/fp8_cast_bf16.py with the recipe paths, in the slime dir', () => {
+  it("cast: keel's native cast, writing what slime's tool writes; slime's tool one field away", () => {
+    assert.deepEqual(spec.steps.cast, {
+      kind: 'fp8-cast',
+      needs: ['download'],
+      engine: 'native',
+      likeSlime: true,
+      directIo: true,
+    });
+    assert.match(
+      renderScript(spec),
+      /\nkeel fp8-cast --in \/data\/keel\/DeepSeek-R1 --out \/data\/keel\/DeepSeek-R1-bf16\/ --like-slime\n/,
+    );
+    const withSlimeTool = resolveSpecOrThrow({
+      preset: 'deepseek-r1-128xh100',
+      overrides: { steps: { cast: { engine: 'slime' } } },
+    });
+    assert.match(renderScript(withSlimeTool), /python3 tools\/fp8_cast_bf16\.py --input-fp8-hf-path/);
+  });
+
+  it('cast with engine: slime: python tools/fp8_cast_bf16.py with the recipe paths, in the slime dir', () => {
     const c = castCommand(spec);
     assert.equal(c.cwd, '/root/slime');
     assert.deepEqual(c.argv.slice(1), [
@@ -219,7 +242,7 @@ describe('render of the deepseek-r1-128xh100 preset, flag by flag against the re
 
   it('the rendered script contains every step command in DAG order', () => {
     const script = renderScript(spec);
-    const order = ['hf download', 'tools/fp8_cast_bf16.py', 'torchrun', 'ray start --head', 'ray job submit'].map((s) =>
+    const order = ['hf download', 'keel fp8-cast', 'torchrun', 'ray start --head', 'ray job submit'].map((s) =>
       script.indexOf(s),
     );
     assert.ok(
