@@ -39,8 +39,9 @@ export type ExtraNode = { host: string; gpus?: number; name?: string };
 
 /** The head is the first node; the dashboard listens where the spec says (on the head's own address when isolated). */
 export function dashboardUrlFor(spec: Spec, head: NodeSpec): string {
+  const bound = spec.rayHead.dashboardHost;
   const host =
-    spec.rayHead.isolateNodes || spec.rayHead.dashboardHost === '0.0.0.0' ? nodeIp(head) : spec.rayHead.dashboardHost;
+    spec.rayHead.isolateNodes || bound === undefined || bound === '0.0.0.0' || bound === '::' ? nodeIp(head) : bound;
   return `http://${host}:${ports(spec, 0).dashboard}`;
 }
 

@@ -6,6 +6,7 @@ import { hasErrors, type Finding } from './findings.js';
 import { deriveLayout, type ParallelLayout } from './layout.js';
 import { planExtraArgs } from './extra-args.js';
 import { checkMicroBatch } from './batches.js';
+import { checkDashboardExposure } from './ray-dashboard.js';
 import { checkEngineMemory, type EngineMemory } from './engine-memory.js';
 import { checkTrainFlags, describeCatalogue, type ArgCatalogue } from './flags.js';
 import {
@@ -62,6 +63,7 @@ export function plan(given: Spec, options: PlanOptions = {}): Plan {
   const spec = planExtraArgs(given, findings);
   if (options.catalogue) findings.push(...checkTrainFlags(given, options.catalogue));
   checkCluster(spec, findings);
+  checkDashboardExposure(spec, findings);
   checkSecrets(spec, findings);
 
   const arch = spec.model.architecture;

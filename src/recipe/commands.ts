@@ -152,7 +152,9 @@ export function rayHeadCommand(spec: Spec, head: NodeSpec = headNode(spec)): Ste
   const r = spec.rayHead;
   const argv = ['ray', 'start', '--head', '--node-ip-address', nodeIp(head), '--num-gpus', String(head.gpus)];
   if (r.port !== 6379) argv.push('--port', String(r.port));
-  argv.push('--disable-usage-stats', `--dashboard-host=${r.dashboardHost}`, `--dashboard-port=${r.dashboardPort}`);
+  // The dashboard serves Ray's Jobs API without authentication: by default only on the head's own address.
+  const host = r.dashboardHost ?? nodeIp(head);
+  argv.push('--disable-usage-stats', `--dashboard-host=${host}`, `--dashboard-port=${r.dashboardPort}`);
   return { title: 'start the Ray head', node: nodeName(head), argv, env: {}, envFromWorker: {} };
 }
 
@@ -206,8 +208,9 @@ export function trainJob(spec: Spec, options: { head?: NodeSpec; numRollout?: nu
     envFromWorker: {},
     modelScript: spec.model.modelScript,
   });
-  // The control worker reaches the dashboard at the head's address (it listens on all interfaces with 0.0.0.0).
-  const dashboardHost = spec.rayHead.dashboardHost === '0.0.0.0' ? master : spec.rayHead.dashboardHost;
+  // The control worker reaches the dashboard at the head's address (also when it listens on every interface).
+  const bound = spec.rayHead.dashboardHost;
+  const dashboardHost = bound === undefined || bound === '0.0.0.0' || bound === '::' ? master : bound;
   return {
     argv,
     envVars,

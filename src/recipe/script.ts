@@ -97,7 +97,7 @@ export function renderScript(spec: Spec): string {
           'ray',
           'job',
           'submit',
-          `--address=http://${spec.rayHead.dashboardHost === '0.0.0.0' ? '127.0.0.1' : spec.rayHead.dashboardHost}:${spec.rayHead.dashboardPort}`,
+          `--address=${job.dashboardUrl}`,
           `--runtime-env-json=${JSON.stringify({ env_vars: job.envVars })}`,
           '--',
           spec.slime.python,

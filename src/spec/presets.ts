@@ -75,7 +75,6 @@ const deepseekR1: SpecInput = {
   },
   rayHead: {
     port: 6379,
-    dashboardHost: '0.0.0.0',
     dashboardPort: 8265,
     jobEnv: { CUDA_DEVICE_MAX_CONNECTIONS: '1', NVSHMEM_DISABLE_NCCL: '1' },
   },
@@ -221,7 +220,6 @@ const qwen3_4b: SpecInput = {
   conversion: { nodes: 1, nprocPerNode: 1, masterPort: 12345 },
   rayHead: {
     port: 6379,
-    dashboardHost: '0.0.0.0',
     dashboardPort: 8265,
     jobEnv: { CUDA_DEVICE_MAX_CONNECTIONS: '1' },
   },

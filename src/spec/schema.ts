@@ -262,7 +262,9 @@ export const conversionSchema = z
 export const rayHeadSchema = z
   .object({
     port: z.number().int().min(1).max(65535).default(6379),
-    dashboardHost: nonEmpty.default('0.0.0.0'),
+    dashboardHost: nonEmpty
+      .optional()
+      .describe("address the dashboard (and its unauthenticated Jobs API) binds; default: the head node's own address"),
     dashboardPort: z.number().int().min(1).max(65535).default(8265),
     jobEnv: z.record(z.string(), z.string()).default({}).describe('runtime env vars of the training job'),
     isolateNodes: z
@@ -424,7 +426,6 @@ export const specSchema = z
     conversion: conversionSchema,
     rayHead: rayHeadSchema.default({
       port: 6379,
-      dashboardHost: '0.0.0.0',
       dashboardPort: 8265,
       jobEnv: {},
       stopStaleRay: true,

@@ -81,6 +81,26 @@ describe('rollout engine memory', () => {
   });
 });
 
+describe('Ray dashboard exposure', () => {
+  it("binds the head's own address by default: no finding", () => {
+    assert.equal(
+      planWith({}, 'deepseek-r1-128xh100').findings.find((f) => f.path === 'rayHead.dashboardHost'),
+      undefined,
+    );
+  });
+  it('binding every interface is a warning that says why and how to fix it', () => {
+    const f = planWith({ rayHead: { dashboardHost: '0.0.0.0' } }, 'deepseek-r1-128xh100').findings.find(
+      (x) => x.path === 'rayHead.dashboardHost',
+    );
+    assert.equal(f?.severity, 'warning');
+    assert.match(
+      f?.message ?? '',
+      /binds every interface \(port 8265\): its Jobs API has no authentication, so anyone who reaches that port can submit a job and run any code on the cluster/,
+    );
+    assert.match(f?.fix ?? '', /drop rayHead\.dashboardHost \(default: the head node's own address\)/);
+  });
+});
+
 describe('null removes a key, at any depth, from -f overlays and --set', () => {
   async function overlay(yaml: string): Promise<string> {
     const dir = await mkdtemp(join(tmpdir(), 'keel-null-'));

@@ -220,9 +220,16 @@ describe('render of the deepseek-r1-128xh100 preset, flag by flag against the re
       '--num-gpus',
       '8',
       '--disable-usage-stats',
-      '--dashboard-host=0.0.0.0',
+      // slime's script binds 0.0.0.0; keel binds the head's own address (the Jobs API has no authentication)
+      '--dashboard-host=node01',
       '--dashboard-port=8265',
     ]);
+    const wide = resolveSpecOrThrow({
+      preset: 'deepseek-r1-128xh100',
+      overrides: { rayHead: { dashboardHost: '0.0.0.0' } },
+    });
+    assert.ok(rayHeadCommand(wide).argv.includes('--dashboard-host=0.0.0.0'), 'one field brings it back');
+    assert.equal(trainJob(wide).dashboardUrl, 'http://node01:8265');
     const workers = rayWorkerCommands(spec);
     assert.equal(workers.length, 15);
     assert.deepEqual(workers[0]!.argv, [
