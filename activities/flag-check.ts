@@ -8,7 +8,7 @@ import { parseCatalogue } from '../src/plan/catalogue.js';
 import { checkTrainFlags, describeCatalogue, type ArgCatalogue } from '../src/plan/flags.js';
 import { headNode } from '../src/recipe/commands.js';
 import type { Spec } from '../src/spec/schema.js';
-import { failureTypes } from '../workflows/definitions.js';
+import { failureTypes } from '../src/failure-types.js';
 import { executorFor, target } from './context.js';
 
 const catalogueScript = fileURLToPath(new URL('../scripts/slime_args_catalogue.py', import.meta.url));

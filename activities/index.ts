@@ -4,6 +4,8 @@ import type { ActivityDeps } from './context.js';
 import { stepActivities } from './steps.js';
 import { trainingActivities } from './training.js';
 import { promotionActivities } from './promotion.js';
+import { prepareActivities } from './prepare.js';
+import { steeringActivities } from './steering.js';
 
 export type { ActivityDeps } from './context.js';
 export { closeExecutors } from './context.js';
@@ -14,6 +16,8 @@ export function createActivities(deps: ActivityDeps) {
     ...clusterActivities(deps),
     ...trainingActivities(deps),
     ...promotionActivities(deps),
+    ...prepareActivities(deps),
+    ...steeringActivities(),
   };
 }
 

@@ -6,7 +6,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { nodeName } from '../src/recipe/commands.js';
 import type { NodeSpec, Spec } from '../src/spec/schema.js';
 import { trainingInputs } from '../src/recipe/inputs.js';
-import { failureTypes } from '../workflows/definitions.js';
+import { failureTypes } from '../src/failure-types.js';
 import { executorFor, target } from './context.js';
 
 const fingerprintScript = [

@@ -4,7 +4,7 @@ import { ApplicationFailure, log } from '@temporalio/activity';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runGang, type GangMember } from '../src/exec/index.js';
-import { checkTorchDistRelease } from '../src/progress/checkpoints.js';
+import { checkTorchDistRelease, readTracker } from '../src/progress/checkpoints.js';
 import {
   castCommand,
   convertCommands,
@@ -30,7 +30,7 @@ import {
 } from './context.js';
 import { programFailed, runToEnd } from './process.js';
 import { clearFailedConversion } from './convert-cleanup.js';
-import { failureTypes } from '../workflows/definitions.js';
+import { failureTypes } from '../src/failure-types.js';
 
 export interface StepInput {
   spec: Spec;
@@ -100,8 +100,38 @@ export function stepActivities(deps: ActivityDeps) {
   }
 
   async function checkStep({ spec: raw, stepId }: { spec: Spec; stepId: string }): Promise<CheckResult> {
-    const spec = localSpec(raw, deps);
-    const step = spec.steps[stepId];
+    return checkWithDependents(localSpec(raw, deps), stepId, new Map());
+  }
+
+  /**
+   * A step with no outputs of its own to check (probe, ray-cluster) is not needed when every step after it is
+   * complete: a finished run started again skips everything, and brings up no cluster to train nothing.
+   */
+  async function checkWithDependents(
+    spec: Spec,
+    stepId: string,
+    seen: Map<string, Promise<CheckResult>>,
+  ): Promise<CheckResult> {
+    let result = seen.get(stepId);
+    if (result) return result;
+    result = (async () => {
+      const own = await checkOwnOutputs(spec, stepId);
+      const kind = spec.steps[stepId]?.kind;
+      if (own.complete || (kind !== 'probe' && kind !== 'ray-cluster')) return own;
+      const after = Object.entries(spec.steps)
+        .filter(([, step]) => step.needs.includes(stepId))
+        .map(([id]) => id);
+      if (after.length === 0) return own;
+      const checks = await Promise.all(after.map((id) => checkWithDependents(spec, id, seen)));
+      if (!checks.every((c) => c.complete)) return own;
+      return { complete: true, reason: `not needed: every step after it is complete (${after.join(', ')})` };
+    })();
+    seen.set(stepId, result);
+    return result;
+  }
+
+  async function checkOwnOutputs(spec: Spec, stepId: string): Promise<CheckResult> {
+    const step = Object.hasOwn(spec.steps, stepId) ? spec.steps[stepId] : undefined;
     if (!step) throw ApplicationFailure.nonRetryable(`no step ${stepId}`, failureTypes.invalidSpec);
     const paths = modelPaths(spec);
     switch (step.kind) {
@@ -157,9 +187,10 @@ export function stepActivities(deps: ActivityDeps) {
       case 'probe':
         return { complete: false, checkable: false, reason: 'probes always run' };
       case 'ray-cluster':
-      case 'train':
-        // ray-cluster and train decide for themselves inside their run (healthy cluster, tracker).
+        // decides for itself inside its run (a healthy cluster of the right nodes is kept)
         return { complete: false, checkable: false, reason: 'checked when it runs' };
+      case 'train':
+        return await checkTraining(spec);
     }
   }
 
@@ -322,6 +353,31 @@ export function stepActivities(deps: ActivityDeps) {
       onProgress: (event) => heartbeat({ gang: event.type }),
     });
     return { members: result.records.length };
+  }
+
+  /**
+   * Training is complete when the tracker names the last rollout (slime also saves at the last rollout). Otherwise it
+   * runs, and resumes from the tracker; a run stopped early is not "incomplete outputs", so no check after it.
+   */
+  async function checkTraining(spec: Spec): Promise<CheckResult> {
+    const saveDir = modelPaths(spec).save;
+    const tracker = await readTracker(saveDir).catch(() => undefined);
+    const last = spec.rollout.numRollout - 1;
+    if (typeof tracker === 'number' && tracker >= last) {
+      return {
+        complete: true,
+        reason: `training is complete: the tracker in ${saveDir} names rollout ${tracker}, the last of rollout.numRollout ${spec.rollout.numRollout} (raise it to train on)`,
+        outputs: { lastCheckpoint: tracker, restarts: 0, stoppedEarly: false },
+      };
+    }
+    return {
+      complete: false,
+      checkable: false,
+      reason:
+        typeof tracker === 'number'
+          ? `resumes after rollout ${tracker} (last: ${last})`
+          : `no checkpoint in ${saveDir}: trains from the start`,
+    };
   }
 
   return { checkStep, downloadModel, castWeights, convertCheckpoint, runCommandStep, runGangStep };

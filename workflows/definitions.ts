@@ -56,6 +56,8 @@ export interface TrainingStatus {
   waitingFor?: string;
   /** the tracker the current job resumed from (-1: none), until its first rollout is verified */
   resumeFrom?: number;
+  /** the tracker the current job started from (-1: none): a checkpoint at or below it is not new */
+  baseline?: number;
   /** nodes the current Ray cluster runs on (head first) */
   activeNodes?: string[];
   quarantined?: string[];
@@ -66,19 +68,40 @@ export interface PipelineStatus {
   preset?: string;
   phase: PipelinePhase;
   paused: boolean;
+  /** training stops at its next checkpoint (requested by an operator) */
+  stopAfterCheckpoint?: boolean;
+  /** why the run is being cancelled, as the operator gave it */
+  cancelReason?: string;
   steps: StepStatus[];
   warnings: { path: string; message: string }[];
   training?: TrainingStatus;
   error?: string;
 }
 
+/**
+ * Steering, as Updates: each answers "accepted" with what will happen, or is refused by its validator with the reason
+ * (e.g. `resume` on a run that is not paused). The CLI, the client and the Web UI's "Send Update" use them.
+ */
+export interface SteeringAnswer {
+  accepted: true;
+  message: string;
+}
 /** Running steps finish; no new step starts until `resume`. */
+export const pauseUpdate = defineUpdate<SteeringAnswer>('pause');
+/** Undo `pause`, or let a training paused by its crash-loop guard restart its job. */
+export const resumeUpdate = defineUpdate<SteeringAnswer>('resume');
+/** Training: wait for the next checkpoint, then stop the job and end the run cleanly. */
+export const stopAfterCheckpointUpdate = defineUpdate<SteeringAnswer>('stopAfterCheckpoint');
+/** Stop what keel launched and end the run CANCELED (the run requests its own cancellation through Temporal). */
+export const cancelUpdate = defineUpdate<SteeringAnswer, [{ reason?: string } | undefined]>('cancel');
+
+/** The signals of earlier keel versions, still handled for runs and clients of those versions; also pipeline -> training. */
 export const pauseSignal = defineSignal('pause');
 export const resumeSignal = defineSignal('resume');
-/** Stop what keel launched, then end the run. */
 export const cancelSignal = defineSignal<[{ reason?: string }?]>('cancel');
-/** Training: wait for the next checkpoint, then stop the job and end cleanly. */
 export const stopAfterCheckpointSignal = defineSignal('stopAfterCheckpoint');
+/** Training -> its parent pipeline: the training's phase changed in a way steering must know (paused for an operator). */
+export const trainingPhaseSignal = defineSignal<[{ phase: string }]>('trainingPhase');
 /** Training: add nodes (host names) to the pool of spares, e.g. while waiting for nodes. */
 export const addNodesUpdate = defineUpdate<
   { added: string[] },
@@ -88,14 +111,4 @@ export const addNodesUpdate = defineUpdate<
 export const statusQuery = defineQuery<PipelineStatus>('status');
 export const trainingStatusQuery = defineQuery<TrainingStatus>('trainingStatus');
 
-/** Failure types: permanent ones fail at once, never retried. Listed once, used everywhere. */
-export const failureTypes = {
-  invalidSpec: 'InvalidSpec',
-  planError: 'PlanError',
-  configError: 'ConfigError',
-  badInput: 'BadInput',
-  resumeMismatch: 'ResumeMismatch',
-  crashLoop: 'CrashLoop',
-} as const;
-
-export const nonRetryableTypes: string[] = Object.values(failureTypes);
+export { failureTypes, nonRetryableTypes } from '../src/failure-types.js';

@@ -29,3 +29,18 @@ export function supervise(spec: Spec): ActivityOptions {
     retry: { maximumAttempts: 1 },
   };
 }
+
+/** Resolving and planning a spec: pure, seconds; any failure but a permanent one is retried. */
+export const prepare: ActivityOptions = {
+  startToCloseTimeout: '1m',
+  retry: { maximumAttempts: 5, initialInterval: '1s', nonRetryableErrorTypes: nonRetryableTypes },
+};
+
+/** Deleting checkpoints (terabytes each at R1 scale): may take hours, heartbeats as it goes. */
+export function retention(spec: Spec): ActivityOptions {
+  return {
+    startToCloseTimeout: '12h',
+    heartbeatTimeout: spec.policies.heartbeatTimeout,
+    retry: { maximumAttempts: 5, initialInterval: '5s', nonRetryableErrorTypes: nonRetryableTypes },
+  };
+}

@@ -1,13 +1,19 @@
-// The pipeline: validate the spec, plan, then run its DAG of steps. A step starts when its needs succeeded or were
-// skipped; independent steps run in parallel; each step is skipped when its outputs are already complete.
+// The pipeline: prepare the run (spec and plan, in an activity), then run its DAG of steps. A step starts when its
+// needs succeeded or were skipped; independent steps run in parallel; each step is skipped when its outputs are
+// already complete. Operators steer it with Updates (pause, resume, stopAfterCheckpoint, cancel).
 import {
+  ActivityFailure,
+  allHandlersFinished,
   ApplicationFailure,
   CancellationScope,
+  CancelledFailure,
   condition,
   executeChild,
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  ParentClosePolicy,
+  patched,
   proxyActivities,
   setHandler,
   type SignalDefinition,
@@ -17,23 +23,28 @@ import {
 } from '@temporalio/workflow';
 import { durationMs as msToNumber } from '../src/spec/duration.js';
 import type { Activities } from '../activities/index.js';
-import { formatProblems, resolveSpecInput } from '../src/spec/resolve.js';
 import type { Spec, StepSpec } from '../src/spec/schema.js';
-import { plan } from '../src/plan/index.js';
 import { keelPhase, keelPreset } from '../src/search-attributes.js';
 import {
   cancelSignal,
-  failureTypes,
+  cancelUpdate,
   nonRetryableTypes,
   pauseSignal,
+  pauseUpdate,
   resumeSignal,
+  resumeUpdate,
   statusQuery,
   stopAfterCheckpointSignal,
+  stopAfterCheckpointUpdate,
+  trainingPhaseSignal,
   type PipelinePhase,
   type PipelineStatus,
+  type SteeringAnswer,
   type StepStatus,
 } from './definitions.js';
-import { quick, transfer } from './options.js';
+import { legacyPreparation } from './legacy.js';
+import { patches } from './patches.js';
+import { prepare, quick, transfer } from './options.js';
 import { training } from './training.js';
 
 export interface PipelineResult {
@@ -42,41 +53,35 @@ export interface PipelineResult {
   steps: StepStatus[];
 }
 
+type Warnings = PipelineStatus['warnings'];
+
 /**
  * One JSON object, as typed into the Web UI's Start Workflow form: a full spec, or
  * `{ "preset": "tiny-local", "overrides": { ... } }`.
  */
 export async function pipeline(input: unknown): Promise<PipelineResult> {
-  const resolved = resolveSpecInput(input);
-  if (!resolved.ok) {
-    throw ApplicationFailure.create({
-      type: failureTypes.invalidSpec,
-      message: `invalid spec:\n${formatProblems(resolved.problems)}`,
-      details: [resolved.problems],
-      nonRetryable: true,
-    });
+  if (!patched(patches.preparedRuns)) {
+    // A run started by keel 0.1, replayed: it resolved and planned in workflow code and was steered by signals.
+    const { spec, warnings } = legacyPreparation(input);
+    return new PipelineRun(spec, warnings, true).execute();
   }
-  const spec = resolved.spec;
-  const report = plan(spec);
-  const errors = report.findings.filter((f) => f.severity === 'error');
-  if (errors.length) {
-    throw ApplicationFailure.create({
-      type: failureTypes.planError,
-      message: `the plan has errors:\n${errors.map((f) => `  ${f.path}: ${f.message}${f.fix ? ` (fix: ${f.fix})` : ''}`).join('\n')}`,
-      details: [errors],
-      nonRetryable: true,
+  const prepared = await proxyActivities<Activities>(prepare)
+    .prepareRun({ spec: input })
+    .catch((error: unknown) => {
+      // An invalid spec or a plan with errors: fail the run with that failure itself, naming every problem.
+      throw error instanceof ActivityFailure && error.cause instanceof ApplicationFailure ? error.cause : error;
     });
-  }
-  return new PipelineRun(
-    spec,
-    report.findings.filter((f) => f.severity !== 'info'),
-  ).execute();
+  return new PipelineRun(prepared.spec, prepared.warnings, false).execute();
 }
 
 class PipelineRun {
   private readonly steps = new Map<string, StepStatus>();
-  private phase: PipelinePhase = 'running';
+  private phase: PipelinePhase = 'validating';
   private paused = false;
+  private stopAfterCheckpoint = false;
+  private cancelReason?: string;
+  /** set by the training child while it waits for an operator (crash loop) */
+  private trainingPhase?: string;
   private cancelRequested = false;
   private changed = 0;
   private readonly scope = new CancellationScope();
@@ -86,7 +91,9 @@ class PipelineRun {
 
   constructor(
     private readonly spec: Spec,
-    private readonly warnings: { path: string; message: string }[],
+    private readonly warnings: Warnings,
+    /** a keel 0.1 run, replayed: signals only, and a cancelled run ends COMPLETED as it did then */
+    private readonly legacy: boolean,
   ) {
     for (const [id, step] of Object.entries(spec.steps)) {
       this.steps.set(id, { id, kind: step.kind, needs: step.needs, state: 'pending', attempts: 0 });
@@ -94,30 +101,15 @@ class PipelineRun {
     this.quickActivities = proxyActivities<Activities>(quick(spec));
     this.transferActivities = proxyActivities<Activities>(transfer(spec));
     setHandler(statusQuery, () => this.status());
-    setHandler(pauseSignal, () => {
-      this.paused = true;
-      this.setPhase('paused');
-    });
-    setHandler(resumeSignal, async () => {
-      this.paused = false;
-      if (this.phase === 'paused') this.setPhase('running');
-      // An operator looks at the pipeline: a training paused by its crash-loop guard resumes from here too.
-      await this.signalTraining(resumeSignal);
-    });
-    setHandler(stopAfterCheckpointSignal, async () => {
-      await this.signalTraining(stopAfterCheckpointSignal);
-    });
-    setHandler(cancelSignal, (request) => {
-      log.info('cancel requested', { reason: request?.reason });
-      this.cancelRequested = true;
-      this.scope.cancel();
-    });
+    if (legacy) this.handleLegacySignals();
+    else this.handleSteering();
   }
 
   async execute(): Promise<PipelineResult> {
     upsertSearchAttributes([{ key: keelPreset, value: this.spec.preset ?? 'custom' }]);
     this.setPhase('running');
     const running = new Map<string, Promise<void>>();
+    let cancelled: unknown;
     try {
       while (!this.cancelRequested && !this.finished()) {
         await condition(() => !this.paused || this.cancelRequested);
@@ -139,11 +131,19 @@ class PipelineRun {
       }
       // Let the steps already running end (pause lets them finish; failure lets siblings finish too).
       await Promise.allSettled(running.values());
+      if (CancellationScope.current().consideredCancelled) this.cancelRequested = true;
     } catch (error) {
       if (!isCancellation(error)) throw error;
+      // Temporal cancelled the run (keel cancel, the Web UI's Request Cancellation, the parent closing).
       this.cancelRequested = true;
+      cancelled = error;
     }
-    if (this.cancelRequested) return this.cancelAll(running);
+    if (this.cancelRequested) {
+      const result = await this.cancelAll(running);
+      if (this.legacy) return result;
+      await condition(allHandlersFinished);
+      throw cancelled ?? new CancelledFailure(this.cancelReason ?? 'cancelled');
+    }
     const failed = this.failedStep();
     if (failed) {
       this.setPhase('failed');
@@ -159,6 +159,7 @@ class PipelineRun {
 
   private async cancelAll(running: Map<string, Promise<void>>): Promise<PipelineResult> {
     this.setPhase('cancelling');
+    this.scope.cancel();
     await Promise.allSettled(running.values());
     // Stop whatever keel launched for this run, even though the run itself is being cancelled.
     await CancellationScope.nonCancellable(() =>
@@ -268,23 +269,144 @@ class PipelineRun {
       case 'train': {
         const result = await executeChild(training, {
           workflowId: `${this.runKey}-training`,
-          args: [{ spec: this.spec, runKey: this.runKey }],
+          args: [{ spec: this.spec, runKey: this.runKey, stopAfterCheckpoint: this.stopAfterCheckpoint || undefined }],
+          // Terminating or failing this run asks training to cancel: it stops its Ray job before it ends.
+          ...(this.legacy ? {} : { parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL }),
         });
         return { ...result };
       }
     }
   }
 
-  /** Forward a signal to the training child while a train step runs (a no-op otherwise). */
+  private handleSteering(): void {
+    setHandler(pauseUpdate, () => this.pause(), { validator: () => this.refuseIfEnded('pause') });
+    setHandler(resumeUpdate, () => this.resume(), {
+      validator: () => {
+        this.refuseIfEnded('resume');
+        if (!this.paused && this.trainingPhase !== 'paused-crash-loop') {
+          throw new Error(`the run is not paused (phase ${this.phase}${this.trainingNote()}): nothing to resume`);
+        }
+      },
+    });
+    setHandler(stopAfterCheckpointUpdate, () => this.requestStopAfterCheckpoint(), {
+      validator: () => {
+        this.refuseIfEnded('stopAfterCheckpoint');
+        if (this.stopAfterCheckpoint) throw new Error('already requested: training stops at its next checkpoint');
+        const train = this.trainStep();
+        if (!train) throw new Error('this run has no train step');
+        if (!['pending', 'running'].includes(train.state)) throw new Error(`the train step is ${train.state}`);
+      },
+    });
+    setHandler(cancelUpdate, (request) => this.cancel(request?.reason), {
+      validator: (request) => {
+        this.refuseIfEnded('cancel');
+        if (request !== undefined && request !== null && typeof request !== 'object') {
+          throw new Error('cancel takes { "reason": "..." } or nothing');
+        }
+      },
+    });
+    setHandler(trainingPhaseSignal, ({ phase }) => {
+      this.trainingPhase = phase;
+    });
+    // Clients of keel 0.1 still send signals: the same actions, without an answer.
+    setHandler(pauseSignal, () => void this.pause());
+    setHandler(resumeSignal, () => void this.resume().catch(() => undefined));
+    setHandler(stopAfterCheckpointSignal, () => void this.requestStopAfterCheckpoint().catch(() => undefined));
+    setHandler(cancelSignal, (request) => void this.cancel(request?.reason).catch(() => undefined));
+  }
+
+  private refuseIfEnded(what: string): void {
+    if (['succeeded', 'failed', 'cancelled', 'cancelling'].includes(this.phase) || this.cancelRequested) {
+      throw new Error(`cannot ${what}: the run is ${this.cancelRequested ? 'being cancelled' : this.phase}`);
+    }
+  }
+
+  private async pause(): Promise<SteeringAnswer> {
+    if (this.paused) return { accepted: true, message: 'already paused' };
+    this.paused = true;
+    this.setPhase('paused');
+    const running = [...this.steps.values()].filter((s) => s.state === 'running').map((s) => s.id);
+    return {
+      accepted: true,
+      message: `paused: no new step starts until resume${running.length ? `; running steps go on (${running.join(', ')})` : ''}`,
+    };
+  }
+
+  private async resume(): Promise<SteeringAnswer> {
+    const parts: string[] = [];
+    if (this.paused) {
+      this.paused = false;
+      if (this.phase === 'paused') this.setPhase('running');
+      parts.push('the pipeline runs again');
+    }
+    if (this.trainingPhase === 'paused-crash-loop') {
+      // Training waits for an operator after its crash-loop budget: the answer comes only once it has the signal.
+      await this.signalTraining(resumeSignal);
+      this.trainingPhase = undefined;
+      parts.push('training restarts its job');
+    }
+    return { accepted: true, message: parts.join('; ') || 'nothing was paused' };
+  }
+
+  private async requestStopAfterCheckpoint(): Promise<SteeringAnswer> {
+    this.stopAfterCheckpoint = true;
+    if (this.trainStep()?.state === 'running') {
+      await this.signalTraining(stopAfterCheckpointSignal);
+      return { accepted: true, message: 'training stops its job at its next checkpoint and the run ends' };
+    }
+    return { accepted: true, message: 'training will stop at its first checkpoint' };
+  }
+
+  private async cancel(reason?: string): Promise<SteeringAnswer> {
+    this.cancelReason = reason ?? 'cancelled by an operator';
+    log.info('cancel requested', { reason: this.cancelReason });
+    // A workflow may not cancel itself: an activity asks Temporal to, so that the run ends CANCELED.
+    await CancellationScope.nonCancellable(() =>
+      this.quickActivities.requestCancellation({ workflowId: this.runKey, runId: workflowInfo().runId }),
+    );
+    return { accepted: true, message: 'cancelling: keel stops what it launched, then the run ends CANCELED' };
+  }
+
+  private handleLegacySignals(): void {
+    setHandler(pauseSignal, () => {
+      this.paused = true;
+      this.setPhase('paused');
+    });
+    setHandler(resumeSignal, async () => {
+      this.paused = false;
+      if (this.phase === 'paused') this.setPhase('running');
+      await this.signalTraining(resumeSignal).catch((error: unknown) =>
+        log.warn('could not forward the signal to training', { error: String(error) }),
+      );
+    });
+    setHandler(stopAfterCheckpointSignal, async () => {
+      await this.signalTraining(stopAfterCheckpointSignal).catch((error: unknown) =>
+        log.warn('could not forward the signal to training', { error: String(error) }),
+      );
+    });
+    setHandler(cancelSignal, (request) => {
+      log.info('cancel requested', { reason: request?.reason });
+      this.cancelRequested = true;
+      this.scope.cancel();
+    });
+  }
+
+  private trainStep(): StepStatus | undefined {
+    return [...this.steps.values()].find((s) => s.kind === 'train');
+  }
+
+  private trainingNote(): string {
+    return this.trainingPhase ? `, training ${this.trainingPhase}` : '';
+  }
+
+  /** Forward a signal to the training child while a train step runs (a no-op otherwise); throws when undelivered. */
   private async signalTraining(signal: SignalDefinition<[]>): Promise<void> {
-    const training = [...this.steps.values()].some((s) => s.kind === 'train' && s.state === 'running');
-    if (!training) return;
-    await getExternalWorkflowHandle(`${this.runKey}-training`)
-      .signal(signal)
-      .catch((error: unknown) => log.warn('could not forward the signal to training', { error: String(error) }));
+    if (this.trainStep()?.state !== 'running') return;
+    await getExternalWorkflowHandle(`${this.runKey}-training`).signal(signal);
   }
 
   private setPhase(phase: PipelinePhase): void {
+    if (phase === this.phase) return;
     this.phase = phase;
     upsertSearchAttributes([{ key: keelPhase, value: phase }]);
   }
@@ -295,6 +417,8 @@ class PipelineRun {
       preset: this.spec.preset,
       phase: this.phase,
       paused: this.paused,
+      stopAfterCheckpoint: this.stopAfterCheckpoint || undefined,
+      cancelReason: this.cancelReason,
       steps: [...this.steps.values()],
       warnings: this.warnings,
     };

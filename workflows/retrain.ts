@@ -1,11 +1,17 @@
 // What a schedule starts: continue from the latest checkpoint of the model's save directory for N more rollouts
 // (optionally on new prompt data), then promote the result when its eval score beats the promoted checkpoint.
 // The preparation steps of the pipeline are skipped by their checks.
-import { ApplicationFailure, executeChild, log, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  executeChild,
+  log,
+  ParentClosePolicy,
+  proxyActivities,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import { deepMerge, formatProblems, resolveSpecInput } from '../src/spec/resolve.js';
-import { failureTypes } from './definitions.js';
-import { quick } from './options.js';
+import { prepare, quick } from './options.js';
 import { pipeline } from './pipeline.js';
 
 export interface RetrainInput {
@@ -26,30 +32,23 @@ export interface PromotionDecision {
 }
 
 export async function retrain(input: RetrainInput): Promise<PromotionDecision> {
-  const resolved = resolveSpecInput(input.spec);
-  if (!resolved.ok) {
-    throw ApplicationFailure.create({
-      type: failureTypes.invalidSpec,
-      message: `invalid spec:\n${formatProblems(resolved.problems)}`,
-      nonRetryable: true,
+  // The spec, the latest checkpoint and this round's numRollout are read once, in an activity (recorded in history).
+  const { spec, from } = await proxyActivities<Activities>(prepare)
+    .prepareRetrain(input)
+    .catch((error: unknown) => {
+      throw error instanceof ActivityFailure && error.cause instanceof ApplicationFailure ? error.cause : error;
     });
-  }
-  if (!Number.isInteger(input.rollouts) || input.rollouts < 1) {
-    throw ApplicationFailure.nonRetryable('rollouts must be a positive integer', failureTypes.invalidSpec);
-  }
-  const q = proxyActivities<Activities>(quick(resolved.spec));
-  const { tracker } = await q.readLatestCheckpoint({ spec: resolved.spec });
-  const numRollout = tracker + 1 + input.rollouts;
-  const overrides: Record<string, unknown> = { rollout: { numRollout } };
-  if (input.promptData) (overrides.rollout as Record<string, unknown>).promptData = input.promptData;
-  const spec = deepMerge(resolved.spec, overrides);
-  log.info('retraining', { from: tracker, to: numRollout - 1 });
-  const pipelineId = `${workflowInfo().workflowId}-pipeline`;
-  const result = await executeChild(pipeline, { workflowId: pipelineId, args: [spec] });
+  const q = proxyActivities<Activities>(quick(spec));
+  log.info('retraining', { from, to: spec.rollout.numRollout - 1 });
+  const result = await executeChild(pipeline, {
+    workflowId: `${workflowInfo().workflowId}-pipeline`,
+    args: [spec],
+    parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+  });
   const train = result.steps.find((s) => s.kind === 'train')?.outputs as
     { lastCheckpoint?: number; lastCheckpointEvalScore?: number } | undefined;
   return await q.promoteIfBetter({
-    spec: resolved.spec,
+    spec,
     iteration: train?.lastCheckpoint,
     score: train?.lastCheckpointEvalScore,
     runId: workflowInfo().workflowId,

@@ -4,7 +4,9 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
+  ContinueAsNew,
   continueAsNew,
+  getExternalWorkflowHandle,
   isCancellation,
   log,
   proxyActivities,
@@ -23,16 +25,22 @@ import {
   failureTypes,
   resumeSignal,
   stopAfterCheckpointSignal,
+  trainingPhaseSignal,
   trainingStatusQuery,
   type TrainingStatus,
 } from './definitions.js';
-import { quick, supervise, transfer } from './options.js';
+import { quick, retention, supervise, transfer } from './options.js';
 
 export interface TrainingInput {
   spec: Spec;
   runKey: string;
   /** carried across continue-as-new */
-  state?: TrainingStatus & { restartTimes: string[]; extraNodes: { host: string; gpus?: number; name?: string }[] };
+  state?: TrainingStatus & {
+    restartTimes: string[];
+    extraNodes: { host: string; gpus?: number; name?: string }[];
+    /** the cluster is being healed (carried across continue-as-new while waiting for nodes) */
+    healing?: boolean;
+  };
   /** a stopAfterCheckpoint signal received by an earlier run of the chain, carried across continue-as-new */
   stopAfterCheckpoint?: boolean;
 }
@@ -52,6 +60,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
   const q = proxyActivities<Activities>(quick(spec));
   const t = proxyActivities<Activities>(transfer(spec));
   const s = proxyActivities<Activities>(supervise(spec));
+  const r = proxyActivities<Activities>(retention(spec));
 
   const state: NonNullable<TrainingInput['state']> = input.state ?? {
     phase: 'starting',
@@ -93,15 +102,66 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
   );
 
   const setPhase = (phase: string): void => {
+    if (phase === state.phase && phaseShown) return;
+    const operatorWaitChanged = (phase === operatorWait) !== (state.phase === operatorWait);
     state.phase = phase;
+    phaseShown = true;
     upsertSearchAttributes([{ key: keelPhase, value: `training:${phase}` }]);
+    // The pipeline answers `resume` for its training: it must know when training waits for an operator.
+    const parent = workflowInfo().parent;
+    if (operatorWaitChanged && parent) {
+      void getExternalWorkflowHandle(parent.workflowId, parent.runId)
+        .signal(trainingPhaseSignal, { phase })
+        .catch((error: unknown) => log.warn('could not tell the pipeline the phase', { error: String(error) }));
+    }
   };
+  let phaseShown = false;
 
   const stopJob = () =>
     q.stopTrainingJob({ spec, jobId: state.jobId!, activeNodes: state.activeNodes, extraNodes: state.extraNodes });
 
+  /** Continue as new when Temporal suggests it, or when this run's history is long anyway (any server). */
+  const continueIfLong = async (where: string): Promise<void> => {
+    const info = workflowInfo();
+    if (!info.continueAsNewSuggested && info.historyLength < maxEventsPerRun) return;
+    // The next run re-attaches to the same job (state.jobId) or goes on healing (state.healing).
+    log.info('continuing as new', { where, jobId: state.jobId, historyLength: info.historyLength });
+    await continueAsNew<typeof training>({ spec, runKey, state, stopAfterCheckpoint });
+  };
+
+  /** Probe, quarantine, take spares, bring Ray up: until the cluster is ready, waiting visibly for nodes. */
+  const heal = async (): Promise<void> => {
+    setPhase('healing');
+    for (let waits = 0; ; waits++) {
+      const healed = await t.healCluster({ spec, runKey, extraNodes: state.extraNodes }).catch((error: unknown) => {
+        // Ray did not come up on the chosen nodes this time: probe and try again after a pause.
+        log.warn('healing attempt failed', { error: String(error) });
+        return {
+          ready: false,
+          reason: `bring-up failed: ${String(error)}`,
+          nodes: [],
+          quarantined: state.quarantined ?? [],
+        };
+      });
+      state.quarantined = healed.quarantined;
+      if (healed.ready) {
+        state.waitingFor = undefined;
+        state.activeNodes = healed.nodes;
+        state.healing = undefined;
+        return;
+      }
+      state.waitingFor = healed.reason;
+      setPhase('waiting-for-nodes');
+      // Back off to a few minutes between probes: a weekend of waiting stays a few thousand events per run.
+      const base = msToNumber(spec.policies.initialRetryInterval) * 3;
+      await sleep(Math.min(base * 2 ** Math.min(waits, 16), Math.max(base, maxNodeWaitMs)));
+      await continueIfLong('waiting for nodes');
+    }
+  };
+
   const supervised = async (): Promise<TrainingResult> => {
     for (;;) {
+      if (state.healing) await heal();
       if (!state.jobId) {
         setPhase('submitting');
         const submitted = await t.submitTrainingJob({
@@ -115,6 +175,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
         state.submissions++;
         state.jobId = submitted.jobId;
         state.resumeFrom = submitted.tracker;
+        state.baseline = submitted.tracker;
         log.info('training job submitted', { jobId: submitted.jobId, tracker: submitted.tracker });
       }
       setPhase('running');
@@ -122,7 +183,8 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
         spec,
         runKey,
         jobId: state.jobId,
-        afterIteration: state.checkpoints.at(-1)?.iteration,
+        // The checkpoint the job resumed from is not new, however long the trainer takes to start.
+        afterIteration: Math.max(state.checkpoints.at(-1)?.iteration ?? -1, state.baseline ?? -1),
         resumeFrom: state.resumeFrom,
         activeNodes: state.activeNodes,
         extraNodes: state.extraNodes,
@@ -143,7 +205,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       const lastFailure = state.failures.at(-1);
       if (lastFailure && !lastFailure.recoveredAt && outcome.firstRolloutAt)
         lastFailure.recoveredAt = outcome.firstRolloutAt;
-      if (outcome.lastRollout !== undefined) {
+      if (outcome.lastRollout !== undefined && outcome.lastRollout !== state.lastRollout) {
         state.lastRollout = outcome.lastRollout;
         upsertSearchAttributes([{ key: keelRollout, value: outcome.lastRollout }]);
       }
@@ -159,17 +221,21 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
           at: new Date().toISOString(),
           evalScore: evalAt?.score,
         });
-        upsertSearchAttributes([{ key: keelCheckpoint, value: outcome.iteration }]);
-        if (evalAt) upsertSearchAttributes([{ key: keelEvalScore, value: evalAt.score }]);
+        upsertSearchAttributes([
+          { key: keelCheckpoint, value: outcome.iteration },
+          ...(evalAt ? [{ key: keelEvalScore, value: evalAt.score }] : []),
+        ]);
         log.info('checkpoint saved', { iteration: outcome.iteration, evalScore: evalAt?.score });
-        state.retention = await q.applyRetention({ spec, scores: state.evals });
+        state.retention = await r.applyRetention({ spec, scores: state.evals });
         if (stopAfterCheckpoint) {
           await stopJob();
+          state.jobId = undefined;
           setPhase('stopped');
           return result(state, true);
         }
       } else if (outcome.kind === 'succeeded') {
-        state.retention = await q.applyRetention({ spec, scores: state.evals });
+        state.retention = await r.applyRetention({ spec, scores: state.evals });
+        state.jobId = undefined;
         setPhase('succeeded');
         return result(state, false);
       } else {
@@ -178,8 +244,8 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
         state.failures.push({ at: new Date().toISOString(), ...outcome.failure });
         log.warn('training job failed', { ...outcome.failure });
         if (outcome.failure.kind === 'config-error' || outcome.failure.kind === 'resume-mismatch') {
-          await stopJob();
           setPhase('failed');
+          // the job is stopped on the way out (see below)
           throw ApplicationFailure.create({
             type: outcome.failure.kind === 'config-error' ? failureTypes.configError : failureTypes.resumeMismatch,
             message: outcome.failure.message,
@@ -200,48 +266,33 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
         }
         state.restarts++;
         state.restartTimes.push(new Date().toISOString());
-        setPhase('healing');
-        for (;;) {
-          const healed = await t.healCluster({ spec, runKey, extraNodes: state.extraNodes }).catch((error: unknown) => {
-            // Ray did not come up on the chosen nodes this time: probe and try again after a pause.
-            log.warn('healing attempt failed', { error: String(error) });
-            return {
-              ready: false,
-              reason: `bring-up failed: ${String(error)}`,
-              nodes: [],
-              quarantined: state.quarantined ?? [],
-            };
-          });
-          state.quarantined = healed.quarantined;
-          if (healed.ready) {
-            state.waitingFor = undefined;
-            state.activeNodes = healed.nodes;
-            break;
-          }
-          state.waitingFor = healed.reason;
-          setPhase('waiting-for-nodes');
-          await sleep(msToNumber(spec.policies.initialRetryInterval) * 3);
-        }
+        state.healing = true;
+        await heal();
       }
-      if (workflowInfo().continueAsNewSuggested) {
-        // The history is long: go on in a new run with the same job (state.jobId), which re-attaches to it.
-        log.info('continuing as new', { jobId: state.jobId, historyLength: workflowInfo().historyLength });
-        await continueAsNew<typeof training>({ spec, runKey, state, stopAfterCheckpoint });
-      }
+      await continueIfLong('supervising');
     }
   };
 
   try {
     return await supervised();
   } catch (error) {
-    // Cancelled (the run or this child): the job must not outlive the run and keep the GPUs busy.
-    if (isCancellation(error) && state.jobId) {
+    // Every way out but continue-as-new stops the job: cancelled (the run, this child, or the pipeline terminated --
+    // its parent-close policy cancels this workflow), failed, or a bug. The GPUs must not run unsupervised.
+    if (!(error instanceof ContinueAsNew) && state.jobId) {
       await CancellationScope.nonCancellable(stopJob);
-      setPhase('cancelled');
+      state.jobId = undefined;
+      if (isCancellation(error)) setPhase('cancelled');
     }
     throw error;
   }
 }
+
+/** The phase in which training waits for an operator (its parent pipeline is told when it enters or leaves it). */
+const operatorWait = 'paused-crash-loop';
+/** A run of the training chain continues as new past this many events, even where the server suggests nothing. */
+const maxEventsPerRun = 4000;
+/** The longest pause between two probes while waiting for nodes. */
+const maxNodeWaitMs = 5 * 60_000;
 
 /** At most this many reward points are kept in the run state (it is carried across continue-as-new). */
 const maxRewardPoints = 2000;

@@ -6,22 +6,42 @@ import {
   ScheduleOverlapPolicy,
   WorkflowIdConflictPolicy,
   WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
 } from '@temporalio/client';
 import { resolveSpecInput, formatProblems, InvalidSpecError, type Spec } from '../spec/index.js';
 import { keelPhase, keelPreset } from '../search-attributes.js';
 import {
   cancelSignal,
+  cancelUpdate,
   pauseSignal,
+  pauseUpdate,
   resumeSignal,
+  resumeUpdate,
   statusQuery,
   stopAfterCheckpointSignal,
+  stopAfterCheckpointUpdate,
   trainingStatusQuery,
   type PipelineStatus,
+  type SteeringAnswer,
   type TrainingStatus,
 } from '../../workflows/definitions.js';
+import type { SignalDefinition, UpdateDefinition } from '@temporalio/common';
 import { connectionOptions, temporalTarget, type TemporalTarget } from './connection.js';
 
 export { temporalTarget, type TemporalTarget } from './connection.js';
+export type { SteeringAnswer } from '../../workflows/definitions.js';
+
+export class SteeringRefusedError extends Error {
+  constructor(
+    readonly workflowId: string,
+    readonly action: string,
+    readonly reason: string,
+  ) {
+    super(`${action} refused by ${workflowId}: ${reason.replace(/^Workflow Update failed: /, '')}`);
+    this.name = 'SteeringRefusedError';
+  }
+}
 
 export class RunAlreadyLiveError extends Error {
   constructor(readonly workflowId: string) {
@@ -147,21 +167,54 @@ export class KeelClient {
     }
   }
 
-  async pause(workflowId: string): Promise<void> {
-    await this.client.workflow.getHandle(workflowId).signal(pauseSignal);
+  /** Running steps finish; no new step starts until `resume`. Refused (SteeringRefusedError) on an ended run. */
+  async pause(workflowId: string): Promise<SteeringAnswer> {
+    return this.steer(workflowId, 'pause', pauseUpdate, [], pauseSignal);
   }
 
-  async resume(workflowId: string): Promise<void> {
-    // The pipeline forwards it to its training child (paused by the crash-loop guard).
-    await this.client.workflow.getHandle(workflowId).signal(resumeSignal);
+  /** Undo a pause, or restart a training paused by its crash-loop guard; refused when nothing is paused. */
+  async resume(workflowId: string): Promise<SteeringAnswer> {
+    return this.steer(workflowId, 'resume', resumeUpdate, [], resumeSignal);
   }
 
-  async cancel(workflowId: string, reason?: string): Promise<void> {
-    await this.client.workflow.getHandle(workflowId).signal(cancelSignal, { reason });
+  /** Stop what keel launched for the run; the run ends CANCELED. */
+  async cancel(workflowId: string, reason?: string): Promise<SteeringAnswer> {
+    return this.steer(workflowId, 'cancel', cancelUpdate, [{ reason }], cancelSignal);
   }
 
-  async stopAfterCheckpoint(workflowId: string): Promise<void> {
-    await this.client.workflow.getHandle(workflowId).signal(stopAfterCheckpointSignal);
+  /** Training stops its job at its next checkpoint and the run ends. */
+  async stopAfterCheckpoint(workflowId: string): Promise<SteeringAnswer> {
+    return this.steer(workflowId, 'stopAfterCheckpoint', stopAfterCheckpointUpdate, [], stopAfterCheckpointSignal);
+  }
+
+  /**
+   * Steering is an Update: the run answers with what it will do, or its validator refuses with the reason. A run
+   * started by keel 0.1 has no update handlers: it gets the signal of that version (no answer but delivery).
+   */
+  private async steer<Args extends unknown[]>(
+    workflowId: string,
+    what: string,
+    update: UpdateDefinition<SteeringAnswer, Args>,
+    args: Args,
+    legacySignal: SignalDefinition<[]> | SignalDefinition<[{ reason?: string }?]>,
+  ): Promise<SteeringAnswer> {
+    const handle = this.client.workflow.getHandle(workflowId);
+    try {
+      return await handle.executeUpdate(update as UpdateDefinition<SteeringAnswer, unknown[]> as never, {
+        args: args as never,
+      });
+    } catch (error) {
+      const reason = describeError(error);
+      if (/no (registered )?handler for update|unknown update/i.test(reason)) {
+        await handle.signal(legacySignal as SignalDefinition<unknown[]>, ...args);
+        return { accepted: true, message: `sent as a signal (a run of an earlier keel version): ${what}` };
+      }
+      if (error instanceof WorkflowUpdateFailedError) throw new SteeringRefusedError(workflowId, what, reason);
+      if (error instanceof WorkflowNotFoundError || /already completed|not found/i.test(reason)) {
+        throw new SteeringRefusedError(workflowId, what, 'the run is not live (it has ended or never started)');
+      }
+      throw error;
+    }
   }
 
   async list(): Promise<{ workflowId: string; status: string; type: string; startTime: Date; phase?: string }[]> {

@@ -5,16 +5,10 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { WorkflowFailedError } from '@temporalio/client';
+import { CancelledFailure, WorkflowFailedError } from '@temporalio/client';
 import { startDevServer, repoRoot } from '../support/temporal.js';
 import { commandSpec, createTestWorker, eventually, tempDir, uniqueQueue } from '../support/pipeline.js';
-import {
-  statusQuery,
-  pauseSignal,
-  resumeSignal,
-  cancelSignal,
-  type PipelineStatus,
-} from '../../workflows/definitions.js';
+import { statusQuery, pauseSignal, resumeSignal, type PipelineStatus } from '../../workflows/definitions.js';
 import type { Spec } from '../../src/spec/index.js';
 import { describeError } from '../../src/client/index.js';
 
@@ -252,7 +246,7 @@ describe('pipeline DAG', { timeout: 600_000 }, () => {
     });
   });
 
-  it('cancel stops what keel launched, then ends', async () => {
+  it('keel resume on a running run is refused with the reason; keel cancel stops what keel launched, then the run ends CANCELED', async () => {
     const dir = await tempDir('keel-cancel-');
     const pidFile = join(dir, 'pid');
     const spec = commandSpec({
@@ -262,22 +256,42 @@ describe('pipeline DAG', { timeout: 600_000 }, () => {
     });
     const queue = uniqueQueue();
     const worker = await createTestWorker(env, queue);
-    await worker.runUntil(async () => {
-      const handle = await env.client.workflow.start('pipeline', {
-        taskQueue: queue,
-        workflowId: `cancel-${Date.now()}`,
-        args: [spec],
+    const keel = (...args: string[]) =>
+      execa('node', ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+        cwd: repoRoot,
+        reject: false,
+        env: { KEEL_TEMPORAL_ADDRESS: env.address },
       });
+    await worker.runUntil(async () => {
+      const workflowId = `cancel-${Date.now()}`;
+      const handle = await env.client.workflow.start('pipeline', { taskQueue: queue, workflowId, args: [spec] });
       const pid = await eventually(
         async () => Number((await readFile(pidFile, 'utf8')).trim()) || undefined,
         30_000,
         'pid',
       );
       assert.doesNotThrow(() => process.kill(pid, 0), 'the program runs');
-      await handle.signal(cancelSignal, { reason: 'test' });
-      const result = await handle.result();
-      assert.equal(result.phase, 'cancelled');
+
+      const resume = await keel('resume', workflowId);
+      assert.equal(resume.exitCode, 3, `${resume.stdout}\n${resume.stderr}`);
+      assert.match(resume.stderr, /resume refused by .*: the run is not paused \(phase running\)/);
+
+      const cancel = await keel('cancel', workflowId);
+      assert.equal(cancel.exitCode, 0, cancel.stderr);
+      assert.match(cancel.stdout, /cancel: accepted by .*cancelling/);
+      await assert.rejects(handle.result(), (error: unknown) => {
+        assert.ok(error instanceof WorkflowFailedError);
+        assert.ok(error.cause instanceof CancelledFailure, String(error.cause));
+        return true;
+      });
+      assert.equal((await handle.describe()).status.name, 'CANCELLED');
+      const status = await handle.query(statusQuery);
+      assert.equal(status.phase, 'cancelled');
+      assert.equal(status.cancelReason, 'keel cancel');
       assert.throws(() => process.kill(pid, 0), /ESRCH/, 'the program was stopped');
+
+      const again = await keel('cancel', workflowId);
+      assert.equal(again.exitCode, 3, 'a second cancel of an ended run is refused');
     });
   });
 });

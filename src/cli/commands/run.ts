@@ -3,7 +3,13 @@ import type { Command } from 'commander';
 import { execa } from 'execa';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { KeelClient, RunAlreadyLiveError, type RunStatus } from '../../client/index.js';
+import {
+  KeelClient,
+  RunAlreadyLiveError,
+  SteeringRefusedError,
+  type RunStatus,
+  type SteeringAnswer,
+} from '../../client/index.js';
 import { absolutize } from '../../spec/paths.js';
 import { devServerSearchAttributeArgs } from '../../search-attributes.js';
 import { loadSpecOrExit, withSpecOptions, type SpecOptions } from './spec.js';
@@ -132,19 +138,27 @@ export function registerRunCommands(program: Command): void {
       });
     });
 
-  const steer: [string, string, (c: KeelClient, id: string) => Promise<void>][] = [
+  const steer: [string, string, (c: KeelClient, id: string) => Promise<SteeringAnswer>][] = [
     ['pause', 'running steps finish; no new step starts', (c, id) => c.pause(id)],
     ['resume', 'resume a paused run (or one paused by the crash-loop guard)', (c, id) => c.resume(id)],
-    ['cancel', 'stop what keel launched for the run, then end it', (c, id) => c.cancel(id, 'keel cancel')],
+    ['cancel', 'stop what keel launched for the run, then end it CANCELED', (c, id) => c.cancel(id, 'keel cancel')],
     ['stop-after-checkpoint', 'stop training cleanly after its next checkpoint', (c, id) => c.stopAfterCheckpoint(id)],
   ];
   for (const [name, description, fn] of steer) {
     connectionFlags(program.command(name))
-      .description(description)
+      .description(`${description} (the run answers: accepted, or refused with the reason: exit 3)`)
       .argument('<id>', 'workflow id')
       .action(async (id: string, options: ServerOptions) => {
-        await withClient(options, (client) => fn(client, id));
-        console.log(`${name}: sent to ${id}`);
+        await withClient(options, async (client) => {
+          try {
+            const answer = await fn(client, id);
+            console.log(`${name}: accepted by ${id}: ${answer.message}`);
+          } catch (error) {
+            if (!(error instanceof SteeringRefusedError)) throw error;
+            console.error(error.message);
+            process.exitCode = 3;
+          }
+        });
       });
   }
 

@@ -1,0 +1,28 @@
+// The failure taxonomy, listed once: the `type` of every ApplicationFailure keel throws on purpose. Activities,
+// workflows, the client and the CLI all read it from here.
+
+/** Permanent failures: fail at once, never retried by Temporal or by the pipeline's step loop. */
+export const failureTypes = {
+  invalidSpec: 'InvalidSpec',
+  planError: 'PlanError',
+  configError: 'ConfigError',
+  badInput: 'BadInput',
+  resumeMismatch: 'ResumeMismatch',
+  crashLoop: 'CrashLoop',
+} as const;
+
+export const nonRetryableTypes: string[] = Object.values(failureTypes);
+
+/**
+ * A program that keel launched ran and failed (exit code != 0, or a gang member failed). Temporal does not retry the
+ * activity for it (that would re-attach to the same failed record); the pipeline's step loop launches a new attempt.
+ * Everything else an activity throws (a worker shut down, a heartbeat timed out, a node did not answer) is retried
+ * by Temporal, and the next attempt re-attaches to what is still running.
+ */
+export const programFailureTypes = {
+  programFailed: 'ProgramFailed',
+  gangMemberFailed: 'GangMemberFailed',
+  incompleteOutputs: 'IncompleteOutputs',
+} as const;
+
+export const attemptEndingTypes: string[] = [...nonRetryableTypes, ...Object.values(programFailureTypes)];

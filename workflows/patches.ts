@@ -1,0 +1,10 @@
+// Patch ids: every change of workflow behaviour that a run started by an earlier keel version would replay
+// differently is guarded by `patched(id)`. Listed once; an id is never reused or renamed. When no live run can be
+// older than a patch, `deprecatePatch(id)` replaces it, and a later release removes the old branch (docs/upgrading.md).
+export const patches = {
+  /**
+   * keel 0.2: the spec is resolved and planned in an activity (`prepareRun`), steering is by Updates, a run that is
+   * cancelled ends CANCELED, and training is cancelled (not terminated) when its pipeline closes.
+   */
+  preparedRuns: 'keel-0.2-prepared-runs',
+} as const;
