@@ -16,8 +16,10 @@ import {
   target,
   allNodes,
   activitySignal,
+  pauseWithHeartbeats,
   type ActivityDeps,
 } from './context.js';
+import { durationMs as msToNumber } from '../src/spec/duration.js';
 import type { StepInput } from './steps.js';
 import { checkFlagsOnCluster } from './flag-check.js';
 import { checkInputsOnNodes } from './input-check.js';
@@ -290,8 +292,12 @@ export function clusterActivities(deps: ActivityDeps) {
     spec: Spec;
     runKey: string;
     extraNodes: ExtraNode[];
+    /** wait this long (heartbeating) before probing: the pause between probes while waiting for nodes */
+    pauseMs?: number;
   }): Promise<{ ready: boolean; reason: string; nodes: string[]; quarantined: string[] }> {
     const spec = localSpec(input.spec, deps);
+    // The pause is spent here rather than in a workflow timer: a weekend of waiting adds a handful of events an hour.
+    await pauseWithHeartbeats(input.pauseMs ?? 0, msToNumber(spec.policies.heartbeatTimeout) / 3);
     const pool: NodeSpec[] = [
       ...allNodes(spec),
       ...input.extraNodes.map((n) => ({ host: n.host, name: n.name, gpus: n.gpus ?? spec.cluster.gpusPerNode })),

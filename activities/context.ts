@@ -101,6 +101,15 @@ export function sleepMs(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** Sleep `ms`, heartbeating every `everyMs` so that a long pause in an activity never looks like a dead worker. */
+export async function pauseWithHeartbeats(ms: number, everyMs: number): Promise<void> {
+  const signal = activitySignal();
+  for (let left = ms; left > 0; left -= everyMs) {
+    heartbeat({ pausing: true, leftMs: left });
+    await sleepMs(Math.min(left, Math.max(1, everyMs)), signal);
+  }
+}
+
 /** Env values for `envFromWorker` entries (NAME -> worker env var name); missing ones are left out. */
 export function envFromWorker(mapping: Record<string, string>, env: NodeJS.ProcessEnv): Record<string, string> {
   const out: Record<string, string> = {};

@@ -133,7 +133,12 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
   const heal = async (): Promise<void> => {
     setPhase('healing');
     for (let waits = 0; ; waits++) {
-      const healed = await t.healCluster({ spec, runKey, extraNodes: state.extraNodes }).catch((error: unknown) => {
+      // Back off to a few minutes between probes, spent inside the activity (no timer events in this history).
+      const base = msToNumber(spec.policies.initialRetryInterval) * 3;
+      const longest = spec.policies.nodeWaitMax ? msToNumber(spec.policies.nodeWaitMax) : defaultNodeWaitMaxMs;
+      const pauseMs = waits === 0 ? 0 : Math.min(base * 2 ** Math.min(waits - 1, 16), Math.max(base, longest));
+      const healing = t.healCluster({ spec, runKey, extraNodes: state.extraNodes, pauseMs });
+      const healed = await healing.catch((error: unknown) => {
         // Ray did not come up on the chosen nodes this time: probe and try again after a pause.
         log.warn('healing attempt failed', { error: String(error) });
         return {
@@ -152,9 +157,6 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       }
       state.waitingFor = healed.reason;
       setPhase('waiting-for-nodes');
-      // Back off to a few minutes between probes: a weekend of waiting stays a few thousand events per run.
-      const base = msToNumber(spec.policies.initialRetryInterval) * 3;
-      await sleep(Math.min(base * 2 ** Math.min(waits, 16), Math.max(base, maxNodeWaitMs)));
       await continueIfLong('waiting for nodes');
     }
   };
@@ -291,8 +293,8 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
 const operatorWait = 'paused-crash-loop';
 /** A run of the training chain continues as new past this many events, even where the server suggests nothing. */
 const maxEventsPerRun = 4000;
-/** The longest pause between two probes while waiting for nodes. */
-const maxNodeWaitMs = 5 * 60_000;
+/** The longest pause between two probes while waiting for nodes, for specs from before `policies.nodeWaitMax`. */
+const defaultNodeWaitMaxMs = 5 * 60_000;
 
 /** At most this many reward points are kept in the run state (it is carried across continue-as-new). */
 const maxRewardPoints = 2000;

@@ -385,6 +385,7 @@ export const policiesSchema = z
       .strict()
       .default({ maxRestarts: 3, window: '1h' }),
     retention: retentionSchema.default({ keepBest: 1 }),
+    nodeWaitMax: duration.default('5m').describe('the longest pause between two probes while waiting for nodes'),
   })
   .strict();
 
@@ -452,6 +453,7 @@ export const specSchema = z
       hang: { startup: '30m', rollout: '30m', checkpointSave: '60m' },
       crashLoop: { maxRestarts: 3, window: '1h' },
       retention: { keepBest: 1 },
+      nodeWaitMax: '5m',
     }),
     temporal: temporalSchema.default({ address: '127.0.0.1:7233', namespace: 'default', taskQueue: 'keel' }),
     recipeClaims: recipeClaimsSchema.optional(),
