@@ -194,7 +194,7 @@ describe('pipeline DAG', { timeout: 600_000 }, () => {
       assert.ok(error instanceof WorkflowFailedError);
       assert.match(
         describeError(error),
-        /step probe failed after 1 attempt\(s\): train\.py flags the slime on the cluster would not take \(stand-in [0-9a-f]{8}\):\n  extraArgs\[0\]: --kl-los-coef is not a flag of stand-in .* \(fix: did you mean --kl-loss-coef\?\)/,
+        /step probe failed after 1 attempt\(s\): train\.py flags the slime on the cluster would not take \(stand-in [0-9a-f]{8}\):\n {2}extraArgs\[0\]: --kl-los-coef is not a flag of stand-in .* \(fix: did you mean --kl-loss-coef\?\)/,
       );
       const status = await handle.query(statusQuery);
       assert.deepEqual(
