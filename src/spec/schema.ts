@@ -262,7 +262,9 @@ export const conversionSchema = z
 export const rayHeadSchema = z
   .object({
     port: z.number().int().min(1).max(65535).default(6379),
-    dashboardHost: nonEmpty.default('0.0.0.0'),
+    dashboardHost: nonEmpty
+      .optional()
+      .describe("address the dashboard (and its unauthenticated Jobs API) binds; default: the head node's own address"),
     dashboardPort: z.number().int().min(1).max(65535).default(8265),
     jobEnv: z.record(z.string(), z.string()).default({}).describe('runtime env vars of the training job'),
     isolateNodes: z
@@ -285,13 +287,43 @@ const stepBase = {
 };
 
 export const stepSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('probe'), ...stepBase }).strict(),
-  z.object({ kind: z.literal('hf-download'), ...stepBase, verifySha256: z.boolean().default(false) }).strict(),
+  z
+    .object({
+      kind: z.literal('probe'),
+      ...stepBase,
+      inputs: z
+        .boolean()
+        .default(false)
+        .describe('also check that every input path training reads is on every node and the same there'),
+    })
+    .strict(),
+  z
+    .object({
+      kind: z.literal('hf-download'),
+      ...stepBase,
+      verifySha256: z.boolean().default(false),
+      repoType: z.enum(['model', 'dataset']).default('model').describe("'dataset': hf download --repo-type dataset"),
+      repo: nonEmpty.optional().describe('Hub repo id; default model.repo (required for a dataset)'),
+      revision: nonEmpty.optional().describe('default main (model.revision for the model)'),
+      localDir: nonEmpty
+        .optional()
+        .describe(
+          'download target, relative paths under storage.baseDir; default model.downloadDir (required for a dataset)',
+        ),
+      files: z.array(nonEmpty).optional().describe('only these files of the repo (default: all)'),
+    })
+    .strict(),
   z
     .object({
       kind: z.literal('fp8-cast'),
       ...stepBase,
       engine: z.enum(['slime', 'native']).default('slime'),
+      likeSlime: z
+        .boolean()
+        .default(false)
+        .describe(
+          "native engine: output identical, file for file, to slime's tool (default: keel's layout, format metadata, no quantization_config)",
+        ),
       threads: positiveInt.optional(),
       directIo: z
         .boolean()
@@ -395,7 +427,6 @@ export const specSchema = z
     conversion: conversionSchema,
     rayHead: rayHeadSchema.default({
       port: 6379,
-      dashboardHost: '0.0.0.0',
       dashboardPort: 8265,
       jobEnv: {},
       stopStaleRay: true,

@@ -72,7 +72,14 @@ describe('tiny-local pipeline over ssh on a 4-node local cluster', { skip, timeo
     const more = rig.spec({ rollout: { numRollout: 9 } });
     const second = await run(more, 'keel-tiny-e2e-2');
     const byId = Object.fromEntries(second.pipeline.steps.map((s) => [s.id, s]));
-    for (const id of ['download', 'cast', 'convert']) {
+    // the toy task's datasets came from the local hub's dataset repo into shared storage, and were read from there
+    const data = first.pipeline.steps.find((s) => s.id === 'data');
+    assert.match(
+      data?.reason ?? '',
+      /^all 2 files of dataset keel-tiny\/toy-addition@main present with the sizes and sha256/,
+    );
+    assert.deepEqual(spec.rollout.promptData, 'toy-addition/train.jsonl');
+    for (const id of ['download', 'data', 'cast', 'convert']) {
       assert.equal(byId[id]!.state, 'skipped', `${id} should be skipped: ${byId[id]!.reason}`);
       assert.match(byId[id]!.reason!, /outputs already complete/);
     }

@@ -38,7 +38,11 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     rig.env.client.workflow.getHandle(`${workflowId}-training`).query(trainingStatusQuery);
 
   it('a wrong training argument fails the run at once with the trainer error, no restart', async () => {
-    const spec = rig.spec({ name: 'fault-args', model: { saveDir: 'save-args/' }, extraArgs: ['--no-such-flag', '1'] });
+    const spec = rig.spec({
+      name: 'fault-args',
+      model: { saveDir: 'save-args/' },
+      extraArgs: ['--moe-layer-freq', 'bogus'],
+    });
     const handle = await rig.env.client.workflow.start('pipeline', {
       taskQueue: rig.taskQueue,
       workflowId: 'fault-args',
@@ -49,7 +53,10 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
       (e: unknown) => e,
     );
     assert.ok(error instanceof WorkflowFailedError);
-    assert.match(describeError(error), /the trainer rejected its arguments: .*unrecognized arguments: --no-such-flag/);
+    assert.match(
+      describeError(error),
+      /the trainer rejected its arguments: .*argument --moe-layer-freq: invalid --moe-layer-freq 'bogus'/,
+    );
     const training = await trainingOf('fault-args');
     assert.equal(training.restarts, 0);
     assert.equal(training.submissions, 1);
