@@ -296,11 +296,18 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     await writeFile(join(partial, 'torch_dist', '__0_0.distcp'), 'half a shard');
 
     const resumed = `${workflowId}-2`;
+    // The resumed trainer starts slower than hang.rollout (as an R1 trainer loading its model does): the tracker it
+    // resumes from must not be recorded as a new checkpoint while it starts.
     const second = await start(resumed, {
       ...spec,
       name: resumed,
       rollout: { ...spec.rollout, numRollout: 12 },
-      policies: { ...spec.policies, retention: { keepLast: 2, keepBest: 0 } },
+      rayHead: { ...spec.rayHead, jobEnv: { ...spec.rayHead.jobEnv, TINY_STARTUP_SLEEP_S: '30' } },
+      policies: {
+        ...spec.policies,
+        hang: { ...spec.policies.hang, rollout: '20s' },
+        retention: { keepLast: 2, keepBest: 0 },
+      },
     });
     await eventually(
       async () => ((await trainingOf(resumed).catch(() => undefined))?.phase === 'running' ? true : undefined),
@@ -311,7 +318,11 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     await succeeded(second);
     const training = await trainingOf(resumed);
     assert.deepEqual(training.failures, [], 'resume verified: first rollout = tracker + 1, the partial one ignored');
-    assert.equal(training.checkpoints[0]?.iteration, (tracker as number) + 3);
+    assert.equal(
+      training.checkpoints[0]?.iteration,
+      (tracker as number) + 3,
+      `the first checkpoint recorded is the first one the resumed trainer saved: ${JSON.stringify(training.checkpoints)}`,
+    );
     assert.equal(training.checkpoints.at(-1)?.iteration, 11);
     assert.ok(!existsSync(partial), 'the partial checkpoint is cleaned once a newer complete one exists');
     assert.ok(existsSync(join(saveDir, 'iter_0000011')), 'the tracker iteration is kept');

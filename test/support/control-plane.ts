@@ -13,8 +13,11 @@ import { repoRoot, temporalBinary, workflowBundle } from './temporal.js';
 export interface ControlPlane {
   port: number;
   taskQueue: string;
-  /** A new control worker process on the task queue (stdout and stderr go to `<root>/worker-<n>.log`). */
-  startWorker(): ResultPromise;
+  /**
+   * A new control worker process on the task queue (stdout and stderr go to `<root>/worker-<n>.log`), loading the
+   * workflow bundle at `bundlePath` (default: today's workflows, bundled once).
+   */
+  startWorker(options?: { bundlePath?: string }): ResultPromise;
   connect(): Promise<{ client: Client; close: () => Promise<void> }>;
   /** Stop the dev server (SIGTERM) and wait for it. */
   stopServer(): Promise<void>;
@@ -68,7 +71,7 @@ export async function startControlPlane(options: {
       await server;
       server = undefined;
     },
-    startWorker: () => {
+    startWorker: (workerOptions = {}) => {
       workers++;
       return execa('node', ['--import', 'tsx', 'workers/control.ts'], {
         cwd: repoRoot,
@@ -76,7 +79,7 @@ export async function startControlPlane(options: {
           KEEL_TEMPORAL_ADDRESS: `127.0.0.1:${port}`,
           KEEL_TASK_QUEUE: taskQueue,
           KEEL_LOG_LEVEL: 'info',
-          KEEL_WORKFLOW_BUNDLE: bundlePath,
+          KEEL_WORKFLOW_BUNDLE: workerOptions.bundlePath ?? bundlePath,
           ...options.workerEnv,
         },
         reject: false,
