@@ -9,9 +9,9 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import {
-  resumeSignal,
+  resumeUpdate,
   statusQuery,
-  stopAfterCheckpointSignal,
+  stopAfterCheckpointUpdate,
   trainingStatusQuery,
   type TrainingStatus,
 } from '../../workflows/definitions.js';
@@ -226,7 +226,7 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     assert.equal(training.checkpoints.at(-1)?.iteration, 11);
   });
 
-  it('a job that keeps crashing is paused after the restart budget; a resume signal continues it', async () => {
+  it('a job that keeps crashing is paused after the restart budget; a resume update continues it', async () => {
     const workflowId = 'fault-crashloop';
     const flag = join(rig.cluster.baseDir, 'crash-flag');
     await writeFile(flag, 'crash\n');
@@ -256,9 +256,10 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     const still = await trainingOf(workflowId);
     assert.equal(still.phase, 'paused-crash-loop', 'no GPU time is burnt while paused');
     assert.equal(still.submissions, 3);
-    // The operator fixes the cause and resumes the run (the pipeline forwards the signal to its training).
+    // The operator fixes the cause and resumes the run: the pipeline forwards it to its training, then answers.
     await rm(flag);
-    await handle.signal(resumeSignal);
+    const answer = await handle.executeUpdate(resumeUpdate);
+    assert.match(answer.message, /training restarts its job/);
     await succeeded(handle);
     const training = await trainingOf(workflowId);
     assert.equal(training.submissions, 4);
@@ -276,7 +277,8 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     const saveDir = modelPaths(spec).save;
     const handle = await start(workflowId, spec);
     await untilCheckpoint(workflowId);
-    await handle.signal(stopAfterCheckpointSignal);
+    const answer = await handle.executeUpdate(stopAfterCheckpointUpdate);
+    assert.match(answer.message, /stops its job at its next checkpoint/);
     await succeeded(handle);
     const stopped = await trainingOf(workflowId);
     assert.equal(stopped.phase, 'stopped');
