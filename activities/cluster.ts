@@ -21,6 +21,8 @@ import {
 } from './context.js';
 import { durationMs as msToNumber } from '../src/spec/duration.js';
 import type { StepInput } from './steps.js';
+import { checkFlagsOnCluster } from './flag-check.js';
+import { checkInputsOnNodes } from './input-check.js';
 
 export interface NodeReport {
   node: string;
@@ -39,8 +41,9 @@ export type ExtraNode = { host: string; gpus?: number; name?: string };
 
 /** The head is the first node; the dashboard listens where the spec says (on the head's own address when isolated). */
 export function dashboardUrlFor(spec: Spec, head: NodeSpec): string {
+  const bound = spec.rayHead.dashboardHost;
   const host =
-    spec.rayHead.isolateNodes || spec.rayHead.dashboardHost === '0.0.0.0' ? nodeIp(head) : spec.rayHead.dashboardHost;
+    spec.rayHead.isolateNodes || bound === undefined || bound === '0.0.0.0' || bound === '::' ? nodeIp(head) : bound;
   return `http://${host}:${ports(spec, 0).dashboard}`;
 }
 
@@ -249,6 +252,11 @@ export function clusterActivities(deps: ActivityDeps) {
     try {
       const reports = await Promise.all(allNodes(spec).map((n) => probeOne(spec, n, nonceFile, nonce)));
       heartbeat({ probed: reports.length });
+      // Before anything is submitted: every train.py flag against the parsers of the slime on the cluster.
+      const flags = await checkFlagsOnCluster(spec);
+      log.info('train.py flags checked', { against: flags.checkedAgainst, notes: flags.notes });
+      const step = spec.steps[input.stepId];
+      if (step?.kind === 'probe' && step.inputs) log.info('training inputs checked', await checkInputsOnNodes(spec));
       const bad = reports.filter((r, i) => i < spec.cluster.nodes.length && r.problems.length);
       if (bad.length) {
         throw ApplicationFailure.retryable(

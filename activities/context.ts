@@ -78,6 +78,28 @@ export function activitySignal(): AbortSignal | undefined {
   }
 }
 
+/**
+ * Whether the activity's cancellation is a cancel request from its workflow (the run or the step was cancelled). Only
+ * then does an activity stop what it launched: a worker shutting down, a heartbeat timeout, a closed workflow or a
+ * paused activity leave the program running, and the next attempt re-attaches to it.
+ */
+export function cancelRequested(): boolean {
+  try {
+    return Context.current().cancellationDetails?.cancelRequested === true;
+  } catch {
+    return false;
+  }
+}
+
+/** When this activity was first scheduled (ISO; the same for all its Temporal retries), or undefined outside one. */
+export function activityScheduledAt(): string | undefined {
+  try {
+    return new Date(Context.current().info.scheduledTimestampMs).toISOString();
+  } catch {
+    return undefined;
+  }
+}
+
 export function lastHeartbeat<T>(): T | undefined {
   try {
     return Context.current().info.heartbeatDetails as T | undefined;

@@ -3,9 +3,16 @@
 import { ApplicationFailure, log } from '@temporalio/activity';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runGang, type GangMember } from '../src/exec/index.js';
+import type { GangMember } from '../src/exec/index.js';
 import { checkTorchDistRelease, readTracker } from '../src/progress/checkpoints.js';
-import { castCommand, convertCommands, downloadCommand, withModelArgs } from '../src/recipe/commands.js';
+import {
+  castCommand,
+  convertCommands,
+  downloadCommand,
+  downloadTarget,
+  withModelArgs,
+  type DownloadTarget,
+} from '../src/recipe/commands.js';
 import type { Spec } from '../src/spec/schema.js';
 import { modelPaths } from '../src/spec/paths.js';
 import {
@@ -28,7 +35,8 @@ import {
   target,
   type ActivityDeps,
 } from './context.js';
-import { programFailed, runToEnd } from './process.js';
+import { programFailed, runGangToEnd, runToEnd } from './process.js';
+import { clearFailedConversion } from './convert-cleanup.js';
 import { failureTypes } from '../src/failure-types.js';
 
 export interface StepInput {
@@ -85,17 +93,31 @@ export function stepActivities(deps: ActivityDeps) {
     return endpoint;
   };
 
-  async function hubListing(spec: Spec, dir: string): Promise<{ listing: RepoListing; source: string }> {
+  async function hubListing(spec: Spec, target: DownloadTarget): Promise<{ listing: RepoListing; source: string }> {
     const endpoint = hubEndpoint(spec);
+    const dir = target.localDir;
     try {
       const listing = await listRepoFiles({
         endpoint,
-        repo: spec.model.repo,
-        revision: spec.model.revision,
+        repo: target.repo,
+        revision: target.revision,
+        repoType: target.repoType,
         token: hubToken(spec),
       });
+      const wanted = target.files;
+      if (wanted) {
+        const missing = wanted.filter((f) => !listing.files.some((x) => x.path === f));
+        if (missing.length) {
+          throw ApplicationFailure.nonRetryable(
+            `${target.repo}@${target.revision} has no file ${missing.join(', ')} (the step's files)`,
+            failureTypes.configError,
+          );
+        }
+        listing.files = listing.files.filter((f) => wanted.includes(f.path));
+      }
       return { listing, source: 'the Hub' };
     } catch (error) {
+      if (error instanceof ApplicationFailure) throw error;
       const manifest = await readManifest(dir);
       if (!manifest) throw error;
       return { listing: manifest, source: 'the manifest of the last download (the Hub is unreachable)' };
@@ -139,18 +161,19 @@ export function stepActivities(deps: ActivityDeps) {
     const paths = modelPaths(spec);
     switch (step.kind) {
       case 'hf-download': {
+        const target = downloadTarget(spec, stepId);
         let found: { listing: RepoListing; source: string };
         try {
-          found = await hubListing(spec, paths.download);
+          found = await hubListing(spec, target);
         } catch (error) {
           if (error instanceof ApplicationFailure) throw error;
           return { complete: false, reason: `cannot list the repo: ${(error as Error).message}` };
         }
-        const problems = await compareWithListing(paths.download, found.listing, step.verifySha256);
+        const problems = await compareWithListing(target.localDir, found.listing, step.verifySha256);
         if (problems.length) return { complete: false, reason: problems.slice(0, 5).join('; ') };
         return {
           complete: true,
-          reason: `all ${found.listing.files.length} files of ${spec.model.repo}@${spec.model.revision} present with the sizes${step.verifySha256 ? ' and sha256' : ''} listed by ${found.source}`,
+          reason: `all ${found.listing.files.length} files of ${target.repoType === 'dataset' ? 'dataset ' : ''}${target.repo}@${target.revision} present with the sizes${step.verifySha256 ? ' and sha256' : ''} listed by ${found.source}`,
           outputs: { files: found.listing.files.length },
         };
       }
@@ -198,9 +221,9 @@ export function stepActivities(deps: ActivityDeps) {
 
   async function downloadModel(input: StepInput): Promise<Record<string, unknown>> {
     const spec = localSpec(input.spec, deps);
-    const command = downloadCommand(spec);
+    const command = downloadCommand(spec, input.stepId);
     const node = target(findNode(spec, command.node));
-    const paths = modelPaths(spec);
+    const wanted = downloadTarget(spec, input.stepId);
     const env = envFromWorker(command.envFromWorker, deps.env);
     hubEndpoint(spec); // fails at once when the named endpoint is missing
     const { HF_TOKEN: token, HF_ENDPOINT: endpoint, ...plainEnv } = env;
@@ -222,17 +245,17 @@ export function stepActivities(deps: ActivityDeps) {
         env: { ...spec.cluster.env, HF_HUB_DISABLE_TELEMETRY: '1', HF_HUB_DISABLE_PROGRESS_BARS: '1', ...plainEnv },
         secretEnv,
       },
-      progress: async () => ({ bytesDone: await directoryBytes(paths.download) }),
+      progress: async () => ({ bytesDone: await directoryBytes(wanted.localDir) }),
       pollMs: 2000,
     });
     if (result.exitCode !== 0) throw programFailed('hf download', result);
     try {
-      const { listing } = await hubListing(spec, paths.download);
-      await writeManifest(paths.download, listing);
+      const { listing } = await hubListing(spec, wanted);
+      await writeManifest(wanted.localDir, listing);
     } catch (error) {
       log.warn('could not record the download manifest', { error: (error as Error).message });
     }
-    return { bytes: await directoryBytes(paths.download), reattached: result.reattached };
+    return { bytes: await directoryBytes(wanted.localDir), reattached: result.reattached };
   }
 
   async function castWeights(input: StepInput): Promise<Record<string, unknown>> {
@@ -245,6 +268,7 @@ export function stepActivities(deps: ActivityDeps) {
         outputDir: paths.bf16,
         threads: step.threads,
         directIo: step.directIo,
+        likeSlime: step.likeSlime,
         signal: activitySignal(),
         // Finished shards are recorded in the output directory: a retried attempt skips them.
         onProgress: (p: { shardsDone: string[]; shardsTotal: number; bytesDone: number }) =>
@@ -291,17 +315,27 @@ export function stepActivities(deps: ActivityDeps) {
       cwd: c.cwd,
     }));
     const first = commands[0]!;
-    const result = await runGang({
+    const id = `${input.runKey}/${input.stepId}`;
+    const torchDistDir = modelPaths(spec).torchDist;
+    // A Temporal retry of this attempt (its worker shut down) whose gang finished meanwhile: the release is this
+    // step's own, complete -- keep it. Otherwise the step's check found no complete release/ when it began: what is
+    // there is a failed attempt's, and the tool would build on it.
+    if ((await checkTorchDistRelease(torchDistDir)).complete) return { members: members.length, clearedLeftovers: [] };
+    const { cleared } = await clearFailedConversion({
       executor: executorFor(spec),
-      id: `${input.runKey}/${input.stepId}`,
+      gangId: id,
+      nodes: members.map((m) => m.node),
+      torchDistDir,
+    });
+    const result = await runGangToEnd({
+      executor: executorFor(spec),
+      id,
       members,
       masterAddr: first.env.MASTER_ADDR!,
       masterPort: spec.conversion.masterPort,
-      signal: activitySignal(),
       graceMs: 5000,
-      onProgress: (event) => heartbeat({ gang: event.type, rank: 'rank' in event ? event.rank : undefined }),
     });
-    return { members: result.records.length };
+    return { members: result.records.length, clearedLeftovers: cleared };
   }
 
   async function runCommandStep(input: StepInput): Promise<Record<string, unknown>> {
@@ -332,7 +366,7 @@ export function stepActivities(deps: ActivityDeps) {
     if (step?.kind !== 'gang')
       throw ApplicationFailure.nonRetryable(`step ${input.stepId} is not a gang`, failureTypes.invalidSpec);
     const nodes = spec.cluster.nodes.slice(0, step.nodes);
-    const result = await runGang({
+    const result = await runGangToEnd({
       executor: executorFor(spec),
       id: `${input.runKey}/${input.stepId}`,
       members: nodes.map((n) => ({
@@ -345,8 +379,6 @@ export function stepActivities(deps: ActivityDeps) {
       masterPort: step.masterPort,
       pollMs: 500,
       graceMs: 3000,
-      signal: activitySignal(),
-      onProgress: (event) => heartbeat({ gang: event.type }),
     });
     return { members: result.records.length };
   }

@@ -1,103 +1,27 @@
-// Training activities: submit the Ray job idempotently, supervise it one checkpoint at a time (classifying every
-// failure in one place), stop it, and apply checkpoint retention.
+// Training activities: submit the Ray job idempotently and stop it; supervising it one checkpoint at a time is in
+// supervise.ts, checkpoint retention in retention.ts.
 import { log } from '@temporalio/activity';
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { durationMs as msToNumber } from '../src/spec/duration.js';
-import { RayDashboardClient } from '../src/cluster/ray-dashboard.js';
-import { isTerminalStatus, RayJobsClient, type RayJob } from '../src/cluster/ray-jobs.js';
-import { checkResume, inspectSaveDir, readTracker } from '../src/progress/checkpoints.js';
-import { planNextDeletion, planRetention } from '../src/progress/retention.js';
-import { SlimeLogFollower, type SlimeLogSummary } from '../src/progress/slime-log.js';
-import { nodeIp, nodeName, trainJob } from '../src/recipe/commands.js';
+import { isTerminalStatus, RayJobsClient } from '../src/cluster/ray-jobs.js';
+import { readTracker } from '../src/progress/checkpoints.js';
+import { trainJob } from '../src/recipe/commands.js';
 import type { NodeSpec, Spec } from '../src/spec/schema.js';
 import { modelPaths } from '../src/spec/paths.js';
-import { activitySignal, allNodes, heartbeat, localSpec, sleepMs, type ActivityDeps } from './context.js';
-import { dashboardUrlFor, reachable, type ExtraNode } from './cluster.js';
+import { localSpec, type ActivityDeps } from './context.js';
+import { dashboardUrlFor, type ExtraNode } from './cluster.js';
+import { retentionActivities } from './retention.js';
+import { resolveNodes, supervisionActivities } from './supervise.js';
 import { jobSecretFile, placeJobSecrets } from './job-secrets.js';
 
-export type FailureKind = 'config-error' | 'node-lost' | 'head-lost' | 'hang' | 'job-crashed' | 'resume-mismatch';
-
-export interface Failure {
-  kind: FailureKind;
-  message: string;
-  /** the last rollout logged and the checkpoint training will resume from: rollouts lost = lastRollout - tracker */
-  lastRollout?: number;
-  tracker?: number;
-  /** when the failure was detected, and when the last progress was seen (detection latency) */
-  detectedAt?: string;
-  lastProgressAt?: string;
-}
-
-export interface SuperviseInput {
-  spec: Spec;
-  runKey: string;
-  jobId: string;
-  /** the last checkpoint the workflow has recorded */
-  afterIteration?: number;
-  /** set on the first supervision after a (re)submission: the tracker the job resumes from (-1: none) */
-  resumeFrom?: number;
-  activeNodes?: string[];
-  extraNodes?: ExtraNode[];
-}
-
-export interface EvalPoint {
-  rollout: number;
-  score: number;
-}
-
-type OutcomeBody =
-  { kind: 'checkpoint'; iteration: number } | { kind: 'succeeded' } | { kind: 'failed'; failure: Failure };
-
-export interface RewardPoint {
-  rollout: number;
-  reward: number;
-}
-
-export type SuperviseOutcome = {
-  evals: EvalPoint[];
-  /** `rollout/raw_reward` of the rollouts after `afterIteration` (the trainer's `rollout N: {...}` lines) */
-  rewards?: RewardPoint[];
-  lastRollout?: number;
-  firstRolloutAt?: string;
-} & OutcomeBody;
-
-/** Lines that mean the trainer rejected its arguments or configuration: restarting cannot help. */
-const configErrorPattern =
-  /(error: unrecognized arguments|error: argument|error: the following arguments are required|invalid choice|ArgumentError|ArgumentTypeError)/;
-
-export function classifyEndedJob(job: RayJob, summary: SlimeLogSummary, logTail: string): Failure {
-  const errorLine = summary.lastError ? `${summary.lastError.errorType}: ${summary.lastError.message}` : undefined;
-  const neverTrained = summary.firstRollout === undefined;
-  const argparse = configErrorPattern.exec(logTail);
-  if (neverTrained && (argparse || job.driverExitCode === 2)) {
-    const line = logTail
-      .split('\n')
-      .reverse()
-      .find((l) => configErrorPattern.test(l));
-    return {
-      kind: 'config-error',
-      message: `the trainer rejected its arguments: ${line?.trim() ?? errorLine ?? job.message}`,
-    };
-  }
-  return {
-    kind: 'job-crashed',
-    message: `job ${job.submissionId} ${job.status.toLowerCase()}${job.driverExitCode !== undefined ? ` (exit ${job.driverExitCode})` : ''}: ${errorLine ?? job.message ?? 'no error line'}`,
-  };
-}
-
-function resolveNodes(spec: Spec, names: string[] | undefined, extra: ExtraNode[] = []): NodeSpec[] {
-  const pool: NodeSpec[] = [
-    ...allNodes(spec),
-    ...extra.map((n) => ({ host: n.host, name: n.name, gpus: n.gpus ?? spec.cluster.gpusPerNode })),
-  ];
-  if (!names?.length) return spec.cluster.nodes.slice(0, spec.distributed.actorNumNodes);
-  return names.map((name) => {
-    const node = pool.find((n) => nodeName(n) === name);
-    if (!node) throw new Error(`unknown node ${name}`);
-    return node;
-  });
-}
+export type {
+  EvalPoint,
+  Failure,
+  FailureKind,
+  RewardPoint,
+  SuperviseInput,
+  SuperviseOutcome,
+  SupervisionCursor,
+} from './supervise.js';
+export { classifyEndedJob } from './supervise.js';
 
 export function trainingActivities(deps: ActivityDeps) {
   const jobsClient = (spec: Spec, head: NodeSpec) =>
@@ -159,202 +83,5 @@ export function trainingActivities(deps: ActivityDeps) {
     }
   }
 
-  async function superviseUntilCheckpoint(input: SuperviseInput): Promise<SuperviseOutcome> {
-    const spec = localSpec(input.spec, deps);
-    const signal = activitySignal();
-    const nodes = resolveNodes(spec, input.activeNodes, input.extraNodes);
-    const head = nodes[0]!;
-    const jobs = jobsClient(spec, head);
-    const dashboard = new RayDashboardClient({ url: dashboardUrlFor(spec, head), timeoutMs: 5000 });
-    const saveDir = modelPaths(spec).save;
-    const rewards = new Map<number, number>();
-    const follower = new SlimeLogFollower({
-      onEvent: (event) => {
-        if (event.type !== 'rollout-stats') return;
-        const reward = event.metrics['rollout/raw_reward'];
-        if (reward !== undefined && !Number.isNaN(reward)) rewards.set(event.rollout, reward);
-      },
-    });
-    const hang = {
-      startup: msToNumber(spec.policies.hang.startup),
-      rollout: msToNumber(spec.policies.hang.rollout),
-      save: msToNumber(spec.policies.hang.checkpointSave),
-    };
-    const pollMs = Math.min(2000, Math.max(250, msToNumber(spec.policies.heartbeatTimeout) / 5));
-    const after = input.afterIteration ?? -1;
-    let offset = 0;
-    let lastProgressAt = Date.now();
-    let lastRolloutSeen: number | undefined;
-    let resumeVerified = input.resumeFrom === undefined;
-    let unreachableSince: number | undefined;
-    let lastNodeCheck = 0;
-    let pendingCheckpoint: { iteration: number; since: number } | undefined;
-    let firstRolloutAt: number | undefined;
-
-    const evals = (): EvalPoint[] =>
-      Object.entries(follower.summary.evals)
-        .filter(([, e]) => typeof e.score === 'number' && !Number.isNaN(e.score))
-        .map(([rollout, e]) => ({ rollout: Number(rollout), score: e.score! }));
-    const done = (outcome: OutcomeBody): SuperviseOutcome =>
-      ({
-        ...outcome,
-        evals: evals(),
-        rewards: [...rewards].filter(([rollout]) => rollout > after).map(([rollout, reward]) => ({ rollout, reward })),
-        lastRollout: follower.summary.lastRollout,
-        firstRolloutAt: firstRolloutAt === undefined ? undefined : new Date(firstRolloutAt).toISOString(),
-      }) as SuperviseOutcome;
-    const failure = async (f: Failure): Promise<Failure> => {
-      const tracker = await readTracker(saveDir).catch(() => undefined);
-      return {
-        ...f,
-        lastRollout: follower.summary.lastRollout,
-        tracker: typeof tracker === 'number' ? tracker : -1,
-        detectedAt: new Date().toISOString(),
-        lastProgressAt: new Date(lastProgressAt).toISOString(),
-      };
-    };
-    // The head among the lost nodes: the cluster needs a new head, not only a replacement worker.
-    const lostKind = (dead: string[]): FailureKind => (dead.includes(nodeName(head)) ? 'head-lost' : 'node-lost');
-    const failed = async (kind: FailureKind, message: string) =>
-      done({ kind: 'failed', failure: await failure({ kind, message }) });
-
-    for (;;) {
-      let job: RayJob | undefined;
-      try {
-        job = await jobs.getJob(input.jobId, signal);
-        const logs = await jobs.getLogs(input.jobId, offset, signal);
-        offset = logs.nextOffset;
-        follower.push(logs.text);
-        unreachableSince = undefined;
-      } catch (error) {
-        if (signal?.aborted) throw error;
-        unreachableSince ??= Date.now();
-        if (Date.now() - unreachableSince > Math.max(15_000, pollMs * 5)) {
-          const headUp = await reachable(spec, head);
-          return failed(
-            'head-lost',
-            `the Ray head ${nodeName(head)} ${headUp ? 'answers but its dashboard does not' : 'is unreachable'}: ${(error as Error).message}`,
-          );
-        }
-      }
-      const summary = follower.summary;
-      if (summary.lastRollout !== lastRolloutSeen || summary.checkpointInProgress) {
-        if (summary.lastRollout !== lastRolloutSeen) lastProgressAt = Date.now();
-        if (summary.lastRollout !== undefined) firstRolloutAt ??= Date.now();
-        lastRolloutSeen = summary.lastRollout;
-      }
-      heartbeat({ jobId: input.jobId, offset, lastRollout: summary.lastRollout, status: job?.status });
-
-      // Verified resume: the first rollout logged after a (re)submission must be tracker + 1, with its data state.
-      if (!resumeVerified && summary.firstRollout !== undefined) {
-        const tracker = input.resumeFrom !== undefined && input.resumeFrom >= 0 ? input.resumeFrom : undefined;
-        const check = await checkResume(saveDir, tracker, summary.firstRollout);
-        if (!check.ok) return failed('resume-mismatch', `resume check failed: ${check.reason}`);
-        resumeVerified = true;
-      }
-
-      // A new checkpoint named by the tracker: return once its eval (if one is due) has been logged.
-      const tracker = await readTracker(saveDir).catch(() => undefined);
-      if (typeof tracker === 'number' && tracker > after) {
-        const evalDue = (tracker + 1) % spec.eval.evalInterval === 0;
-        pendingCheckpoint ??= { iteration: tracker, since: Date.now() };
-        const evalLogged = summary.evals[tracker] !== undefined;
-        const jobEnded = job !== undefined && isTerminalStatus(job.status);
-        if (!evalDue || evalLogged || jobEnded || Date.now() - pendingCheckpoint.since > hang.rollout) {
-          return done({ kind: 'checkpoint', iteration: tracker });
-        }
-      }
-
-      if (job && isTerminalStatus(job.status)) {
-        follower.end();
-        if (job.status === 'SUCCEEDED') {
-          if (summary.firstRollout === undefined && (input.resumeFrom ?? -1) + 1 < spec.rollout.numRollout) {
-            return failed(
-              'resume-mismatch',
-              'the job exited 0 without logging a rollout (a resume that trained nothing)',
-            );
-          }
-          return done({ kind: 'succeeded' });
-        }
-        const dead = await deadNodes(spec, dashboard, nodes);
-        if (dead.length)
-          return failed(lostKind(dead), `node(s) ${dead.join(', ')} lost; the job ${job.status.toLowerCase()}`);
-        const tail = (await jobs.getLogs(input.jobId, Math.max(0, offset - 8000)).catch(() => ({ text: '' }))).text;
-        return done({ kind: 'failed', failure: await failure(classifyEndedJob(job, summary, tail)) });
-      }
-
-      // Node liveness from the dashboard: do not wait for an NCCL timeout to notice a dead node.
-      if (Date.now() - lastNodeCheck > 10_000 && unreachableSince === undefined) {
-        lastNodeCheck = Date.now();
-        const dead = await deadNodes(spec, dashboard, nodes);
-        if (dead.length) return failed(lostKind(dead), `node(s) ${dead.join(', ')} no longer alive in Ray`);
-      }
-
-      // Hangs, by phase: start-up (no rollout yet), steady rollouts, checkpoint saving.
-      const idle = Date.now() - lastProgressAt;
-      const phase = summary.checkpointInProgress ? 'save' : summary.lastRollout === undefined ? 'startup' : 'rollout';
-      if (idle > hang[phase]) {
-        return failed(
-          'hang',
-          `no progress for ${Math.round(idle / 1000)} s in the ${phase === 'save' ? 'checkpoint save' : phase} phase (timeout ${Math.round(hang[phase] / 1000)} s)`,
-        );
-      }
-      await sleepMs(pollMs, signal);
-    }
-  }
-
-  /** Nodes Ray declares dead, and nodes the executor cannot reach (Ray notices a lost node only after a while). */
-  async function deadNodes(spec: Spec, dashboard: RayDashboardClient, nodes: NodeSpec[]): Promise<string[]> {
-    const dead = new Set<string>();
-    try {
-      const all = await dashboard.listNodes();
-      for (const n of nodes) {
-        const entries = all.filter((x) => x.nodeIp === nodeIp(n));
-        if (entries.length > 0 && !entries.some((x) => x.alive)) dead.add(nodeName(n));
-      }
-    } catch {
-      // the dashboard is the head's: its loss is classified as head-lost elsewhere
-    }
-    const answers = await Promise.all(nodes.map((n) => reachable(spec, n)));
-    nodes.forEach((n, i) => {
-      if (!answers[i]) dead.add(nodeName(n));
-    });
-    return [...dead];
-  }
-
-  /** Keep the last K, every M-th and the best by eval; never the tracker's or a partial newer one. Deletes the rest. */
-  async function applyRetention(input: {
-    spec: Spec;
-    scores: EvalPoint[];
-  }): Promise<{ keep: number[]; deleted: number[]; deleteNext: number[] }> {
-    const spec = localSpec(input.spec, deps);
-    const saveDir = modelPaths(spec).save;
-    const { keepLast, keepEvery, keepBest } = spec.policies.retention;
-    const inspection = await inspectSaveDir(saveDir);
-    const scores = new Map(input.scores.map((s) => [s.rollout, s.score]));
-    const retention = {
-      iterations: inspection.iterations.map((it) => ({
-        iteration: it.iteration,
-        complete: it.complete,
-        score: scores.get(it.iteration),
-      })),
-      tracker: inspection.tracker,
-      keepLast: keepLast ?? Number.MAX_SAFE_INTEGER,
-      keepEvery,
-      keepBest,
-    };
-    const plan = planRetention(retention);
-    for (const iteration of plan.delete) {
-      const dir = join(saveDir, `iter_${String(iteration).padStart(7, '0')}`);
-      log.info('retention: deleting checkpoint', { iteration, dir });
-      await rm(dir, { recursive: true, force: true });
-    }
-    return {
-      keep: plan.keep.map((k) => k.iteration),
-      deleted: plan.delete,
-      deleteNext: planNextDeletion({ ...retention, saveInterval: spec.ckpt.saveInterval }, plan),
-    };
-  }
-
-  return { submitTrainingJob, stopTrainingJob, superviseUntilCheckpoint, applyRetention };
+  return { submitTrainingJob, stopTrainingJob, ...supervisionActivities(deps), ...retentionActivities(deps) };
 }

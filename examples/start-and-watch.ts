@@ -22,6 +22,8 @@ try {
         cast: null,
         convert: null,
         cluster: null,
+        data: null,
+        inputs: null,
         train: null,
         hello: { kind: 'command', argv: ['sh', '-c', 'echo hello from keel'] },
         after: { kind: 'command', needs: ['hello'], argv: ['sleep', '1'] },

@@ -1,39 +1,89 @@
-// Records the workflow histories that the replay test (test/workflow/replay.test.ts) replays against current code.
-// Run after a deliberate change of workflow behaviour: `npx tsx scripts/record-history.ts`.
+// Records workflow histories of real runs for the replay test (test/workflow/replay.test.ts), which replays every
+// history in test/histories against the current workflow code. A history, once committed, is never re-recorded:
+// this script refuses to overwrite one. Record a new set when workflow behaviour changes (under a new patch id):
+//
+//   npx tsx scripts/record-history.ts <label>
+//
+// writes test/histories/<label>-*.binpb from one scenario on a tiny-local cluster (4 nodes and a spare, ssh off):
+// a pipeline whose training loses a node after its first checkpoint (a restart, a heal that takes the spare) and
+// continues as new (the server suggests it after 40 events), then a retrain of 3 more rollouts.
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import proto from '@temporalio/proto';
-import { createTestWorker } from '../test/support/pipeline.js';
-import { repoRoot, startDevServer } from '../test/support/temporal.js';
-import { resolveSpecOrThrow, deepMerge, presets } from '../src/spec/index.js';
+import type { Client } from '@temporalio/client';
+import { trainingStatusQuery } from '../workflows/definitions.js';
+import { eventually } from '../test/support/pipeline.js';
+import { repoRoot } from '../test/support/temporal.js';
+import { startTinyRig } from '../test/support/tiny-pipeline.js';
 
-const env = await startDevServer();
+const label = process.argv[2];
+if (!label || !/^[a-z0-9][a-z0-9.-]*$/.test(label)) {
+  console.error('usage: npx tsx scripts/record-history.ts <label>   (lowercase, e.g. keel-0.2)');
+  process.exit(2);
+}
+const dir = join(repoRoot, 'test', 'histories');
+const fileFor = (name: string) => join(dir, `${label}-${name}.binpb`);
+
+/** Every run of a workflow id (continue-as-new makes several), oldest first. */
+async function runsOf(client: Client, workflowId: string): Promise<string[]> {
+  const runs: { runId: string; start: number }[] = [];
+  for await (const w of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) {
+    runs.push({ runId: w.runId, start: w.startTime.getTime() });
+  }
+  return runs.sort((a, b) => a.start - b.start).map((r) => r.runId);
+}
+
+async function save(client: Client, workflowId: string, name: string): Promise<void> {
+  const runs = await runsOf(client, workflowId);
+  for (const [i, runId] of runs.entries()) {
+    const file = fileFor(runs.length > 1 ? `${name}-run${i + 1}` : name);
+    if (existsSync(file)) throw new Error(`${file} exists: histories are never re-recorded (choose a new label)`);
+    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    await writeFile(file, proto.temporal.api.history.v1.History.encode(history).finish());
+    console.log(`wrote ${file} (${history.events?.length} events)`);
+  }
+}
+
+const rig = await startTinyRig({
+  nodes: 4,
+  spares: 1,
+  portBase: 27100,
+  serverArgs: ['--dynamic-config-value', 'limit.historyCount.suggestContinueAsNew=40'],
+});
 try {
-  const raw = deepMerge(presets['tiny-local'], {
-    name: 'replay',
-    storage: { baseDir: '/tmp/keel-replay/shared' },
-    cluster: { stateDir: '/tmp/keel-replay/nodes/{node}' },
-    policies: { initialRetryInterval: '200ms' },
-  }) as Record<string, unknown>;
-  raw.steps = {
-    first: { kind: 'command', argv: ['true'] },
-    second: { kind: 'command', argv: ['sh', '-c', 'exit 0'] },
-    last: { kind: 'command', needs: ['first', 'second'], argv: ['true'] },
-  };
-  const spec = resolveSpecOrThrow(raw);
-  const worker = await createTestWorker(env, 'keel-record');
-  const history = await worker.runUntil(async () => {
-    const handle = await env.client.workflow.start('pipeline', {
-      taskQueue: 'keel-record',
-      workflowId: 'keel-replay',
-      args: [spec],
-    });
-    await handle.result();
-    return handle.fetchHistory();
+  const client = rig.env.client;
+  const spec = rig.spec({
+    name: 'history',
+    model: { saveDir: 'save-history/' },
+    rollout: { numRollout: 9 },
+    rayHead: { jobEnv: { TINY_ROLLOUT_SLEEP_S: '1' } },
   });
-  // Binary protobuf: the JSON helpers trip over two copies of protobufjs in the SDK's dependency tree.
-  const file = `${repoRoot}test/histories/pipeline-three-commands.binpb`;
-  await writeFile(file, proto.temporal.api.history.v1.History.encode(history).finish());
-  console.log(`wrote ${file} (${history.events?.length} events)`);
+  const workflowId = 'keel-history';
+  const handle = await client.workflow.start('pipeline', { taskQueue: rig.taskQueue, workflowId, args: [spec] });
+  const training = client.workflow.getHandle(`${workflowId}-training`);
+  await eventually(
+    async () => ((await training.query(trainingStatusQuery).catch(() => undefined))?.checkpoints.length ?? 0) >= 1,
+    900_000,
+    'the first checkpoint',
+  );
+  await rig.cluster.killNode(2);
+  await handle.result();
+  const status = await training.query(trainingStatusQuery);
+  if (status.restarts < 1) throw new Error('the scenario needs a restart; none happened');
+  await save(client, workflowId, 'pipeline');
+  await save(client, `${workflowId}-training`, 'training');
+  await rig.cluster.reviveNode(2);
+
+  const retrainId = 'keel-history-retrain';
+  await client.workflow.execute('retrain', {
+    taskQueue: rig.taskQueue,
+    workflowId: retrainId,
+    args: [{ spec, rollouts: 3 }],
+  });
+  await save(client, retrainId, 'retrain');
+  await save(client, `${retrainId}-pipeline`, 'retrain-pipeline');
+  await save(client, `${retrainId}-pipeline-training`, 'retrain-training');
 } finally {
-  await env.teardown();
+  await rig.stop();
 }

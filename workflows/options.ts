@@ -1,8 +1,25 @@
-// Activity options, named once per class of work. Retries of a step are the pipeline's own loop (so that status
-// shows every attempt); inside one attempt Temporal retries only transient infrastructure failures of quick calls.
-import type { ActivityOptions } from '@temporalio/workflow';
+// Activity options, named once per class of work. A step's attempts are the pipeline's own loop (so that status shows
+// every attempt); inside one attempt Temporal retries what is safe to retry: a worker that shut down or died, a
+// heartbeat that timed out, a node or an HTTP call that did not answer. The retry re-attaches to what is still running
+// (a program by its launch id, a Ray job by its submission id, supervision at its last heartbeat). A program that ran
+// and failed, or a permanent fault, ends the attempt at once (`attemptEndingTypes`).
+import type { ActivityOptions, RetryPolicy } from '@temporalio/workflow';
 import type { Spec } from '../src/spec/schema.js';
-import { nonRetryableTypes } from './definitions.js';
+import { attemptEndingTypes, nonRetryableTypes } from '../src/failure-types.js';
+
+/**
+ * Retries that re-attach: from the spec's initial retry interval, doubling up to 5 minutes, 10 attempts in all (an
+ * attempt is counted only once a worker picks it up, so a worker restart costs one, however long it takes).
+ */
+function reattaching(spec: Spec, nonRetryableErrorTypes: string[]): RetryPolicy {
+  return {
+    initialInterval: spec.policies.initialRetryInterval,
+    backoffCoefficient: 2,
+    maximumInterval: '5m',
+    maximumAttempts: 10,
+    nonRetryableErrorTypes,
+  };
+}
 
 /** Checks, probes, small API calls: seconds. */
 export function quick(_spec: Spec): ActivityOptions {
@@ -12,21 +29,36 @@ export function quick(_spec: Spec): ActivityOptions {
   };
 }
 
-/** Downloads, casts, conversions, cluster bring-up: hours, heartbeating; one attempt per pipeline attempt. */
+/**
+ * Downloads, casts, conversions, cluster bring-up, job submission (idempotent by its submission id): hours,
+ * heartbeating; retried by Temporal, re-attaching to the program in flight.
+ */
 export function transfer(spec: Spec): ActivityOptions {
   return {
     startToCloseTimeout: '48h',
     heartbeatTimeout: spec.policies.heartbeatTimeout,
-    retry: { maximumAttempts: 1 },
+    retry: reattaching(spec, attemptEndingTypes),
   };
 }
 
-/** Supervising a training job until its next checkpoint: may take hours, heartbeats often. */
+/** Supervising a training job until its next checkpoint: may take hours, heartbeats often; a retry resumes it. */
 export function supervise(spec: Spec): ActivityOptions {
   return {
     startToCloseTimeout: '7d',
     heartbeatTimeout: spec.policies.heartbeatTimeout,
-    retry: { maximumAttempts: 1 },
+    retry: reattaching(spec, attemptEndingTypes),
+  };
+}
+
+/**
+ * Checkpoint retention: deleting checkpoints of terabytes may take hours; heartbeats after every file it deletes, and
+ * a retry deletes what is left of the same plan.
+ */
+export function retention(spec: Spec): ActivityOptions {
+  return {
+    startToCloseTimeout: '24h',
+    heartbeatTimeout: spec.policies.heartbeatTimeout,
+    retry: reattaching(spec, nonRetryableTypes),
   };
 }
 
@@ -35,12 +67,3 @@ export const prepare: ActivityOptions = {
   startToCloseTimeout: '1m',
   retry: { maximumAttempts: 5, initialInterval: '1s', nonRetryableErrorTypes: nonRetryableTypes },
 };
-
-/** Deleting checkpoints (terabytes each at R1 scale): may take hours, heartbeats as it goes. */
-export function retention(spec: Spec): ActivityOptions {
-  return {
-    startToCloseTimeout: '12h',
-    heartbeatTimeout: spec.policies.heartbeatTimeout,
-    retry: { maximumAttempts: 5, initialInterval: '5s', nonRetryableErrorTypes: nonRetryableTypes },
-  };
-}

@@ -310,7 +310,7 @@ class PipelineRun {
     });
     // Clients of keel 0.1 still send signals: the same actions, without an answer.
     setHandler(pauseSignal, () => void this.pause());
-    setHandler(resumeSignal, () => void this.resume().catch(() => undefined));
+    setHandler(resumeSignal, () => void this.resume(true).catch(() => undefined));
     setHandler(stopAfterCheckpointSignal, () => void this.requestStopAfterCheckpoint().catch(() => undefined));
     setHandler(cancelSignal, (request) => void this.cancel(request?.reason).catch(() => undefined));
   }
@@ -332,14 +332,15 @@ class PipelineRun {
     };
   }
 
-  private async resume(): Promise<SteeringAnswer> {
+  /** `forwardAlways`: a signal's resume (no answer to give) reaches a running training even before it said it waits. */
+  private async resume(forwardAlways = false): Promise<SteeringAnswer> {
     const parts: string[] = [];
     if (this.paused) {
       this.paused = false;
       if (this.phase === 'paused') this.setPhase('running');
       parts.push('the pipeline runs again');
     }
-    if (this.trainingPhase === 'paused-crash-loop') {
+    if (this.trainingPhase === 'paused-crash-loop' || forwardAlways) {
       // Training waits for an operator after its crash-loop budget: the answer comes only once it has the signal.
       await this.signalTraining(resumeSignal);
       this.trainingPhase = undefined;
@@ -425,11 +426,18 @@ class PipelineRun {
   }
 }
 
+/** A permanent failure anywhere in the chain (an activity's, or a training child's own activity's): no new attempt. */
 function isPermanent(error: unknown): boolean {
-  const cause =
-    (error as { cause?: { type?: string; nonRetryable?: boolean } }).cause ??
-    (error as { type?: string; nonRetryable?: boolean });
-  return Boolean(cause && ((cause.type && nonRetryableTypes.includes(cause.type)) || cause.nonRetryable));
+  for (let e = error as FailureLike | undefined; e; e = e.cause) {
+    if ((e.type && nonRetryableTypes.includes(e.type)) || e.nonRetryable) return true;
+  }
+  return false;
+}
+
+interface FailureLike {
+  type?: string;
+  nonRetryable?: boolean;
+  cause?: FailureLike;
 }
 
 function describeFailure(error: unknown): string {

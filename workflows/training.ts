@@ -17,6 +17,7 @@ import {
 } from '@temporalio/workflow';
 import { durationMs as msToNumber } from '../src/spec/duration.js';
 import type { Activities } from '../activities/index.js';
+import type { SupervisionCursor } from '../activities/training.js';
 import type { Spec } from '../src/spec/schema.js';
 import { keelCheckpoint, keelEvalScore, keelPhase, keelRollout } from '../src/search-attributes.js';
 import {
@@ -40,6 +41,8 @@ export interface TrainingInput {
     extraNodes: { host: string; gpus?: number; name?: string }[];
     /** the cluster is being healed (carried across continue-as-new while waiting for nodes) */
     healing?: boolean;
+    /** where the last supervision of the current job stopped reading its log (the next one starts there) */
+    cursor?: SupervisionCursor;
   };
   /** a stopAfterCheckpoint signal received by an earlier run of the chain, carried across continue-as-new */
   stopAfterCheckpoint?: boolean;
@@ -176,6 +179,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
         });
         state.submissions++;
         state.jobId = submitted.jobId;
+        state.cursor = undefined;
         state.resumeFrom = submitted.tracker;
         state.baseline = submitted.tracker;
         log.info('training job submitted', { jobId: submitted.jobId, tracker: submitted.tracker });
@@ -190,6 +194,8 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
         resumeFrom: state.resumeFrom,
         activeNodes: state.activeNodes,
         extraNodes: state.extraNodes,
+        // read only what the job logged since the last supervision
+        cursor: state.cursor?.jobId === state.jobId ? state.cursor : undefined,
       };
       // The supervising activity dies with its worker (heartbeat timeout); the job does not. Supervise the same job
       // again: it re-attaches by its submission id and re-reads the job's log.
@@ -204,6 +210,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
         }
       }
       state.resumeFrom = undefined;
+      state.cursor = outcome.cursor;
       const lastFailure = state.failures.at(-1);
       if (lastFailure && !lastFailure.recoveredAt && outcome.firstRolloutAt)
         lastFailure.recoveredAt = outcome.firstRolloutAt;

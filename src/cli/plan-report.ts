@@ -55,6 +55,10 @@ export function formatPlan(p: Plan): string {
         'GPU per GPU (weights+grads)',
         `${fmtBytes(p.memory.gpuBytesPerGpu)} of ${fmtBytes(p.memory.gpuBytesAvailable)}`,
       ],
+      [
+        'rollout engine per GPU (weights)',
+        `${fmtBytes(p.engineMemory.weightBytesPerGpu)} of a ${fmtBytes(p.engineMemory.staticPoolBytesPerGpu)} static pool`,
+      ],
       ['host per node (CPU Adam)', p.memory.hostBytesPerNode ? fmtBytes(p.memory.hostBytesPerNode) : undefined],
       [
         'download / BF16 / torch_dist',
@@ -77,6 +81,7 @@ export function formatPlan(p: Plan): string {
       ['evals', p.schedule.evals],
     ]),
   );
+  out.push('', `train.py flags: ${p.flagsCheckedAgainst ? `checked against ${p.flagsCheckedAgainst}` : 'not checked'}`);
   out.push('', p.findings.length ? 'findings' : 'findings: none');
   for (const f of p.findings) {
     out.push(`  ${f.severity.toUpperCase().padEnd(7)} ${f.path}: ${f.message}`);

@@ -89,8 +89,12 @@ const jobDetails = z.object({
 
 export interface LogSlice {
   text: string;
-  /** Pass back as `offset` to read only what comes after (characters of the job's log text). */
+  /** Pass back as `offset` to read only what comes after (a byte offset in the job's log, UTF-8). */
   nextOffset: number;
+  /** Bytes transferred: the whole log, whatever the offset. */
+  bytesRead: number;
+  /** The log was shorter than the offset (rotated, or another job): this is the log from its start. */
+  restarted: boolean;
 }
 
 export interface WaitOptions {
@@ -145,15 +149,18 @@ export class RayJobsClient {
   }
 
   /**
-   * The job's output from `offset` on. Ray returns the whole log (its tail endpoint is a websocket), so this
-   * slices; an offset past the end (the log was rotated or the job resubmitted) restarts from 0.
+   * The job's output from byte `offset` on. Ray returns the whole log (its tail endpoint is a websocket), so every
+   * call transfers all of it and this slices (supervision reads the driver's log file by byte range instead:
+   * job-log.ts). An offset past the end (the log was rotated or the job resubmitted) restarts from 0.
    */
   async getLogs(submissionId: string, offset = 0, signal?: AbortSignal): Promise<LogSlice> {
     const body = z
       .object({ logs: z.string() })
       .parse(await this.http.json(`/api/jobs/${encodeURIComponent(submissionId)}/logs`, { signal }));
-    const start = offset <= body.logs.length ? offset : 0;
-    return { text: body.logs.slice(start), nextOffset: body.logs.length };
+    const bytes = Buffer.from(body.logs, 'utf8');
+    const restarted = offset > bytes.length;
+    const text = bytes.subarray(restarted ? 0 : offset).toString('utf8');
+    return { text, nextOffset: bytes.length, bytesRead: bytes.length, restarted };
   }
 
   /**

@@ -1,6 +1,7 @@
 // A gang: one argv per node with shared rendezvous env (MASTER_ADDR, MASTER_PORT, NODE_RANK, NNODES), all or nothing.
 // Member `rank` is launched as `<id>/rank-<rank>`. A member that exits non-zero or is lost stops the others; the gang
-// then fails (or, with maxAttempts > 1, is launched again as a whole).
+// then fails (or, with maxAttempts > 1, is launched again as a whole). A caller that stops waiting (abort) leaves the
+// members running unless it asks for them to be stopped.
 import { ExecError } from './errors.js';
 import { validateLaunchId } from './launch-spec.js';
 import { nodeName, type Executor, type NodeTarget, type ProcessRecord, type ProcessStatus } from './types.js';
@@ -36,8 +37,18 @@ export interface RunGangOptions {
   maxAttempts?: number;
   /** Bytes of a failed member's log carried by the error. Default 4096. */
   tailBytes?: number;
-  /** Aborting stops every member and rejects with the signal's reason. */
+  /** Aborting ends the wait and rejects with the signal's reason; the members are stopped when `stopOnAbort` says so. */
   signal?: AbortSignal;
+  /**
+   * Asked when `signal` aborts: true stops every member (a cancel request), false leaves them running for the next
+   * caller to re-attach to (a worker shutting down). Default: stop.
+   */
+  stopOnAbort?: () => boolean;
+  /**
+   * The caller's own launches start at this time (ISO): a gang with no member running whose members were all
+   * launched since then ended while nobody watched, and is judged (done, or failed) instead of launched again.
+   */
+  launchedSince?: string;
   onProgress?: (event: GangProgress) => void;
 }
 
@@ -92,6 +103,11 @@ async function runAttempt(options: RunGangOptions, attempt: number): Promise<Pro
   // With no member running, the gang is launched afresh.
   const before = await Promise.all(members.map((_, rank) => statusOf(rank)));
   const inFlight = before.some((status) => status?.state === 'running');
+  if (!inFlight && attempt === 1 && launchedByCaller(before, options.launchedSince)) {
+    const failed = before.findIndex((status) => !(status.state === 'exited' && status.exitCode === 0));
+    if (failed < 0) return before.map(stripStatus);
+    throw await memberFailure(options, failed, before[failed]!);
+  }
   const done = new Set<number>();
   const records = await Promise.all(
     members.map(async (member, rank) => {
@@ -136,10 +152,17 @@ async function runAttempt(options: RunGangOptions, attempt: number): Promise<Pro
       if (running.length) options.onProgress?.({ type: 'running', attempt, ranks: running });
     }
   } catch (error) {
-    if (signal?.aborted) await stopMembers(options, ids, attempt);
+    if (signal?.aborted && (options.stopOnAbort?.() ?? true)) await stopMembers(options, ids, attempt);
     throw error;
   }
   return records;
+}
+
+function launchedByCaller(
+  statuses: (ProcessStatus | undefined)[],
+  since: string | undefined,
+): statuses is ProcessStatus[] {
+  return since !== undefined && statuses.every((status) => status !== undefined && status.launchedAt >= since);
 }
 
 function rendezvousEnv(options: RunGangOptions, rank: number): Record<string, string> {

@@ -81,6 +81,13 @@ export const tailScript = `
 tail -c "+$(($2 + 1))" -- "$1/output.log" | head -c "$3"
 `;
 
+/** The file's size in bytes on one line, then up to $3 of its bytes from byte $2 (tail seeks). Exit 3 = no such file. */
+export const readRangeScript = `
+[ -f "$1" ] || exit 3
+stat -c %s -- "$1" || exit 1
+tail -c "+$(($2 + 1))" -- "$1" | head -c "$3"
+`;
+
 /**
  * TERM the process group, KILL it after graceSteps x 100 ms, wait until no member is left (zombies do not count),
  * and write exit code 137 when the wrapper was killed before it could write one. Exit 3 = no record.

@@ -18,6 +18,7 @@ import {
   readFileScript,
   runScript,
   statusScript,
+  readRangeScript,
   stopScript,
   tailScript,
   writeFileScript,
@@ -26,6 +27,7 @@ import {
 import {
   nodeName,
   type Executor,
+  type FileRange,
   type LaunchSpec,
   type NodeTarget,
   type ProcessRecord,
@@ -132,6 +134,31 @@ export abstract class ScriptExecutor implements Executor {
     if (raw === undefined) throw new UnknownProcessError(nodeName(node), id);
     const complete = completeUtf8Prefix(raw.stdout);
     return { text: Buffer.from(complete).toString('utf8'), nextOffset: offset + complete.length };
+  }
+
+  async readFileRange(
+    node: NodeTarget,
+    path: string,
+    offset: number,
+    maxBytes = defaultTailBytes,
+  ): Promise<FileRange | undefined> {
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new RangeError(`invalid read offset ${offset}`);
+    const raw = await this.checked(node, 'read-range', readRangeScript, [
+      requireAbsolute(path, 'path'),
+      String(offset),
+      String(Math.max(1, maxBytes)),
+    ]);
+    if (raw === undefined) return undefined;
+    const newline = raw.stdout.indexOf(0x0a);
+    const size = Number(Buffer.from(raw.stdout.subarray(0, newline)).toString('utf8'));
+    const bytes = raw.stdout.subarray(newline + 1);
+    const complete = completeUtf8Prefix(bytes);
+    return {
+      text: Buffer.from(complete).toString('utf8'),
+      nextOffset: offset + complete.length,
+      size,
+      bytesRead: bytes.length,
+    };
   }
 
   async stop(node: NodeTarget, id: string, options: { graceMs?: number } = {}): Promise<void> {

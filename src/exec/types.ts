@@ -64,6 +64,17 @@ export interface TailResult {
   nextOffset: number;
 }
 
+export interface FileRange {
+  /** The bytes read, decoded (a UTF-8 sequence cut at the end is left for the next read). */
+  text: string;
+  /** Pass back as `offset` to read what comes after. */
+  nextOffset: number;
+  /** The file's size when it was read (smaller than the offset asked for: the file was replaced or truncated). */
+  size: number;
+  /** Bytes that came from the node for this read. */
+  bytesRead: number;
+}
+
 export interface Executor {
   readonly kind: 'local' | 'ssh';
   run(node: NodeTarget, argv: string[], options?: RunOptions): Promise<RunResult>;
@@ -72,6 +83,8 @@ export interface Executor {
   /** `undefined` = never launched. */
   status(node: NodeTarget, id: string): Promise<ProcessStatus | undefined>;
   tail(node: NodeTarget, id: string, offset: number, maxBytes?: number): Promise<TailResult>;
+  /** Up to `maxBytes` of any file on the node from byte `offset` on, without reading what comes before; undefined = no such file. */
+  readFileRange(node: NodeTarget, path: string, offset: number, maxBytes?: number): Promise<FileRange | undefined>;
   /** TERM the process group, KILL it after the grace period; resolves when the group is gone. */
   stop(node: NodeTarget, id: string, options?: { graceMs?: number }): Promise<void>;
   readFile(node: NodeTarget, path: string): Promise<string | undefined>;

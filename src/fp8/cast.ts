@@ -34,6 +34,11 @@ export interface CastOptions {
   keepQuantizationConfig?: boolean;
   /** copy an FP8 tensor without a scale unchanged, with a warning (slime's behaviour), instead of failing */
   allowMissingScale?: boolean;
+  /**
+   * write exactly what slime's tools/fp8_cast_bf16.py writes, file for file: config.json unchanged, shards without
+   * `{"format": "pt"}` metadata, the index in the input's order without the cast weights' scales (json.dump indent 2)
+   */
+  likeSlime?: boolean;
   onWarning?: (message: string) => void;
   /** input bytes per worker task (default about 1 MB) */
   chunkBytes?: number;
@@ -133,7 +138,7 @@ async function copySideFiles(options: CastOptions, names: string[]): Promise<voi
   for (const name of names) {
     const source = join(options.inputDir, name);
     const target = join(options.outputDir, name);
-    if (name === 'config.json' && !options.keepQuantizationConfig) {
+    if (name === 'config.json' && !options.keepQuantizationConfig && !options.likeSlime) {
       const config = JSON.parse(await readFile(source, 'utf8')) as Record<string, unknown>;
       delete config.quantization_config;
       await writeAtomically(target, JSON.stringify(config, null, 2) + '\n');
@@ -165,7 +170,7 @@ async function verifyOutput(plan: CastPlan, outputDir: string, pool: WorkerPool,
 export async function castFp8Checkpoint(options: CastOptions): Promise<CastResult> {
   const started = performance.now();
   const { inputDir, outputDir, signal } = options;
-  const plan = await planCast(inputDir, { allowMissingScale: options.allowMissingScale });
+  const plan = await planCast(inputDir, { allowMissingScale: options.allowMissingScale, likeSlime: options.likeSlime });
   for (const warning of plan.warnings) options.onWarning?.(warning);
   if ((await stat(outputDir).catch(() => undefined))?.ino === (await stat(inputDir)).ino)
     throw new Error(`the output directory is the input directory (${inputDir})`);
@@ -282,7 +287,7 @@ export async function castFp8Checkpoint(options: CastOptions): Promise<CastResul
     await copySideFiles(options, sideFiles);
     await writeAtomically(
       join(outputDir, indexFileName),
-      JSON.stringify({ metadata: {}, weight_map: plan.weightMap }, null, 2) + '\n',
+      JSON.stringify({ metadata: {}, weight_map: plan.weightMap }, null, 2) + (options.likeSlime ? '' : '\n'),
     );
     await syncDirectory(outputDir);
     if (options.verify) await verifyOutput(plan, outputDir, pool, options.chunkBytes);

@@ -80,7 +80,16 @@ async function readIndex(inputDir: string): Promise<Record<string, string>> {
   return map as Record<string, string>;
 }
 
-export async function planCast(inputDir: string, options: { allowMissingScale?: boolean } = {}): Promise<CastPlan> {
+export interface PlanOptions {
+  allowMissingScale?: boolean;
+  /**
+   * The layout slime's tools/fp8_cast_bf16.py writes: shards without `{"format": "pt"}` metadata, and the index in
+   * the input's order with the scales of the cast weights removed (other entries kept as they are).
+   */
+  likeSlime?: boolean;
+}
+
+export async function planCast(inputDir: string, options: PlanOptions = {}): Promise<CastPlan> {
   const weightMap = await readIndex(inputDir);
   const shardNames = [...new Set(Object.values(weightMap))].sort();
   const headers = new Map<string, SafetensorsHeader>();
@@ -106,6 +115,7 @@ export async function planCast(inputDir: string, options: { allowMissingScale?: 
   const warnings: string[] = [];
   // Keyed by tensor names from the files: no prototype, so `__proto__` is a tensor like any other.
   const outputMap: Record<string, string> = Object.create(null) as Record<string, string>;
+  const castScales = new Set<string>();
   const shards = shardNames.map((shard): ShardPlan => {
     const header = headers.get(shard)!;
     const planned: {
@@ -156,6 +166,7 @@ export async function planCast(inputDir: string, options: { allowMissingScale?: 
           `${scaleFile}: scale ${scaleName} is ${scale.dtype} ${JSON.stringify(scale.shape)}, ` +
             `expected F32 ${JSON.stringify(want)} for ${t.name} ${JSON.stringify(t.shape)} (128x128 blocks)`,
         );
+      castScales.add(scaleName);
       planned.push({
         name: t.name,
         dtype: 'BF16',
@@ -171,7 +182,7 @@ export async function planCast(inputDir: string, options: { allowMissingScale?: 
         }),
       });
     }
-    const layout = layoutFile(planned, { format: 'pt' });
+    const layout = layoutFile(planned, options.likeSlime ? undefined : { format: 'pt' });
     const byName = new Map(planned.map((p) => [p.name, p]));
     return {
       name: shard,
@@ -182,6 +193,8 @@ export async function planCast(inputDir: string, options: { allowMissingScale?: 
       jobs: layout.tensors.map((t) => byName.get(t.name)!.job(t.begin)),
     };
   });
-  const sortedMap = Object.fromEntries(Object.entries(outputMap).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-  return { inputDir, shards, weightMap: sortedMap, warnings };
+  const outputIndex = options.likeSlime
+    ? Object.fromEntries(Object.entries(weightMap).filter(([name]) => !castScales.has(name)))
+    : Object.fromEntries(Object.entries(outputMap).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return { inputDir, shards, weightMap: outputIndex, warnings };
 }

@@ -181,13 +181,14 @@ export interface OutputLayout {
 }
 
 /** Lay out a safetensors file as the reference writer does. */
-export function layoutFile(tensors: OutputTensor[], metadata: Record<string, string>): OutputLayout {
+/** The header and offsets of a file as safetensors writes it; without metadata there is no `__metadata__` entry. */
+export function layoutFile(tensors: OutputTensor[], metadata: Record<string, string> | undefined): OutputLayout {
   const sorted = [...tensors].sort(
     (a, b) => dtypeRank.get(b.dtype)! - dtypeRank.get(a.dtype)! || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
   );
   // No prototype: a tensor may be named `__proto__` (or `constructor`) and must still be written.
   const header: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
-  header.__metadata__ = metadata;
+  if (metadata !== undefined) header.__metadata__ = metadata;
   let offset = 0;
   const placed = sorted.map((t) => {
     const bytes = numel(t.shape) * elementSize(t.dtype)!;

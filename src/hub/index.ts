@@ -60,16 +60,18 @@ export function checkedListing(listing: unknown, source: string): RepoListing {
   );
 }
 
-/** GET /api/models/{repo}/revision/{rev}?blobs=true: siblings with sizes and LFS sha256. */
+/** GET /api/{models|datasets}/{repo}/revision/{rev}?blobs=true: siblings with sizes and LFS sha256. */
 export async function listRepoFiles(options: {
   endpoint?: string;
   repo: string;
   revision: string;
+  repoType?: 'model' | 'dataset';
   token?: string;
   signal?: AbortSignal;
 }): Promise<RepoListing> {
   const endpoint = (options.endpoint ?? defaultHubEndpoint).replace(/\/+$/, '');
-  const url = `${endpoint}/api/models/${options.repo}/revision/${encodeURIComponent(options.revision)}?blobs=true`;
+  const kind = options.repoType === 'dataset' ? 'datasets' : 'models';
+  const url = `${endpoint}/api/${kind}/${options.repo}/revision/${encodeURIComponent(options.revision)}?blobs=true`;
   const response = await fetch(url, {
     headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
     signal: options.signal ?? AbortSignal.timeout(30_000),

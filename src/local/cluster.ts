@@ -49,6 +49,8 @@ export interface LocalCluster {
 }
 
 export const tinyRepo = 'keel-tiny/tiny-v3-fp8';
+/** The toy task's prompts and evals, served as a dataset repo (what dapo-math-17k and aime-2024 are to R1). */
+export const tinyDatasetRepo = 'keel-tiny/toy-addition';
 
 /** Generate (or reuse) the tiny FP8 model; returns its directory. */
 export async function ensureTinyModel(options: {
@@ -121,6 +123,12 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     await mkdir(join(repoDir, '..'), { recursive: true });
     await cp(modelDir, repoDir, { recursive: true });
   }
+  const datasetDir = join(hubRoot, 'datasets', tinyDatasetRepo);
+  if (!existsSync(join(datasetDir, 'eval.jsonl'))) {
+    await mkdir(datasetDir, { recursive: true });
+    await cp(join(modelDir, 'data', 'train.jsonl'), join(datasetDir, 'train.jsonl'));
+    await cp(join(modelDir, 'data', 'eval.jsonl'), join(datasetDir, 'eval.jsonl'));
+  }
   const hubPort = await freePort('127.0.0.1');
   const hub = spawn(
     join(options.repoRoot, '.venv', 'bin', 'python'),
@@ -139,7 +147,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   let ssh: SshCluster | undefined;
   try {
     await waitForHttp(`${hubEndpoint}/api/models/${tinyRepo}`, 30_000);
-    log(`local hub: ${hubEndpoint} serves ${tinyRepo}`);
+    log(`local hub: ${hubEndpoint} serves ${tinyRepo} and the dataset ${tinyDatasetRepo}`);
     if (options.ssh) {
       ssh = await startSshCluster({ count, baseAddress: '127.0.1.1' });
       ssh.nodes.forEach((n, i) => (all[i]!.port = n.port));

@@ -35,6 +35,18 @@ export interface SshClusterOptions {
   basePort?: number;
   /** First address; node i gets the last octet increased by i. Default 127.0.1.1. */
   baseAddress?: string;
+  /**
+   * Storage that is not shared: node i's sshd (and so every command run on node i) sees `sources[i]` at `target`,
+   * bound in a mount namespace of its own. Needs root and unshare (see {@link nodeLocalMountsUnavailableReason}).
+   */
+  nodeLocalMount?: { target: string; sources: string[] };
+}
+
+/** Why node-local mounts cannot be made here, or undefined when they can. */
+export function nodeLocalMountsUnavailableReason(): string | undefined {
+  if (process.getuid?.() !== 0) return 'node-local mounts need root (a mount namespace per sshd)';
+  if (!existsSync('/usr/bin/unshare')) return '/usr/bin/unshare is missing';
+  return undefined;
 }
 
 /** Why the ssh tests cannot run here, or undefined when they can. */
@@ -63,7 +75,7 @@ export async function startSshCluster(options: SshClusterOptions): Promise<SshCl
       const hostKey = path.join(dir, `host-${i}_ed25519`);
       await generateKey(hostKey, `keel-test-host-${i}`);
       const port = options.basePort === undefined ? await freePort(host) : options.basePort + i;
-      servers.push(await startServer(dir, i, host, port, hostKey));
+      servers.push(await startServer(dir, i, host, port, hostKey, mountFor(options, i)));
       nodes.push({ host, port });
       const [type, key] = (await readFile(`${hostKey}.pub`, 'utf8')).trim().split(/\s+/);
       knownHosts.push(`${port === 22 ? host : `[${host}]:${port}`} ${type} ${key}\n`);
@@ -79,7 +91,8 @@ export async function startSshCluster(options: SshClusterOptions): Promise<SshCl
       if (!node) throw new Error(`no ssh node ${index}`);
       const server = servers[index];
       if (server && server.exitCode === null && server.signalCode === null) return;
-      servers[index] = await startServer(dir, index, node.host, node.port, path.join(dir, `host-${index}_ed25519`));
+      const hostKey = path.join(dir, `host-${index}_ed25519`);
+      servers[index] = await startServer(dir, index, node.host, node.port, hostKey, mountFor(options, index));
     };
     return { nodes, identityFile, knownHostsFile, user, dir, stop, stopNode, startNode };
   } catch (error) {
@@ -100,12 +113,19 @@ function offsetAddress(base: string, offset: number): string {
   return octets.join('.');
 }
 
+function mountFor(options: SshClusterOptions, index: number): { target: string; source: string } | undefined {
+  const m = options.nodeLocalMount;
+  const source = m?.sources[index];
+  return m && source ? { target: m.target, source } : undefined;
+}
+
 async function startServer(
   dir: string,
   index: number,
   host: string,
   port: number,
   hostKey: string,
+  mount?: { target: string; source: string },
 ): Promise<ChildProcess> {
   const config = path.join(dir, `sshd-${index}.conf`);
   await writeFile(
@@ -130,7 +150,16 @@ async function startServer(
   const logFile = path.join(dir, `sshd-${index}.log`);
   const logFd = openSync(logFile, 'a');
   // Own process group; each connection handler is a child in a session of its own (stop() ends those by ppid).
-  const server = spawn(sshdPath, ['-D', '-e', '-f', config], { detached: true, stdio: ['ignore', logFd, logFd] });
+  const sshd = [sshdPath, '-D', '-e', '-f', config];
+  // unshare and sh exec in place: the spawned pid ends up being sshd itself
+  const argv = mount
+    ? [
+        ...['/usr/bin/unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c'],
+        'mount --bind "$1" "$2" && shift 2 && exec "$@"',
+        ...['keel-node', mount.source, mount.target, ...sshd],
+      ]
+    : sshd;
+  const server = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', logFd, logFd] });
   closeSync(logFd);
   let exited = false;
   server.once('exit', () => (exited = true));

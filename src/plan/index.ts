@@ -5,6 +5,11 @@ import { modelPaths, stripTrailingSlash } from '../spec/paths.js';
 import { hasErrors, type Finding } from './findings.js';
 import { checkSecrets } from './secrets.js';
 import { deriveLayout, type ParallelLayout } from './layout.js';
+import { planExtraArgs } from './extra-args.js';
+import { checkMicroBatch } from './batches.js';
+import { checkDashboardExposure } from './ray-dashboard.js';
+import { checkEngineMemory, type EngineMemory } from './engine-memory.js';
+import { checkTrainFlags, describeCatalogue, type ArgCatalogue } from './flags.js';
 import {
   checkpointSchedule,
   estimateMemory,
@@ -39,15 +44,27 @@ export interface Plan {
   };
   tokens: { perSampleMax: number; budgetPerCpGroup?: number };
   memory: MemoryEstimate;
+  engineMemory: EngineMemory;
   storage: StorageEstimate;
   schedule: { checkpoints: number; firstCheckpoint?: number; lastCheckpoint?: number; evals: number };
+  /** the argument catalogue the train.py flags were checked against, if any */
+  flagsCheckedAgainst?: string;
   findings: Finding[];
   ok: boolean;
 }
 
-export function plan(spec: Spec): Plan {
+export interface PlanOptions {
+  /** check every train.py flag against this catalogue of slime's (and Megatron's) parsers */
+  catalogue?: ArgCatalogue;
+}
+
+export function plan(given: Spec, options: PlanOptions = {}): Plan {
   const findings: Finding[] = [];
+  // Planned with the values slime will see: an extraArgs flag that duplicates a typed field is an error, and wins.
+  const spec = planExtraArgs(given, findings);
+  if (options.catalogue) findings.push(...checkTrainFlags(given, options.catalogue));
   checkCluster(spec, findings);
+  checkDashboardExposure(spec, findings);
   checkSecrets(spec, findings);
 
   const arch = spec.model.architecture;
@@ -115,10 +132,12 @@ export function plan(spec: Spec): Plan {
 
   const rollout = planRollout(spec, worldSize, findings);
   const batch = planBatch(spec, layout, findings);
+  checkMicroBatch(spec, layout, findings);
   const tokens = planTokens(spec, findings);
   checkGrpo(spec, findings);
   const schedule = planSchedule(spec, findings);
   const memory = estimateMemory(spec, layout, findings);
+  const engineMemory = checkEngineMemory(spec, findings);
   const storage = estimateStorage(spec, findings);
 
   return {
@@ -130,8 +149,10 @@ export function plan(spec: Spec): Plan {
     batch,
     tokens,
     memory,
+    engineMemory,
     storage,
     schedule,
+    flagsCheckedAgainst: options.catalogue ? describeCatalogue(options.catalogue) : undefined,
     findings,
     ok: !hasErrors(findings),
   };

@@ -36,6 +36,8 @@ export interface FollowerOptions extends ParseOptions {
   maxLineLength?: number;
   /** Continue from an earlier follower's summary (a retried activity re-reading the log from its last offset). */
   summary?: SlimeLogSummary;
+  /** ... and from the line it had begun and not ended (its `pending` text). */
+  pending?: string;
 }
 
 export class SlimeLogFollower {
@@ -47,6 +49,12 @@ export class SlimeLogFollower {
     this.state = options.summary
       ? structuredClone(options.summary)
       : { evals: {}, engineFailures: 0, enginesRecovered: 0, lines: 0 };
+    this.partial = options.pending ?? '';
+  }
+
+  /** The line begun and not yet ended. */
+  get pending(): string {
+    return this.partial;
   }
 
   /** Consume a chunk of output; returns the events of the lines it completed. */

@@ -2,7 +2,7 @@
 // (what runs) and `keel render` (what a person reads).
 import { quote } from 'shell-quote';
 import type { NodeSpec, Spec } from '../spec/schema.js';
-import { modelPaths } from '../spec/paths.js';
+import { modelPaths, underBase } from '../spec/paths.js';
 import { conversionArgs, groupOrder, trainArgGroups } from './args.js';
 
 /** Stands in an argv for the model script's MODEL_ARGS array, expanded on the node by {@link withModelArgs}. */
@@ -57,11 +57,36 @@ export function headNode(spec: Spec, nodes: NodeSpec[] = spec.cluster.nodes): No
   return head;
 }
 
-export function downloadCommand(spec: Spec): StepCommand {
-  const argv = ['hf', 'download', spec.model.repo, '--local-dir', modelPaths(spec).download];
-  if (spec.model.revision !== 'main') argv.push('--revision', spec.model.revision);
+/** What an hf-download step fetches: the model by default, or the dataset (or model) repo the step names. */
+export interface DownloadTarget {
+  repoType: 'model' | 'dataset';
+  repo: string;
+  revision: string;
+  localDir: string;
+  files?: string[];
+}
+
+export function downloadTarget(spec: Spec, stepId?: string): DownloadTarget {
+  const step = stepId === undefined ? undefined : spec.steps[stepId];
+  const own = step?.kind === 'hf-download' ? step : undefined;
+  const isModel = !own?.repo;
   return {
-    title: 'download the model',
+    repoType: own?.repoType ?? 'model',
+    repo: own?.repo ?? spec.model.repo,
+    revision: own?.revision ?? (isModel ? spec.model.revision : 'main'),
+    localDir: own?.localDir ? underBase(spec, own.localDir) : modelPaths(spec).download,
+    files: own?.files,
+  };
+}
+
+export function downloadCommand(spec: Spec, stepId?: string): StepCommand {
+  const target = downloadTarget(spec, stepId);
+  const argv = ['hf', 'download'];
+  if (target.repoType === 'dataset') argv.push('--repo-type', 'dataset');
+  argv.push(target.repo, ...(target.files ?? []), '--local-dir', target.localDir);
+  if (target.revision !== 'main') argv.push('--revision', target.revision);
+  return {
+    title: `download ${target.repoType === 'dataset' ? 'the dataset' : 'the model'} ${target.repo}`,
     node: nodeName(headNode(spec)),
     argv,
     env: {},
@@ -127,7 +152,9 @@ export function rayHeadCommand(spec: Spec, head: NodeSpec = headNode(spec)): Ste
   const r = spec.rayHead;
   const argv = ['ray', 'start', '--head', '--node-ip-address', nodeIp(head), '--num-gpus', String(head.gpus)];
   if (r.port !== 6379) argv.push('--port', String(r.port));
-  argv.push('--disable-usage-stats', `--dashboard-host=${r.dashboardHost}`, `--dashboard-port=${r.dashboardPort}`);
+  // The dashboard serves Ray's Jobs API without authentication: by default only on the head's own address.
+  const host = r.dashboardHost ?? nodeIp(head);
+  argv.push('--disable-usage-stats', `--dashboard-host=${host}`, `--dashboard-port=${r.dashboardPort}`);
   return { title: 'start the Ray head', node: nodeName(head), argv, env: {}, envFromWorker: {} };
 }
 
@@ -194,8 +221,9 @@ export function trainJob(
     envFromWorker: {},
     modelScript: spec.model.modelScript,
   });
-  // The control worker reaches the dashboard at the head's address (it listens on all interfaces with 0.0.0.0).
-  const dashboardHost = spec.rayHead.dashboardHost === '0.0.0.0' ? master : spec.rayHead.dashboardHost;
+  // The control worker reaches the dashboard at the head's address (also when it listens on every interface).
+  const bound = spec.rayHead.dashboardHost;
+  const dashboardHost = bound === undefined || bound === '0.0.0.0' || bound === '::' ? master : bound;
   return {
     argv,
     envVars,

@@ -13,6 +13,7 @@ import {
 } from './commands.js';
 import { topologicalOrder } from './dag.js';
 import { controlCharacter } from '../spec/names.js';
+import { trainingInputs } from './inputs.js';
 
 /**
  * Quote only what needs it (shell-quote does the quoting), so the script stays readable. A value with a control
@@ -82,15 +83,21 @@ export function renderScript(spec: Spec): string {
     lines.push(`# --- step ${id} (${step.kind})${step.needs.length ? `, after ${step.needs.join(', ')}` : ''}`);
     switch (step.kind) {
       case 'probe':
-        lines.push('# probe: every node reachable, GPUs healthy (nvidia-smi), host memory, disk, shared BASE_DIR');
+        lines.push('# probe: every node reachable, GPUs healthy (nvidia-smi), host memory, disk, shared BASE_DIR;');
+        lines.push('#        every train.py flag against the parsers of the slime checkout on the head node');
+        if (step.inputs) {
+          lines.push('#        and on every node, the same input paths training reads:');
+          for (const input of trainingInputs(spec)) lines.push(`#          ${input.path} (${input.what})`);
+        }
         break;
       case 'hf-download':
-        lines.push(...group(spec, [downloadCommand(spec)]));
+        lines.push(...group(spec, [downloadCommand(spec, id)]));
         break;
       case 'fp8-cast':
         if (step.engine === 'native') {
           const c = castCommand(spec);
-          lines.push(`keel fp8-cast --in ${q(c.argv[3]!)} --out ${q(c.argv[5]!)}`);
+          const flags = [step.likeSlime ? ' --like-slime' : '', step.directIo ? '' : ' --no-direct-io'].join('');
+          lines.push(`keel fp8-cast --in ${q(c.argv[3]!)} --out ${q(c.argv[5]!)}${flags}`);
         } else lines.push(...group(spec, [castCommand(spec)]));
         break;
       case 'torch-dist-convert':
@@ -106,7 +113,7 @@ export function renderScript(spec: Spec): string {
           'ray',
           'job',
           'submit',
-          `--address=http://${spec.rayHead.dashboardHost === '0.0.0.0' ? '127.0.0.1' : spec.rayHead.dashboardHost}:${spec.rayHead.dashboardPort}`,
+          `--address=${job.dashboardUrl}`,
           `--runtime-env-json=${JSON.stringify({ env_vars: job.envVars })}`,
           '--',
           spec.slime.python,

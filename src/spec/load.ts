@@ -4,7 +4,14 @@ import { open } from 'node:fs/promises';
 import YAML from 'yaml';
 import { maxSpecBytes } from './guard.js';
 import { controlCharacter, describeName, hostProblem } from './names.js';
-import { deepMerge, overrideAt, resolveSpecInput, type SpecProblem, type SpecResult } from './resolve.js';
+import {
+  deepMerge,
+  mergeOverrides,
+  overrideAt,
+  resolveSpecInput,
+  type SpecProblem,
+  type SpecResult,
+} from './resolve.js';
 
 export interface SpecRequest {
   /** a YAML/JSON spec file (a full spec, or { preset, overrides }) */
@@ -87,20 +94,21 @@ export function parseSet(expr: string): Record<string, unknown> {
   } catch {
     value = text;
   }
-  return overrideAt(path, value ?? text);
+  // `k=null` (or `k=~`) removes the key; an empty value is the empty string.
+  return overrideAt(path, value === undefined || (value === null && text.trim() === '') ? text : value);
 }
 
 /** Build the raw request (preset + overrides, or a full spec) from CLI-style inputs; hostfiles are read here. */
 export async function buildSpecRequest(request: SpecRequest): Promise<unknown> {
   let overrides: unknown = {};
-  for (const overlay of request.overlays ?? []) overrides = deepMerge(overrides, await readSpecFile(overlay));
-  for (const expr of request.sets ?? []) overrides = deepMerge(overrides, parseSet(expr));
+  for (const overlay of request.overlays ?? []) overrides = mergeOverrides(overrides, await readSpecFile(overlay));
+  for (const expr of request.sets ?? []) overrides = mergeOverrides(overrides, parseSet(expr));
 
   let raw: unknown;
   if (request.file) {
     const fromFile = await readSpecFile(request.file);
     raw = isPresetRequest(fromFile)
-      ? { preset: fromFile.preset, overrides: deepMerge(fromFile.overrides ?? {}, overrides) }
+      ? { preset: fromFile.preset, overrides: mergeOverrides(fromFile.overrides ?? {}, overrides) }
       : deepMerge(fromFile, overrides);
   } else if (request.preset) {
     raw = { preset: request.preset, overrides };

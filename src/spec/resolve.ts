@@ -34,12 +34,37 @@ function cloneJson<T>(value: T): T {
 
 /** Deep merge: objects merge key by key, anything else (arrays included) replaces, and null removes the key. */
 export function deepMerge(base: Json, override: Json): Json {
-  if (!isPlainObject(base) || !isPlainObject(override)) return cloneJson(override);
+  if (!isPlainObject(base) || !isPlainObject(override)) return withoutNulls(override);
   const out: Record<string, Json> = cloneJson(base);
   for (const [key, value] of Object.entries(override)) {
     if (isPrototypeKey(key)) throw new Error(`'${key}' is not allowed as a key (it names a property of every object)`);
     if (value === null) delete out[key];
-    else out[key] = Object.hasOwn(out, key) ? deepMerge(out[key], value) : cloneJson(value);
+    else out[key] = Object.hasOwn(out, key) ? deepMerge(out[key], value) : withoutNulls(value);
+  }
+  return out;
+}
+
+/** A copy with every null object value removed, at any depth (a null that removes nothing is just dropped). */
+function withoutNulls(value: Json): Json {
+  if (!isPlainObject(value)) return cloneJson(value);
+  const out: Record<string, Json> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (isPrototypeKey(key)) throw new Error(`'${key}' is not allowed as a key (it names a property of every object)`);
+    if (v !== null) out[key] = withoutNulls(v);
+  }
+  return out;
+}
+
+/**
+ * Overrides on top of overrides (several `-f` files, then `--set`): like deepMerge, but a null is kept, so that it
+ * still removes the key when the overrides are finally merged onto the spec or preset.
+ */
+export function mergeOverrides(base: Json, override: Json): Json {
+  if (!isPlainObject(base) || !isPlainObject(override)) return cloneJson(override);
+  const out: Record<string, Json> = cloneJson(base);
+  for (const [key, value] of Object.entries(override)) {
+    if (isPrototypeKey(key)) throw new Error(`'${key}' is not allowed as a key (it names a property of every object)`);
+    out[key] = Object.hasOwn(out, key) && value !== null ? mergeOverrides(out[key], value) : cloneJson(value);
   }
   return out;
 }
@@ -165,6 +190,17 @@ export function structuralProblems(spec: Spec): SpecProblem[] {
       }
       if (need === id) problems.push({ path: `steps.${id}.needs[${i}]`, message: 'a step cannot need itself' });
     });
+  }
+  for (const [id, step] of Object.entries(spec.steps)) {
+    if (step.kind !== 'hf-download' || step.repoType !== 'dataset') continue;
+    for (const field of ['repo', 'localDir'] as const) {
+      if (!step[field]) {
+        problems.push({
+          path: `steps.${id}.${field}`,
+          message: `a dataset download needs its ${field} (e.g. ${field === 'repo' ? 'zhuzilin/dapo-math-17k' : 'dapo-math-17k'})`,
+        });
+      }
+    }
   }
   const cycle = findCycle(spec);
   if (cycle)

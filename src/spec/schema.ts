@@ -2,7 +2,7 @@
 // Secrets are never values here: only the names of env vars or files that hold them.
 import { z } from 'zod';
 import { durationMs } from './duration.js';
-import { hostProblem, isPrototypeKey } from './names.js';
+import { hostProblem, isPrototypeKey, relativePathProblem } from './names.js';
 import { secretEnvName, variableName, variableNameMatching } from './env-names.js';
 
 const envVarName = variableName;
@@ -291,7 +291,9 @@ export const conversionSchema = z
 export const rayHeadSchema = z
   .object({
     port: z.number().int().min(1).max(65535).default(6379),
-    dashboardHost: nonEmpty.default('0.0.0.0'),
+    dashboardHost: nonEmpty
+      .optional()
+      .describe("address the dashboard (and its unauthenticated Jobs API) binds; default: the head node's own address"),
     dashboardPort: z.number().int().min(1).max(65535).default(8265),
     jobEnv: z
       .record(envVarName, z.string())
@@ -323,13 +325,51 @@ const stepBase = {
 };
 
 export const stepSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('probe'), ...stepBase }).strict(),
-  z.object({ kind: z.literal('hf-download'), ...stepBase, verifySha256: z.boolean().default(false) }).strict(),
+  z
+    .object({
+      kind: z.literal('probe'),
+      ...stepBase,
+      inputs: z
+        .boolean()
+        .default(false)
+        .describe('also check that every input path training reads is on every node and the same there'),
+    })
+    .strict(),
+  z
+    .object({
+      kind: z.literal('hf-download'),
+      ...stepBase,
+      verifySha256: z.boolean().default(false),
+      repoType: z.enum(['model', 'dataset']).default('model').describe("'dataset': hf download --repo-type dataset"),
+      repo: nonEmpty.optional().describe('Hub repo id; default model.repo (required for a dataset)'),
+      revision: nonEmpty.optional().describe('default main (model.revision for the model)'),
+      localDir: nonEmpty
+        .optional()
+        .describe(
+          'download target, relative paths under storage.baseDir; default model.downloadDir (required for a dataset)',
+        ),
+      files: list(
+        nonEmpty.superRefine((file, ctx) => {
+          const problem = relativePathProblem(file);
+          if (problem) ctx.addIssue({ code: 'custom', message: `a file of the repo: ${problem}` });
+        }),
+        100_000,
+      )
+        .optional()
+        .describe('only these files of the repo (default: all)'),
+    })
+    .strict(),
   z
     .object({
       kind: z.literal('fp8-cast'),
       ...stepBase,
       engine: z.enum(['slime', 'native']).default('slime'),
+      likeSlime: z
+        .boolean()
+        .default(false)
+        .describe(
+          "native engine: output identical, file for file, to slime's tool (default: keel's layout, format metadata, no quantization_config)",
+        ),
       threads: positiveInt.optional(),
       directIo: z
         .boolean()
@@ -437,7 +477,6 @@ export const specSchema = z
     conversion: conversionSchema,
     rayHead: rayHeadSchema.default({
       port: 6379,
-      dashboardHost: '0.0.0.0',
       dashboardPort: 8265,
       jobEnv: {},
       jobSecretEnv: [],

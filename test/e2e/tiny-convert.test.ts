@@ -6,7 +6,12 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createHash } from 'node:crypto';
+import { createActivities } from '../../activities/index.js';
 import { checkTorchDistRelease } from '../../src/progress/checkpoints.js';
+import { resolveSpecOrThrow } from '../../src/spec/index.js';
+import { repoRoot } from '../support/temporal.js';
 import { freePort } from '../support/ray-cluster.js';
 import {
   converterScript,
@@ -106,6 +111,94 @@ describe('tiny torch_dist converter (real torchrun, several nodes on one host)',
       assert.deepEqual(report.dtypes, ['torch.bfloat16']);
     });
   }
+
+  it("keel's convert step clears a failed attempt's iter_0000001/ and a stale release/: the retry equals a clean conversion", async () => {
+    // Without keel, the stand-in (like slime's tool) nests into an existing release/ and leaves it stale.
+    const stale = path.join(root, 'td-stale');
+    await fs.mkdir(path.join(stale, 'release'), { recursive: true });
+    await fs.writeFile(path.join(stale, 'release', '__5_0.distcp'), 'stale shard');
+    const [plain] = await convertWithTorchrun({
+      hfDir,
+      saveDir: stale,
+      nodes: 2,
+      masterPort: await freePort('127.0.0.1'),
+      parallelArgs,
+    });
+    assert.equal(plain?.code, 0, plain?.stderr.slice(-2000));
+    assert.ok((await listDir(path.join(stale, 'release'))).includes('iter_0000001'), 'nested into the stale release/');
+    assert.equal((await checkTorchDistRelease(stale)).complete, false);
+
+    const crashFlag = path.join(root, 'crash-once');
+    const torchDist = path.join(root, 'td-step');
+    const spec = resolveSpecOrThrow({
+      preset: 'tiny-local',
+      overrides: {
+        name: 'convert-retry',
+        storage: { baseDir: path.join(root, 'shared') },
+        cluster: {
+          stateDir: path.join(root, 'nodes', '{node}'),
+          env: { PATH: '.venv/bin:/usr/local/bin:/usr/bin:/bin', TINY_CONVERT_CRASH_ONCE: crashFlag },
+        },
+        model: { bf16Dir: hfDir, torchDistDir: torchDist },
+        conversion: { nodes: 2, masterPort: await freePort('127.0.0.1'), pipelineModelParallelSize: 2 },
+      },
+    });
+    const { convertCheckpoint } = createActivities({ cwd: repoRoot, env: process.env });
+    const attempt = (n: number): Promise<Record<string, unknown>> =>
+      new MockActivityEnvironment().run(convertCheckpoint, {
+        spec,
+        stepId: 'convert',
+        runKey: 'convert-retry',
+        attempt: n,
+      }) as Promise<Record<string, unknown>>;
+    const tree = async (dir: string) => {
+      const files: Record<string, string> = {};
+      for (const name of await fs.readdir(dir, { recursive: true })) {
+        const file = path.join(dir, name);
+        if ((await fs.stat(file)).isFile())
+          files[name] = createHash('sha256')
+            .update(await fs.readFile(file))
+            .digest('hex');
+      }
+      return files;
+    };
+
+    // A clean conversion by the step, kept aside as the reference (same paths, so the same side files).
+    assert.equal((await attempt(1)).clearedLeftovers, true);
+    assert.equal((await checkTorchDistRelease(torchDist)).complete, true);
+    const clean = await tree(path.join(torchDist, 'release'));
+    await fs.rename(torchDist, `${torchDist}-clean`);
+
+    // A stale, incomplete release/ from before, then an attempt that dies after writing a partial iter_0000001/.
+    await fs.mkdir(path.join(torchDist, 'release'), { recursive: true });
+    await fs.writeFile(path.join(torchDist, 'release', '__5_0.distcp'), 'stale shard');
+    await fs.writeFile(crashFlag, '');
+    await assert.rejects(attempt(1), /injected crash/);
+    assert.ok((await listDir(path.join(torchDist, 'iter_0000001'))).includes('__99_0.distcp'));
+
+    // The retry clears iter_0000001/, release/ and the tracker first; its release/ equals the clean one, file by file.
+    assert.equal((await attempt(2)).clearedLeftovers, true);
+    assert.deepEqual(await listDir(torchDist), ['latest_checkpointed_iteration.txt', 'release']);
+    // Every file byte for byte, except DCP's .metadata (a pickle that carries a fresh save id): read both back instead.
+    const retried = await tree(path.join(torchDist, 'release'));
+    assert.deepEqual(Object.keys(retried).sort(), Object.keys(clean).sort());
+    assert.deepEqual({ ...retried, '.metadata': '' }, { ...clean, '.metadata': '' });
+    assert.ok(Object.keys(clean).includes('.metadata') && Object.keys(clean).includes('__1_0.distcp'));
+    const same = await runPython(
+      [
+        'import sys, torch, torch.distributed.checkpoint as dcp',
+        'def load(d):',
+        '    meta = dcp.FileSystemReader(d).read_metadata().state_dict_metadata',
+        '    state = {k: torch.empty(v.size, dtype=v.properties.dtype) for k, v in meta.items()}',
+        '    dcp.load(state, checkpoint_id=d, no_dist=True)',
+        '    return state',
+        'a, b = load(sys.argv[1]), load(sys.argv[2])',
+        'print(len(a), sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a))',
+      ].join('\n'),
+      [path.join(torchDist, 'release'), path.join(`${torchDist}-clean`, 'release')],
+    );
+    assert.match(same.trim(), /^\d{2,} True$/);
+  });
 
   it('a model flag that contradicts config.json fails every node with a clear message', async () => {
     const modelArgs = (await tinyModelArgs()).map((arg, i, all) => (all[i - 1] === '--hidden-size' ? '96' : arg));

@@ -102,10 +102,38 @@ describe('tiny-local pipeline over ssh on a 4-node local cluster', { skip, timeo
     }
     assert.deepEqual(argvHits, [], 'processes hold the W&B key in argv');
 
+    // The same run again (`npm run demo` twice): every step is skipped as complete, train included; no job.
+    const again = await rig.env.client.workflow.start('pipeline', {
+      taskQueue: rig.taskQueue,
+      workflowId: 'keel-tiny-e2e-1-again',
+      args: [spec],
+    });
+    await again.result().catch((error: unknown) => assert.fail(`the second run failed: ${describeError(error)}`));
+    const repeated = await again.query(statusQuery);
+    for (const step of repeated.steps) assert.equal(step.state, 'skipped', `${step.id}: ${step.reason}`);
+    const trainStep = repeated.steps.find((s) => s.id === 'train')!;
+    assert.match(
+      trainStep.reason!,
+      /training is complete: the tracker .* names rollout 5, the last of rollout.numRollout 6/,
+    );
+    const clusterStep = repeated.steps.find((s) => s.kind === 'ray-cluster')!;
+    assert.match(clusterStep.reason!, /not needed: every step after it is complete/);
+    await assert.rejects(
+      rig.env.client.workflow.getHandle('keel-tiny-e2e-1-again-training').describe(),
+      'no training was started',
+    );
+
     const more = rig.spec({ rollout: { numRollout: 9 } });
     const second = await run(more, 'keel-tiny-e2e-2');
     const byId = Object.fromEntries(second.pipeline.steps.map((s) => [s.id, s]));
-    for (const id of ['download', 'cast', 'convert']) {
+    // the toy task's datasets came from the local hub's dataset repo into shared storage, and were read from there
+    const data = first.pipeline.steps.find((s) => s.id === 'data');
+    assert.match(
+      data?.reason ?? '',
+      /^all 2 files of dataset keel-tiny\/toy-addition@main present with the sizes and sha256/,
+    );
+    assert.deepEqual(spec.rollout.promptData, 'toy-addition/train.jsonl');
+    for (const id of ['download', 'data', 'cast', 'convert']) {
       assert.equal(byId[id]!.state, 'skipped', `${id} should be skipped: ${byId[id]!.reason}`);
       assert.match(byId[id]!.reason!, /outputs already complete/);
     }
@@ -114,6 +142,11 @@ describe('tiny-local pipeline over ssh on a 4-node local cluster', { skip, timeo
       [8],
     );
     assert.equal(second.training.failures.length, 0, JSON.stringify(second.training.failures));
+    // trained rollouts 6-8 only: the first rollout it logged is tracker + 1
+    assert.deepEqual(
+      second.training.rewards?.map((r) => r.rollout),
+      [6, 7, 8],
+    );
   });
 
   it('a schedule triggered twice retrains from the latest checkpoint and records promotion decisions with both scores', async () => {

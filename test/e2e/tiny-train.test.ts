@@ -232,11 +232,14 @@ describe('tiny GRPO trainer as a Ray job (2-node local Ray cluster)', () => {
     }
   });
 
-  it("a wrong argument fails the job with argparse's message and exit status 2", async () => {
+  it("a wrong value fails the job with argparse's message and exit status 2 (unknown flags are ignored, as slime does)", async () => {
     const args = await trainArgs({ ...base, saveDir: path.join(root, 'never') });
-    const { job, logs } = await finish(await submit('typo', [...args, '--rollout-batch-sise', '8']));
+    const { job, logs } = await finish(
+      await submit('typo', [...args, '--rollout-batch-sise', '8', '--eval-temperature', 'warm']),
+    );
     assert.equal(job.status, 'FAILED');
-    assert.match(logs, /train\.py: error: unrecognized arguments: --rollout-batch-sise 8/);
+    assert.match(logs, /train\.py: error: argument --eval-temperature: invalid float value: 'warm'/);
+    assert.doesNotMatch(logs, /rollout-batch-sise/);
     assert.equal(job.driverExitCode, 2);
 
     // Bad values are argparse errors too; a model flag that contradicts the checkpoint exits 1.

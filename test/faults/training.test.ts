@@ -9,9 +9,9 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import {
-  resumeSignal,
+  resumeUpdate,
   statusQuery,
-  stopAfterCheckpointSignal,
+  stopAfterCheckpointUpdate,
   trainingStatusQuery,
   type TrainingStatus,
 } from '../../workflows/definitions.js';
@@ -38,7 +38,11 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     rig.env.client.workflow.getHandle(`${workflowId}-training`).query(trainingStatusQuery);
 
   it('a wrong training argument fails the run at once with the trainer error, no restart', async () => {
-    const spec = rig.spec({ name: 'fault-args', model: { saveDir: 'save-args/' }, extraArgs: ['--no-such-flag', '1'] });
+    const spec = rig.spec({
+      name: 'fault-args',
+      model: { saveDir: 'save-args/' },
+      extraArgs: ['--moe-layer-freq', 'bogus'],
+    });
     const handle = await rig.env.client.workflow.start('pipeline', {
       taskQueue: rig.taskQueue,
       workflowId: 'fault-args',
@@ -49,7 +53,10 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
       (e: unknown) => e,
     );
     assert.ok(error instanceof WorkflowFailedError);
-    assert.match(describeError(error), /the trainer rejected its arguments: .*unrecognized arguments: --no-such-flag/);
+    assert.match(
+      describeError(error),
+      /the trainer rejected its arguments: .*argument --moe-layer-freq: invalid --moe-layer-freq 'bogus'/,
+    );
     const training = await trainingOf('fault-args');
     assert.equal(training.restarts, 0);
     assert.equal(training.submissions, 1);
@@ -219,7 +226,7 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     assert.equal(training.checkpoints.at(-1)?.iteration, 11);
   });
 
-  it('a job that keeps crashing is paused after the restart budget; a resume signal continues it', async () => {
+  it('a job that keeps crashing is paused after the restart budget; a resume update continues it', async () => {
     const workflowId = 'fault-crashloop';
     const flag = join(rig.cluster.baseDir, 'crash-flag');
     await writeFile(flag, 'crash\n');
@@ -249,9 +256,10 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     const still = await trainingOf(workflowId);
     assert.equal(still.phase, 'paused-crash-loop', 'no GPU time is burnt while paused');
     assert.equal(still.submissions, 3);
-    // The operator fixes the cause and resumes the run (the pipeline forwards the signal to its training).
+    // The operator fixes the cause and resumes the run: the pipeline forwards it to its training, then answers.
     await rm(flag);
-    await handle.signal(resumeSignal);
+    const answer = await handle.executeUpdate(resumeUpdate);
+    assert.match(answer.message, /training restarts its job/);
     await succeeded(handle);
     const training = await trainingOf(workflowId);
     assert.equal(training.submissions, 4);
@@ -269,7 +277,8 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     const saveDir = modelPaths(spec).save;
     const handle = await start(workflowId, spec);
     await untilCheckpoint(workflowId);
-    await handle.signal(stopAfterCheckpointSignal);
+    const answer = await handle.executeUpdate(stopAfterCheckpointUpdate);
+    assert.match(answer.message, /stops its job at its next checkpoint/);
     await succeeded(handle);
     const stopped = await trainingOf(workflowId);
     assert.equal(stopped.phase, 'stopped');
@@ -289,11 +298,18 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     await writeFile(join(partial, 'torch_dist', '__0_0.distcp'), 'half a shard');
 
     const resumed = `${workflowId}-2`;
+    // The resumed trainer starts slower than hang.rollout (as an R1 trainer loading its model does): the tracker it
+    // resumes from must not be recorded as a new checkpoint while it starts.
     const second = await start(resumed, {
       ...spec,
       name: resumed,
       rollout: { ...spec.rollout, numRollout: 12 },
-      policies: { ...spec.policies, retention: { keepLast: 2, keepBest: 0 } },
+      rayHead: { ...spec.rayHead, jobEnv: { ...spec.rayHead.jobEnv, TINY_STARTUP_SLEEP_S: '30' } },
+      policies: {
+        ...spec.policies,
+        hang: { ...spec.policies.hang, rollout: '20s' },
+        retention: { keepLast: 2, keepBest: 0 },
+      },
     });
     await eventually(
       async () => ((await trainingOf(resumed).catch(() => undefined))?.phase === 'running' ? true : undefined),
@@ -304,7 +320,11 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     await succeeded(second);
     const training = await trainingOf(resumed);
     assert.deepEqual(training.failures, [], 'resume verified: first rollout = tracker + 1, the partial one ignored');
-    assert.equal(training.checkpoints[0]?.iteration, (tracker as number) + 3);
+    assert.equal(
+      training.checkpoints[0]?.iteration,
+      (tracker as number) + 3,
+      `the first checkpoint recorded is the first one the resumed trainer saved: ${JSON.stringify(training.checkpoints)}`,
+    );
     assert.equal(training.checkpoints.at(-1)?.iteration, 11);
     assert.ok(!existsSync(partial), 'the partial checkpoint is cleaned once a newer complete one exists');
     assert.ok(existsSync(join(saveDir, 'iter_0000011')), 'the tracker iteration is kept');

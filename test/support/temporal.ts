@@ -18,7 +18,7 @@ export function temporalBinary(): string {
  * Headless unless uiPort is given: then the Web UI listens on that loopback port.
  */
 export async function startDevServer(
-  options: { dbFilename?: string; port?: number; uiPort?: number } = {},
+  options: { dbFilename?: string; port?: number; uiPort?: number; extraArgs?: string[] } = {},
 ): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
     server: {
@@ -30,6 +30,7 @@ export async function startDevServer(
       uiPort: options.uiPort,
       searchAttributes: keelSearchAttributes,
       log: { format: 'pretty', level: 'error' },
+      extraArgs: options.extraArgs,
     },
   });
 }

@@ -31,9 +31,11 @@ export async function startTinyRig(options: {
   portBase: number;
   /** the tiny model generator's seed (default 0) */
   seed?: number;
+  /** extra `temporal server start-dev` arguments (e.g. dynamic config) */
+  serverArgs?: string[];
 }): Promise<TinyRig> {
   const root = await tempDir('keel-tiny-');
-  const env = await startDevServer();
+  const env = await startDevServer({ extraArgs: options.serverArgs });
   let cluster: LocalCluster | undefined;
   try {
     cluster = await startLocalCluster({

@@ -1,5 +1,6 @@
 // The local executor against real processes: run, detached launch with a process record, re-attach, tail from an
-// offset, exit codes, stopping a process group (TERM, then KILL), lost detection, secrets, and surviving the launcher.
+// offset, read any file by byte range, exit codes, stopping a process group (TERM, then KILL), lost detection,
+// secrets, and surviving the launcher.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -151,6 +152,29 @@ describe('launch', () => {
     const rest = await executor.tail(node, id, partial.nextOffset);
     assert.equal(rest.text, 'üße\n');
     assert.deepEqual(await executor.tail(node, id, rest.nextOffset), { text: '', nextOffset: rest.nextOffset });
+  });
+
+  test('reads any file by byte range: size, bytes from an offset, UTF-8 kept whole, no file', async () => {
+    const file = path.join(dir, 'range.log');
+    await writeFile(file, 'first\nzweite Zeile: grüße\n');
+    const first = await executor.readFileRange(node, file, 0, 6);
+    assert.deepEqual(first, { text: 'first\n', nextOffset: 6, size: 28, bytesRead: 6 });
+    const partial = await executor.readFileRange(node, file, 6, 'zweite Zeile: gr'.length + 1);
+    assert.deepEqual(partial, { text: 'zweite Zeile: gr', nextOffset: 22, size: 28, bytesRead: 17 });
+    assert.deepEqual(await executor.readFileRange(node, file, 22), {
+      text: 'üße\n',
+      nextOffset: 28,
+      size: 28,
+      bytesRead: 6,
+    });
+    assert.deepEqual(await executor.readFileRange(node, file, 28), {
+      text: '',
+      nextOffset: 28,
+      size: 28,
+      bytesRead: 0,
+    });
+    assert.equal(await executor.readFileRange(node, path.join(dir, 'no-such.log'), 0), undefined);
+    await assert.rejects(executor.readFileRange(node, 'relative.log', 0), InvalidLaunchSpecError);
   });
 
   test('a missing cwd or program is an exit code, not a hang', async () => {

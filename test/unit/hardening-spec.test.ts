@@ -83,7 +83,7 @@ describe('row 1: spec text never becomes shell code in `keel render`', () => {
   it('a repo that slipped past validation stays one argument of hf over ssh: no heredoc is ended, nothing runs', async () => {
     const spec = validTiny();
     spec.cluster.executor = { kind: 'ssh', user: 'root', port: 22, strictHostKeyChecking: true, connectTimeoutSec: 5 };
-    spec.steps = { download: { kind: 'hf-download', needs: [], verifySha256: false } };
+    spec.steps = { download: { kind: 'hf-download', needs: [], verifySha256: false, repoType: 'model' } };
     spec.model.repo = payload;
     const script = renderScript(spec);
     const { dir, hfArgs } = await runRendered(script);
@@ -331,6 +331,16 @@ describe('variant: maps keyed by the trainer log', () => {
     assert.equal(event.metrics['rollout/raw_reward'], 0.5);
     assert.equal((event.metrics as { polluted?: unknown }).polluted, undefined);
     assert.equal(({} as { polluted?: unknown }).polluted, undefined);
+  });
+});
+
+describe('variant: file names a spec gives for a download', () => {
+  it('steps.*.files must be paths inside the repo', () => {
+    const found = problemsOf({
+      preset: 'tiny-local',
+      overrides: { steps: { download: { files: ['config.json', '../../etc/passwd'] } } },
+    });
+    assert.match(found[0]!, /^steps\.download\.files\[1\]: a file of the repo: has an empty, '\.' or '\.\.' segment/);
   });
 });
 

@@ -190,7 +190,13 @@ const cases: {
   },
   {
     name: 'KL loss with no step producing the reference',
-    overrides: { steps: { convert: null, cluster: { kind: 'ray-cluster', needs: ['cast'] } } },
+    overrides: {
+      steps: {
+        convert: null,
+        cluster: { kind: 'ray-cluster', needs: ['cast'] },
+        inputs: { needs: ['cast', 'prompt-data', 'eval-data'] },
+      },
+    },
     path: 'grpo.useKlLoss',
     message: /KL loss needs a reference model, but no step produces \/data\/keel\/DeepSeek-R1_torch_dist\//,
   },

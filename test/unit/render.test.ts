@@ -42,9 +42,19 @@ function splitFlags(words: string[]): string[][] {
   return flags;
 }
 
+/**
+ * The recipe's datasets are node-local (/root/...); keel stages them into shared storage, where slime's upstream
+ * script keeps them: the one deliberate difference in the train command (see the dataset test below).
+ */
+const stagedDatasets: [RegExp, string][] = [
+  [/^\/root\/dapo-math-17k\//, '$BASE_DIR/dapo-math-17k/'],
+  [/^\/root\/aime-2024\//, '$BASE_DIR/aime-2024/'],
+];
+
 /** Values compared as a launch script means them: $BASE_DIR expanded, trailing slashes and number spelling ignored. */
 function normalise(value: string): string {
-  const v = value.replace(/\$\{?BASE_DIR\}?/g, BASE).replace(/(.)\/+$/, '$1');
+  const staged = stagedDatasets.reduce((v, [from, to]) => v.replace(from, to), value);
+  const v = staged.replace(/\$\{?BASE_DIR\}?/g, BASE).replace(/(.)\/+$/, '$1');
   return /^-?\d+(\.\d+)?(e-?\d+)?$/.test(v) ? String(Number(v)) : v;
 }
 
@@ -115,7 +125,53 @@ describe('render of the deepseek-r1-128xh100 preset, flag by flag against the re
     assert.deepEqual(c.envFromWorker, { HF_TOKEN: 'HF_TOKEN' }, 'the token travels by env var name, never by value');
   });
 
-  it('cast: python tools/fp8_cast_bf16.py with the recipe paths, in the slime dir', () => {
+  it('datasets: dapo-math-17k and aime-2024 staged with hf download --repo-type dataset into $BASE_DIR, read from there', () => {
+    assert.deepEqual(downloadCommand(spec, 'prompt-data').argv, [
+      ...['hf', 'download', '--repo-type', 'dataset', 'zhuzilin/dapo-math-17k'],
+      ...['--local-dir', `${BASE}/dapo-math-17k`],
+    ]);
+    assert.deepEqual(downloadCommand(spec, 'eval-data').argv, [
+      ...['hf', 'download', '--repo-type', 'dataset', 'zhuzilin/aime-2024'],
+      ...['--local-dir', `${BASE}/aime-2024`],
+    ]);
+    assert.deepEqual(spec.steps.inputs, {
+      kind: 'probe',
+      inputs: true,
+      needs: ['convert', 'prompt-data', 'eval-data'],
+    });
+    assert.deepEqual(spec.steps.train?.needs, ['cluster', 'inputs']);
+    const argv = trainJob(spec).argv;
+    const after = (flag: string, n = 1) => argv.slice(argv.indexOf(flag) + 1, argv.indexOf(flag) + 1 + n);
+    assert.deepEqual(after('--prompt-data'), [`${BASE}/dapo-math-17k/dapo-math-17k.jsonl`]);
+    assert.deepEqual(after('--eval-prompt-data', 2), ['aime', `${BASE}/aime-2024/aime-2024.jsonl`]);
+    assert.match(
+      recipe,
+      /--prompt-data \/root\/dapo-math-17k\/dapo-math-17k\.jsonl/,
+      'the recipe still reads node-local',
+    );
+    assert.doesNotMatch(renderScript(spec), /\/root\/(dapo-math-17k|aime-2024)/);
+  });
+
+  it("cast: keel's native cast, writing what slime's tool writes; slime's tool one field away", () => {
+    assert.deepEqual(spec.steps.cast, {
+      kind: 'fp8-cast',
+      needs: ['download'],
+      engine: 'native',
+      likeSlime: true,
+      directIo: true,
+    });
+    assert.match(
+      renderScript(spec),
+      /\nkeel fp8-cast --in \/data\/keel\/DeepSeek-R1 --out \/data\/keel\/DeepSeek-R1-bf16\/ --like-slime\n/,
+    );
+    const withSlimeTool = resolveSpecOrThrow({
+      preset: 'deepseek-r1-128xh100',
+      overrides: { steps: { cast: { engine: 'slime' } } },
+    });
+    assert.match(renderScript(withSlimeTool), /python3 tools\/fp8_cast_bf16\.py --input-fp8-hf-path/);
+  });
+
+  it('cast with engine: slime: python tools/fp8_cast_bf16.py with the recipe paths, in the slime dir', () => {
     const c = castCommand(spec);
     assert.equal(c.cwd, '/root/slime');
     assert.deepEqual(c.argv.slice(1), [
@@ -164,9 +220,16 @@ describe('render of the deepseek-r1-128xh100 preset, flag by flag against the re
       '--num-gpus',
       '8',
       '--disable-usage-stats',
-      '--dashboard-host=0.0.0.0',
+      // slime's script binds 0.0.0.0; keel binds the head's own address (the Jobs API has no authentication)
+      '--dashboard-host=node01',
       '--dashboard-port=8265',
     ]);
+    const wide = resolveSpecOrThrow({
+      preset: 'deepseek-r1-128xh100',
+      overrides: { rayHead: { dashboardHost: '0.0.0.0' } },
+    });
+    assert.ok(rayHeadCommand(wide).argv.includes('--dashboard-host=0.0.0.0'), 'one field brings it back');
+    assert.equal(trainJob(wide).dashboardUrl, 'http://node01:8265');
     const workers = rayWorkerCommands(spec);
     assert.equal(workers.length, 15);
     assert.deepEqual(workers[0]!.argv, [
@@ -186,7 +249,7 @@ describe('render of the deepseek-r1-128xh100 preset, flag by flag against the re
 
   it('the rendered script contains every step command in DAG order', () => {
     const script = renderScript(spec);
-    const order = ['hf download', 'tools/fp8_cast_bf16.py', 'torchrun', 'ray start --head', 'ray job submit'].map((s) =>
+    const order = ['hf download', 'keel fp8-cast', 'torchrun', 'ray start --head', 'ray job submit'].map((s) =>
       script.indexOf(s),
     );
     assert.ok(

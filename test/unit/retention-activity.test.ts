@@ -52,3 +52,42 @@ test('deletes what the policy drops, keeps the tracker, best and a partial save,
   assert.deepEqual(left, ['iter_0000019', 'iter_0000059', 'iter_0000079', 'iter_0000099']);
   assert.deepEqual(await readdir(iterDir(99)), ['__0_0.distcp', 'common.pt', 'metadata.json'].sort());
 });
+
+test('deletes file by file with a heartbeat after each; a retry finishes a deletion an interrupted attempt began', async () => {
+  await rm(save, { recursive: true, force: true });
+  for (const iteration of [9, 19, 29]) await checkpoint(iteration);
+  await mkdir(path.join(iterDir(9), 'nested'), { recursive: true });
+  await writeFile(path.join(iterDir(9), 'nested', 'shard'), 'x');
+  await writeFile(path.join(save, 'latest_checkpointed_iteration.txt'), '29');
+  // An earlier attempt renamed iter 5 out of the checkpoints and was interrupted while emptying it.
+  await mkdir(path.join(save, 'iter_0000005.keel-deleting', 'deep'), { recursive: true });
+  await writeFile(path.join(save, 'iter_0000005.keel-deleting', 'deep', '__1_0.distcp'), 'x');
+  const spec = resolveSpecOrThrow({
+    preset: 'tiny-local',
+    overrides: { ckpt: { save }, policies: { retention: { keepLast: 1, keepBest: 0 } } },
+  });
+  const { applyRetention } = trainingActivities({ cwd: process.cwd(), env: process.env });
+  const env = new MockActivityEnvironment();
+  const beats: { deleting: string; filesDeleted: number }[] = [];
+  env.on('heartbeat', (details: { deleting: string; filesDeleted: number }) => beats.push(details));
+  const result: Awaited<ReturnType<typeof applyRetention>> = await env.run(applyRetention, { spec, scores: [] });
+  assert.deepEqual(result.deleted, [9, 19]);
+  assert.deepEqual(result.keep, [29]);
+  assert.deepEqual((await readdir(save)).sort(), ['iter_0000029', 'latest_checkpointed_iteration.txt']);
+  // iter 5's leftovers (2 entries), iter 9 (6: five files and a directory), iter 19 (4): one heartbeat each.
+  assert.equal(beats.length, 12);
+  assert.deepEqual(
+    beats.map((b) => b.filesDeleted),
+    Array.from({ length: 12 }, (_, i) => i + 1),
+  );
+  assert.ok(beats[0]!.deleting.endsWith('iter_0000005.keel-deleting'));
+  assert.ok(beats.at(-1)!.deleting.endsWith('iter_0000019.keel-deleting'));
+
+  // Run again: nothing left to delete, the tracker's checkpoint stays.
+  const again: Awaited<ReturnType<typeof applyRetention>> = await new MockActivityEnvironment().run(applyRetention, {
+    spec,
+    scores: [],
+  });
+  assert.deepEqual(again.deleted, []);
+  assert.deepEqual(await readdir(iterDir(29)), ['.metadata', '__0_0.distcp', 'common.pt', 'metadata.json']);
+});

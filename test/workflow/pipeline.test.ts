@@ -160,6 +160,53 @@ describe('pipeline DAG', { timeout: 600_000 }, () => {
     await assert.rejects(readFile(marker), 'no step ran');
   });
 
+  it("refuses a misspelt train.py flag at the probe, from the cluster's own catalogue: the stand-in is never submitted", async () => {
+    const dir = await tempDir('keel-flags-');
+    const typo = ['--kl-los-coef', '0.01'];
+    // The stand-in, like slime, would take the typo silently and train with the default coefficient.
+    const { stdout } = await execa(
+      join(repoRoot, '.venv/bin/python3'),
+      [
+        '-c',
+        'import sys, train; print(train.parse_args(sys.argv[1:]).kl_loss_coef)',
+        ...['--num-layers', '4', '--hidden-size', '8', '--num-attention-heads', '2', '--ref-load', dir],
+        ...['--num-rollout', '1', '--rollout-batch-size', '1', '--n-samples-per-prompt', '1', '--prompt-data', dir],
+        ...['--rollout-max-response-len', '1', '--global-batch-size', '1', ...typo],
+      ],
+      { cwd: join(repoRoot, 'workloads/tiny') },
+    );
+    assert.equal(stdout.trim(), '0.0');
+
+    const spec = commandSpec({
+      name: 'flags',
+      dir,
+      steps: { probe: { kind: 'probe' }, train: { kind: 'train', needs: ['probe'] } },
+      overrides: { extraArgs: typo, cluster: { spares: [] }, ckpt: { saveInterval: 20, refLoad: join(dir, 'ref') } },
+    });
+    const worker = await createTestWorker(env, 'keel-flags');
+    await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start('pipeline', {
+        taskQueue: 'keel-flags',
+        workflowId: `flags-${Date.now()}`,
+        args: [spec],
+      });
+      const error = await handle.result().catch((e: unknown) => e);
+      assert.ok(error instanceof WorkflowFailedError);
+      assert.match(
+        describeError(error),
+        /step probe failed after 1 attempt\(s\): train\.py flags the slime on the cluster would not take \(stand-in [0-9a-f]{8}\):\n {2}extraArgs\[0\]: --kl-los-coef is not a flag of stand-in .* \(fix: did you mean --kl-loss-coef\?\)/,
+      );
+      const status = await handle.query(statusQuery);
+      assert.deepEqual(
+        status.steps.map((s) => [s.id, s.state]),
+        [
+          ['probe', 'failed'],
+          ['train', 'pending'],
+        ],
+      );
+    });
+  });
+
   it('pause holds new steps, resume lets them run', async () => {
     const dir = await tempDir('keel-pause-');
     const spec = commandSpec({

@@ -2,9 +2,10 @@
 
     python hub.py --root DIR [--host 127.0.0.1] [--port 0]
 
-Serves model repos stored as DIR/<org>/<name>/ (files and folders whose name starts with '.' are hidden) so
-that the real `hf download <org>/<name> --local-dir X` with HF_ENDPOINT=http://HOST:PORT fetches them. The
-endpoints are the ones huggingface_hub 2.4 calls for a download:
+Serves model repos stored as DIR/<org>/<name>/ and dataset repos as DIR/datasets/<org>/<name>/ (files and folders
+whose name starts with '.' are hidden) so that the real `hf download [--repo-type dataset] <org>/<name> --local-dir X`
+with HF_ENDPOINT=http://HOST:PORT fetches them. The endpoints are the ones huggingface_hub 2.4 calls for a download
+(for datasets: /api/datasets/... and /datasets/<repo>/resolve/...):
   GET  /api/models/<repo>[/revision/<rev>]       model info: sha, siblings (size, blobId, lfs {size, sha256})
   GET  /api/models/<repo>/tree/<rev>[/<path>]     tree listing (?recursive=, ?expand=), one page
   HEAD|GET /<repo>/resolve/<rev>/<path>           the file: ETag (sha256 for LFS files, git blob id otherwise),
@@ -110,6 +111,7 @@ class RepoStore:
 class HubState:
     def __init__(self, root: Path) -> None:
         self.store = RepoStore(root)
+        self.datasets = RepoStore(root / 'datasets')
         self.requests: list[dict[str, Any]] = []
         self.faults: dict[str, int] = {}  # "<repo>/<file>" -> bytes to send before dropping
         self.lock = threading.Lock()
@@ -118,6 +120,7 @@ class HubState:
 class HubHandler(BaseHTTPRequestHandler):
     server_version = 'keel-tiny-hub/1'
     protocol_version = 'HTTP/1.1'
+    kind = 'models'  # or 'datasets': which store the current request reads
     state: HubState  # set on the subclass made by make_server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (name from the base class)
@@ -185,29 +188,35 @@ class HubHandler(BaseHTTPRequestHandler):
                 requests = list(self.state.requests)
             self._send_json(200, {'requests': requests})
             return
-        m = re.fullmatch(r'/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?/?', path)
+        m = re.fullmatch(r'/api/(models|datasets)/([^/]+/[^/]+)(?:/revision/([^/]+))?/?', path)
         if m:
-            self._model_info(m.group(1), m.group(2) or 'main')
+            self.kind = m.group(1)
+            self._model_info(m.group(2), m.group(3) or 'main')
             return
-        m = re.fullmatch(r'/api/models/([^/]+/[^/]+)/tree/([^/]+)(?:/(.*))?', path)
+        m = re.fullmatch(r'/api/(models|datasets)/([^/]+/[^/]+)/tree/([^/]+)(?:/(.*))?', path)
         if m:
+            self.kind = m.group(1)
             recursive = query.get('recursive', ['false'])[0].lower() in ('1', 'true')
-            self._tree(m.group(1), m.group(2), (m.group(3) or '').strip('/'), recursive)
+            self._tree(m.group(2), m.group(3), (m.group(4) or '').strip('/'), recursive)
             return
-        m = re.fullmatch(r'/([^/]+/[^/]+)/resolve/([^/]+)/(.+)', path)
+        m = re.fullmatch(r'/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)', path)
         if m:
-            self._resolve(m.group(1), m.group(2), m.group(3))
+            self.kind = 'datasets' if m.group(1) else 'models'
+            self._resolve(m.group(2), m.group(3), m.group(4))
             return
         self._error(404, 'NotFound', f'no route for {path}')
 
     # --- Hub API ----------------------------------------------------------------------------------------------
 
     def _repo(self, repo_id: str, revision: str) -> tuple[Path, list[FileEntry], str] | None:
-        repo_dir = self.state.store.repo_dir(repo_id)
+        store = self.state.datasets if self.kind == 'datasets' else self.state.store
+        repo_dir = store.repo_dir(repo_id)
+        if self.kind == 'models' and repo_id.split('/')[0] == 'datasets':
+            repo_dir = None  # ROOT/datasets/ holds the dataset repos
         if repo_dir is None:
             self._error(404, 'RepoNotFound', f'Repository not found: {repo_id}')
             return None
-        entries = self.state.store.files(repo_dir)
+        entries = store.files(repo_dir)
         sha = RepoStore.commit_sha(entries)
         if revision not in ('main', sha):
             self._error(404, 'RevisionNotFound', f'Invalid rev id: {revision}')

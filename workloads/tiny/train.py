@@ -20,9 +20,13 @@ Behaviour (see SLIME-CONTRACT.md in the project docs):
 - ``for rollout_id in range(start, num_rollout)``: eval before training at rollout 0 (as slime does, unless
   ``--skip-eval-before-train``), dynamic sampling, GRPO update, save when ``(rollout_id + 1) % save_interval == 0``
   or at the last rollout, eval when ``(rollout_id + 1) % eval_interval == 0``.
-Unknown flags or bad values: argparse error, exit 2. A model flag that contradicts the checkpoint: exit 1.
+Unknown flags are ignored, as slime's train.py ignores them (it parses with ``ignore_unknown_args=True``, Megatron
+with ``parse_known_args``): keel, not the trainer, must catch a misspelt flag. Bad values of known flags: argparse
+error, exit 2. A model flag that contradicts the checkpoint: exit 1.
 Environment knobs: ``TINY_ROLLOUT_SLEEP_S`` (stretch every rollout), ``TINY_SAVE_SLEEP_S`` (stretch every save),
-``TINY_CRASH_IF_EXISTS`` (fault injection: while that file exists, the job crashes before its first rollout).
+``TINY_STARTUP_SLEEP_S`` (a slow start-up: after loading the checkpoint and building the ranks, wait that many seconds
+before the first rollout, or before the eval at rollout 0), ``TINY_CRASH_IF_EXISTS`` (fault injection: while that
+file exists, the job crashes before its first rollout).
 """
 
 from __future__ import annotations
@@ -156,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, _unknown = parser.parse_known_args(argv)  # dropped silently, like slime
     positive = ['num_layers', 'actor_num_nodes', 'actor_num_gpus_per_node', 'rollout_batch_size', 'n_samples_per_prompt',
                 'rollout_max_response_len', 'over_sampling_batch_size', 'save_interval', 'eval_interval',
                 'global_batch_size', 'num_steps_per_rollout', 'n_samples_per_eval_prompt', 'eval_max_response_len']
@@ -510,6 +514,11 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     record_secret(os.environ.get('TINY_RECORD_SECRET_TO'))
+    startup_sleep = float(os.environ.get('TINY_STARTUP_SLEEP_S', '0') or 0)
+    if startup_sleep > 0:  # a slow start-up (R1 at scale loads for longer than a rollout takes): log nothing meanwhile
+        sc.log(f'TINY_STARTUP_SLEEP_S: waiting {startup_sleep:g}s before the first rollout')
+        time.sleep(startup_sleep)
+
     crash_flag = os.environ.get('TINY_CRASH_IF_EXISTS')
     if crash_flag and os.path.exists(crash_flag):
         raise RuntimeError(f'injected crash: {crash_flag} exists')

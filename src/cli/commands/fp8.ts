@@ -11,6 +11,7 @@ interface Fp8CastOptions {
   verify?: boolean;
   keepQuantizationConfig?: boolean;
   allowMissingScale?: boolean;
+  likeSlime?: boolean;
   directIo: boolean;
 }
 
@@ -31,6 +32,10 @@ export function registerFp8Commands(program: Command): void {
     .option(
       '--allow-missing-scale',
       "copy an FP8 tensor without a scale unchanged with a warning (slime's behaviour) instead of failing",
+    )
+    .option(
+      '--like-slime',
+      "write exactly what slime's tools/fp8_cast_bf16.py writes, every file (config.json unchanged, no shard metadata, its index)",
     )
     .option('--no-direct-io', 'write the output through the page cache only (default: whole 4096-byte blocks O_DIRECT)')
     .action(async (options: Fp8CastOptions) => {
@@ -79,6 +84,7 @@ export function registerFp8Commands(program: Command): void {
           verify: options.verify,
           keepQuantizationConfig: options.keepQuantizationConfig,
           allowMissingScale: options.allowMissingScale,
+          likeSlime: options.likeSlime,
           directIo: options.directIo,
           signal: controller.signal,
           onProgress,

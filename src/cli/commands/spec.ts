@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { loadSpec, type SpecRequest } from '../../spec/load.js';
 import { formatProblems, isPresetName, presetNames, presets, suggest, type Spec } from '../../spec/index.js';
 import { plan, type Plan } from '../../plan/index.js';
+import { loadCatalogue } from '../../plan/catalogue.js';
 import { renderScript } from '../../recipe/index.js';
 import { formatPlan } from '../plan-report.js';
 
@@ -39,12 +40,22 @@ export async function loadSpecOrExit(file: string | undefined, options: SpecOpti
   return result.spec;
 }
 
+async function catalogueOrExit(file: string | undefined) {
+  try {
+    return await loadCatalogue(file);
+  } catch (error) {
+    console.error(`keel: ${(error as Error).message}`);
+    process.exit(2);
+  }
+}
+
 export function registerSpecCommands(program: Command): void {
   withSpecOptions(program.command('validate'))
     .description('check a spec: every problem named by its path; exit 2 when invalid')
-    .action(async (file: string | undefined, options: SpecOptions) => {
+    .option('--catalogue <file>', 'slime argument catalogue to check the flags against (default: the one keel ships)')
+    .action(async (file: string | undefined, options: SpecOptions & { catalogue?: string }) => {
       const spec = await loadSpecOrExit(file, options);
-      const report = plan(spec);
+      const report = plan(spec, { catalogue: await catalogueOrExit(options.catalogue) });
       const errors = report.findings.filter((f) => f.severity === 'error');
       if (errors.length) {
         console.error(`keel: ${spec.name}: ${errors.length} planner error(s):`);
@@ -59,9 +70,10 @@ export function registerSpecCommands(program: Command): void {
   withSpecOptions(program.command('plan'))
     .description('preflight: parallel layout, batches, tokens, memory, storage -> findings (exit 2 on errors)')
     .option('--json', 'print the plan as JSON')
-    .action(async (file: string | undefined, options: SpecOptions & { json?: boolean }) => {
+    .option('--catalogue <file>', 'slime argument catalogue to check the flags against (default: the one keel ships)')
+    .action(async (file: string | undefined, options: SpecOptions & { json?: boolean; catalogue?: string }) => {
       const spec = await loadSpecOrExit(file, options);
-      const report: Plan = plan(spec);
+      const report: Plan = plan(spec, { catalogue: await catalogueOrExit(options.catalogue) });
       console.log(options.json ? JSON.stringify(report, null, 2) : formatPlan(report));
       if (!report.ok) process.exitCode = 2;
     });

@@ -16,7 +16,12 @@ What it does (slime's "done when" list):
    experts of its expert rank; replicated tensors are de-duplicated by torch.distributed.checkpoint -- and all ranks
    save them together with DCP into ``$SAVE/iter_0000001/`` (``.metadata`` + ``__{rank}_0.distcp``);
 3. after a barrier rank 0 writes ``common.pt`` and ``metadata.json`` (``{"sharded_backend": "torch_dist"}``),
-   writes ``release`` into ``$SAVE/latest_checkpointed_iteration.txt`` and renames ``iter_0000001`` to ``release``.
+   writes ``release`` into ``$SAVE/latest_checkpointed_iteration.txt`` and ends as slime's tool does,
+   ``shutil.move(iter_0000001, release)``: into an existing ``release/`` it nests, and the stale one stays. Like
+   Megatron it saves over an existing ``iter_0000001/`` and leaves files it does not rewrite: clearing what a failed
+   attempt left is the caller's work (keel's convert step does it).
+``TINY_CONVERT_CRASH_ONCE=FILE`` (fault injection): while FILE exists, rank 0 removes it and dies after the save,
+leaving ``iter_0000001/`` with an extra shard of another layout.
 
 Tensor names are the Hugging Face names of the model (``model.layers.3.mlp.experts.5.up_proj.weight``), stored in
 bfloat16. Unknown flags are an argparse error (exit 2). ``TINY_CONVERT_SLEEP_S`` makes each rank wait that many
@@ -135,19 +140,26 @@ def main(argv: list[str] | None = None) -> int:
     work = save / sc.iteration_dir_name(1)
     if rank == 0:
         save.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(work, ignore_errors=True)  # leftovers of an earlier, interrupted attempt
-        work.mkdir()
+        # As Megatron: an existing iter_0000001/ is written over, and files it does not rewrite stay.
+        if work.is_dir() and any(work.iterdir()):
+            sc.log('Overwriting old incomplete / corrupted checkpoint...')
+        work.mkdir(exist_ok=True)
         sc.log(f'saving checkpoint at iteration {1:7d} to {save} in torch_dist format')
     dist.barrier()
     dcp.save(owned, checkpoint_id=str(work))
     dist.barrier()
+    crash_flag = os.environ.get('TINY_CONVERT_CRASH_ONCE')
+    if rank == 0 and crash_flag and os.path.exists(crash_flag):
+        # fault injection: die with iter_0000001/ written but not moved, holding a shard of another layout
+        os.remove(crash_flag)
+        (work / '__99_0.distcp').write_bytes(b'shard of an earlier layout')
+        raise RuntimeError(f'injected crash: {crash_flag} existed')
     if rank == 0:
         sc.write_checkpoint_side_files(work, 1, cfg.to_json(), sc.json_safe_args(args))
         sc.write_tracker(save, sc.RELEASE)
+        # As slime's tool ends: shutil.move nests iter_0000001 inside a release/ that already exists.
         release = save / sc.RELEASE
-        if release.exists():
-            shutil.rmtree(release)
-        os.replace(work, release)
+        shutil.move(str(work), str(release))
         sc.log(f'successfully saved checkpoint from iteration {1:7d} to {save}')
         sc.log(f'> converted {args.hf_checkpoint} to {release} ({world_size} ranks)')
     dist.barrier()

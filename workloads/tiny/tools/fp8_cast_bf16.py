@@ -6,8 +6,10 @@ Same arguments and output contract as the reference: every shard of IN is writte
 a tensor stored as float8_e4m3fn with a "<name>_scale_inv" (F32, [ceil(M/128), ceil(N/128)], possibly in another
 shard) becomes bf16(fp32(fp8) * scale) elementwise per 128x128 block; "*_scale_inv" tensors are dropped; an FP8
 tensor without a scale is copied as is with a warning; other tensors are copied unchanged.
-model.safetensors.index.json is rewritten as {"metadata": {}, "weight_map": ...} without the scale entries and is
-written LAST. config.json, *.py, tokenizer* and chat_template* are copied unchanged (quantization_config stays).
+The files are what the reference writes: shards by safetensors' save_file with no metadata, and
+model.safetensors.index.json as {"metadata": {}, "weight_map": ...} in the input's order without the scales of the
+weights it cast (json.dump, indent 2, no final newline), written LAST. config.json, *.py, tokenizer* and
+chat_template* are copied unchanged (quantization_config stays).
 Like the reference it does not resume: a re-run rewrites every shard.
 """
 
@@ -42,8 +44,9 @@ def read_tensor(root: Path, file_name: str, key: str) -> torch.Tensor:
 
 
 def cast_shard(src: Path, dst: Path, file_name: str, weight_map: dict[str, str]) -> list[str]:
-    """Cast one shard; returns the names it wrote."""
+    """Cast one shard; returns the names of the weights it cast."""
     out: dict[str, torch.Tensor] = {}
+    cast: list[str] = []
     with safe_open(str(src / file_name), framework='pt') as f:
         for key in f.keys():
             if key.endswith(SCALE_SUFFIX):
@@ -55,12 +58,13 @@ def cast_shard(src: Path, dst: Path, file_name: str, weight_map: dict[str, str])
                     print(f'Warning: missing scale_inv tensor for {key}, skipping conversion', file=sys.stderr)
                 else:
                     tensor = dequantize(tensor, read_tensor(src, scale_file, key + SCALE_SUFFIX))
+                    cast.append(key)
             out[key] = tensor
     tmp = dst / (file_name + '.tmp')
-    save_file(out, str(tmp), metadata={'format': 'pt'})
+    save_file(out, str(tmp))
     os.chmod(tmp, 0o644)
     os.replace(tmp, dst / file_name)
-    return list(out)
+    return cast
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,14 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         for path in sorted(src.glob(pattern)):
             if path.is_file():
                 shutil.copyfile(path, dst / path.name)
-    new_map: dict[str, str] = {}
+    dropped: set[str] = set()
     for file_name in sorted(set(weight_map.values())):
-        for key in cast_shard(src, dst, file_name, weight_map):
-            new_map[key] = file_name
+        dropped.update(key + SCALE_SUFFIX for key in cast_shard(src, dst, file_name, weight_map))
         print(f'cast {file_name}', flush=True)
-    index = {'metadata': {}, 'weight_map': dict(sorted(new_map.items()))}
+    index = {'metadata': {}, 'weight_map': {k: v for k, v in weight_map.items() if k not in dropped}}
     tmp = dst / (INDEX_FILE + '.tmp')
-    tmp.write_text(json.dumps(index, indent=2) + '\n', encoding='utf-8')
+    tmp.write_text(json.dumps(index, indent=2), encoding='utf-8')
     os.replace(tmp, dst / INDEX_FILE)
     return 0
 

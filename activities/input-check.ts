@@ -1,0 +1,93 @@
+// Every input path training reads must be on every node, and the same there: the prompt and eval data (slime's
+// RolloutManager runs on whichever node Ray picks), --hf-checkpoint, --ref-load, and the slime and Megatron
+// checkouts. One POSIX sh script per node fingerprints them (a file: size and sha256; a directory: the names and
+// sizes of its files, .git left out, and the checkout's commit); paths travel as arguments, never in the script.
+import { ApplicationFailure } from '@temporalio/activity';
+import { nodeName } from '../src/recipe/commands.js';
+import type { NodeSpec, Spec } from '../src/spec/schema.js';
+import { trainingInputs } from '../src/recipe/inputs.js';
+import { failureTypes } from '../src/failure-types.js';
+import { executorFor, target } from './context.js';
+
+const fingerprintScript = [
+  'for p in "$@"; do',
+  '  if [ -f "$p" ]; then',
+  '    printf "file %s %s\\n" "$(wc -c < "$p" | tr -d " ")" "$(sha256sum < "$p" | cut -d " " -f 1)"',
+  '  elif [ -d "$p" ]; then',
+  '    head=$(git -C "$p" rev-parse HEAD 2>/dev/null || echo -)',
+  '    list=$(cd "$p" && find . -name .git -prune -o -type f -printf "%P %s\\n" | LC_ALL=C sort)',
+  '    printf "dir %s %s %s\\n" "$(printf "%s" "$list" | grep -c .)" "$head" "$(printf "%s" "$list" | sha256sum | cut -d " " -f 1)"',
+  '  else',
+  '    echo missing',
+  '  fi',
+  'done',
+].join('\n');
+
+async function fingerprints(spec: Spec, node: NodeSpec, paths: string[]): Promise<string[] | string> {
+  try {
+    const r = await executorFor(spec).run(target(node), ['sh', '-c', fingerprintScript, 'keel-inputs', ...paths], {
+      timeoutMs: 600_000,
+      env: spec.cluster.env,
+    });
+    const lines = r.stdout.trim().split('\n');
+    if (r.exitCode !== 0 || lines.length !== paths.length) return `the input check failed: ${r.stderr.trim()}`;
+    return lines;
+  } catch (error) {
+    return `unreachable: ${(error as Error).message.split('\n')[0]}`;
+  }
+}
+
+function describe(fingerprint: string): string {
+  const [kind, a, b] = fingerprint.split(' ');
+  if (kind === 'file') return `a file of ${a} bytes, sha256 ${b?.slice(0, 12)}`;
+  if (kind === 'dir') return `a directory of ${a} files${b && b !== '-' ? ` at commit ${b.slice(0, 12)}` : ''}`;
+  return fingerprint;
+}
+
+/** Problems, each naming the node and the path; none when every input is on every node and the same. */
+export async function inputProblems(spec: Spec, nodes: NodeSpec[] = spec.cluster.nodes): Promise<string[]> {
+  const inputs = trainingInputs(spec);
+  const results = await Promise.all(
+    nodes.map((n) =>
+      fingerprints(
+        spec,
+        n,
+        inputs.map((i) => i.path),
+      ),
+    ),
+  );
+  const problems: string[] = [];
+  results.forEach((r, n) => {
+    if (typeof r === 'string') problems.push(`${nodeName(nodes[n]!)}: ${r}`);
+  });
+  inputs.forEach((input, i) => {
+    const seen = results.map((r) => (typeof r === 'string' ? undefined : r[i]));
+    const present = seen.filter((f): f is string => f !== undefined && f !== 'missing');
+    const counts = new Map<string, number>();
+    for (const f of present) counts.set(f, (counts.get(f) ?? 0) + 1);
+    const common = [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
+    seen.forEach((f, n) => {
+      const node = nodeName(nodes[n]!);
+      if (f === 'missing') problems.push(`${node}: ${input.path} (${input.what}) is missing`);
+      else if (f !== undefined && common !== undefined && f !== common) {
+        problems.push(
+          `${node}: ${input.path} (${input.what}) differs from the other nodes: ${describe(f)}, elsewhere ${describe(common)}`,
+        );
+      }
+    });
+  });
+  return problems;
+}
+
+/** Fail the run at once when an input is missing or differs on a node: a retry cannot put it there. */
+export async function checkInputsOnNodes(spec: Spec): Promise<{ inputs: number }> {
+  const problems = await inputProblems(spec);
+  if (problems.length) {
+    throw ApplicationFailure.nonRetryable(
+      `training inputs are not the same on every node:\n${problems.map((p) => `  ${p}`).join('\n')}\n` +
+        'put them in shared storage (storage.baseDir) or copy them to every node',
+      failureTypes.badInput,
+    );
+  }
+  return { inputs: trainingInputs(spec).length };
+}

@@ -1,0 +1,92 @@
+// Checkpoint retention as a durable activity. An R1 checkpoint is ~9.4 TB in thousands of files, and deleting it on
+// shared storage can take hours: a checkpoint to delete is first renamed out of the iter_* namespace (atomically: from
+// then on no reader, resume or plan takes it for a checkpoint), then emptied file by file with a heartbeat after
+// each, and a retried attempt first finishes the deletions an earlier attempt began.
+import { log } from '@temporalio/activity';
+import { lstat, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { inspectSaveDir, iterationDirName } from '../src/progress/checkpoints.js';
+import { planNextDeletion, planRetention } from '../src/progress/retention.js';
+import { modelPaths } from '../src/spec/paths.js';
+import type { Spec } from '../src/spec/schema.js';
+import { activitySignal, heartbeat, localSpec, type ActivityDeps } from './context.js';
+
+export interface RetentionInput {
+  spec: Spec;
+  /** eval scores by rollout: the best checkpoint by eval is kept */
+  scores: { rollout: number; score: number }[];
+}
+
+export interface RetentionResult {
+  keep: number[];
+  deleted: number[];
+  deleteNext: number[];
+}
+
+/** A checkpoint being deleted: `iter_0000039.keel-deleting` (not a name slime or keel reads as a checkpoint). */
+const deletingSuffix = '.keel-deleting';
+
+export function retentionActivities(deps: ActivityDeps) {
+  /** Keep the last K, every M-th and the best by eval; never the tracker's or a partial newer one. Deletes the rest. */
+  async function applyRetention(input: RetentionInput): Promise<RetentionResult> {
+    const spec = localSpec(input.spec, deps);
+    const saveDir = modelPaths(spec).save;
+    const progress = { files: 0 };
+    // Deletions an interrupted attempt began: finish them before planning.
+    for (const name of await readdir(saveDir).catch(() => [])) {
+      if (name.endsWith(deletingSuffix)) await deleteTree(join(saveDir, name), progress);
+    }
+    const { keepLast, keepEvery, keepBest } = spec.policies.retention;
+    const inspection = await inspectSaveDir(saveDir);
+    const scores = new Map(input.scores.map((s) => [s.rollout, s.score]));
+    const retention = {
+      iterations: inspection.iterations.map((it) => ({
+        iteration: it.iteration,
+        complete: it.complete,
+        score: scores.get(it.iteration),
+      })),
+      tracker: inspection.tracker,
+      keepLast: keepLast ?? Number.MAX_SAFE_INTEGER,
+      keepEvery,
+      keepBest,
+    };
+    const plan = planRetention(retention);
+    for (const iteration of plan.delete) {
+      const dir = join(saveDir, iterationDirName(iteration));
+      const doomed = `${dir}${deletingSuffix}`;
+      log.info('retention: deleting checkpoint', { iteration, dir });
+      await rename(dir, doomed);
+      await deleteTree(doomed, progress, iteration);
+    }
+    return {
+      keep: plan.keep.map((k) => k.iteration),
+      deleted: plan.delete,
+      deleteNext: planNextDeletion({ ...retention, saveInterval: spec.ckpt.saveInterval }, plan),
+    };
+  }
+
+  return { applyRetention };
+}
+
+/** Delete a directory tree file by file (then its directories, deepest first), heartbeating after every entry. */
+async function deleteTree(root: string, progress: { files: number }, iteration?: number): Promise<void> {
+  const signal = activitySignal();
+  const walk = async (dir: string): Promise<void> => {
+    for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+      signal?.throwIfAborted();
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) await walk(path);
+      else await rm(path, { force: true });
+      progress.files++;
+      heartbeat({ deleting: root, iteration, filesDeleted: progress.files });
+    }
+    await rmdir(dir).catch(async (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+    });
+  };
+  if (!(await lstat(root).catch(() => undefined))?.isDirectory()) {
+    await rm(root, { force: true });
+    return;
+  }
+  await walk(root);
+}

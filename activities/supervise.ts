@@ -1,0 +1,320 @@
+// Supervising a training job until its next checkpoint: follow the job's log (only the bytes it has not read: the
+// cost of a poll does not grow with the log), verify the resume, detect node loss and hangs by phase, and classify
+// every ending in one place. It heartbeats its cursor; a retried attempt (a worker restarted) resumes from it, and the
+// next supervision of the same job starts from the cursor of the last outcome.
+import { log } from '@temporalio/activity';
+import { RayDashboardClient } from '../src/cluster/ray-dashboard.js';
+import { defaultRayTempDir, JobLogReader, jobDriverLogPath, type JobLogLocation } from '../src/cluster/job-log.js';
+import { isTerminalStatus, RayJobsClient, type RayJob } from '../src/cluster/ray-jobs.js';
+import { checkResume, readTracker } from '../src/progress/checkpoints.js';
+import type { SlimeLogSummary } from '../src/progress/slime-log.js';
+import { cursorFor, LogProgress, type SupervisionCursor } from '../src/progress/supervision-cursor.js';
+import { nodeIp, nodeName } from '../src/recipe/commands.js';
+import { durationMs as msToNumber } from '../src/spec/duration.js';
+import { modelPaths } from '../src/spec/paths.js';
+import type { NodeSpec, Spec } from '../src/spec/schema.js';
+import { dashboardUrlFor, rayTempDir, reachable, type ExtraNode } from './cluster.js';
+import {
+  activitySignal,
+  allNodes,
+  executorFor,
+  heartbeat,
+  lastHeartbeat,
+  localSpec,
+  sleepMs,
+  target,
+  type ActivityDeps,
+} from './context.js';
+
+export type { SupervisionCursor } from '../src/progress/supervision-cursor.js';
+
+export type FailureKind = 'config-error' | 'node-lost' | 'head-lost' | 'hang' | 'job-crashed' | 'resume-mismatch';
+
+export interface Failure {
+  kind: FailureKind;
+  message: string;
+  /** the last rollout logged and the checkpoint training will resume from: rollouts lost = lastRollout - tracker */
+  lastRollout?: number;
+  tracker?: number;
+  /** when the failure was detected, and when the last progress was seen (detection latency) */
+  detectedAt?: string;
+  lastProgressAt?: string;
+}
+
+export interface SuperviseInput {
+  spec: Spec;
+  runKey: string;
+  jobId: string;
+  /** the last checkpoint the workflow has recorded */
+  afterIteration?: number;
+  /** set on the first supervision after a (re)submission: the tracker the job resumes from (-1: none) */
+  resumeFrom?: number;
+  activeNodes?: string[];
+  extraNodes?: ExtraNode[];
+  /** where the last supervision of this job stopped (its outcome's `cursor`); none: read the job's log from its start */
+  cursor?: SupervisionCursor;
+}
+
+export interface EvalPoint {
+  rollout: number;
+  score: number;
+}
+
+export interface RewardPoint {
+  rollout: number;
+  reward: number;
+}
+
+type OutcomeBody =
+  { kind: 'checkpoint'; iteration: number } | { kind: 'succeeded' } | { kind: 'failed'; failure: Failure };
+
+export type SuperviseOutcome = {
+  evals: EvalPoint[];
+  /** `rollout/raw_reward` of the rollouts after `afterIteration` (the trainer's `rollout N: {...}` lines) */
+  rewards?: RewardPoint[];
+  lastRollout?: number;
+  firstRolloutAt?: string;
+  /** pass to the next supervision of the same job */
+  cursor: SupervisionCursor;
+} & OutcomeBody;
+
+/** Lines that mean the trainer rejected its arguments or configuration: restarting cannot help. */
+const configErrorPattern =
+  /(error: unrecognized arguments|error: argument|error: the following arguments are required|invalid choice|ArgumentError|ArgumentTypeError)/;
+
+export function classifyEndedJob(job: RayJob, summary: SlimeLogSummary, logTail: string): Failure {
+  const errorLine = summary.lastError ? `${summary.lastError.errorType}: ${summary.lastError.message}` : undefined;
+  const neverTrained = summary.firstRollout === undefined;
+  const argparse = configErrorPattern.exec(logTail);
+  if (neverTrained && (argparse || job.driverExitCode === 2)) {
+    const line = logTail
+      .split('\n')
+      .reverse()
+      .find((l) => configErrorPattern.test(l));
+    return {
+      kind: 'config-error',
+      message: `the trainer rejected its arguments: ${line?.trim() ?? errorLine ?? job.message}`,
+    };
+  }
+  return {
+    kind: 'job-crashed',
+    message: `job ${job.submissionId} ${job.status.toLowerCase()}${job.driverExitCode !== undefined ? ` (exit ${job.driverExitCode})` : ''}: ${errorLine ?? job.message ?? 'no error line'}`,
+  };
+}
+
+/** Every node the run may use: the spec's nodes and spares, and nodes an operator added. */
+export function nodePool(spec: Spec, extra: ExtraNode[] = []): NodeSpec[] {
+  return [
+    ...allNodes(spec),
+    ...extra.map((n) => ({ host: n.host, name: n.name, gpus: n.gpus ?? spec.cluster.gpusPerNode })),
+  ];
+}
+
+export function resolveNodes(spec: Spec, names: string[] | undefined, extra: ExtraNode[] = []): NodeSpec[] {
+  const pool = nodePool(spec, extra);
+  if (!names?.length) return spec.cluster.nodes.slice(0, spec.distributed.actorNumNodes);
+  return names.map((name) => {
+    const node = pool.find((n) => nodeName(n) === name);
+    if (!node) throw new Error(`unknown node ${name}`);
+    return node;
+  });
+}
+
+/** Bytes of the job's log read per poll at most; a supervisor behind catches up over several polls without pausing. */
+const logBytesPerPoll = 1 << 20;
+
+export function supervisionActivities(deps: ActivityDeps) {
+  async function superviseUntilCheckpoint(input: SuperviseInput): Promise<SuperviseOutcome> {
+    const spec = localSpec(input.spec, deps);
+    const signal = activitySignal();
+    const nodes = resolveNodes(spec, input.activeNodes, input.extraNodes);
+    const head = nodes[0]!;
+    const jobs = new RayJobsClient({ url: dashboardUrlFor(spec, head), timeoutMs: 10_000 });
+    const dashboard = new RayDashboardClient({ url: dashboardUrlFor(spec, head), timeoutMs: 5000 });
+    const saveDir = modelPaths(spec).save;
+    const hang = {
+      startup: msToNumber(spec.policies.hang.startup),
+      rollout: msToNumber(spec.policies.hang.rollout),
+      save: msToNumber(spec.policies.hang.checkpointSave),
+    };
+    const pollMs = Math.min(2000, Math.max(250, msToNumber(spec.policies.heartbeatTimeout) / 5));
+    const after = input.afterIteration ?? -1;
+
+    // Resume where this activity's last attempt heartbeated, else where the last supervision of the job stopped.
+    const invalid = (from: string) => (problem: string) =>
+      log.warn(`ignoring an invalid cursor (${from})`, { problem });
+    const resumed = cursorFor(lastHeartbeat<{ cursor?: unknown }>()?.cursor, input.jobId, invalid('heartbeat'));
+    const start = resumed ?? cursorFor(input.cursor, input.jobId, invalid('input'));
+    const progress = new LogProgress(input.jobId, start, {
+      resumeVerified: input.resumeFrom === undefined,
+      now: Date.now(),
+      rewardsAfter: after,
+    });
+    if (start)
+      log.info('supervision resumes in the job log', { jobId: input.jobId, offset: start.offset, resumed: !!resumed });
+
+    const reader = new JobLogReader({
+      jobs,
+      executor: executorFor(spec),
+      submissionId: input.jobId,
+      maxBytes: logBytesPerPoll,
+      locate: (driverNodeId) =>
+        locateDriverLog(spec, dashboard, nodePool(spec, input.extraNodes), driverNodeId, input.jobId),
+      onFallback: (reason) => log.warn('reading the whole job log over HTTP on every poll', { reason }),
+    });
+
+    let unreachableSince: number | undefined;
+    let lastNodeCheck = 0;
+    let pendingCheckpoint: { iteration: number; since: number } | undefined;
+
+    const done = (outcome: OutcomeBody): SuperviseOutcome =>
+      ({
+        ...outcome,
+        evals: progress.evals(),
+        rewards: progress.rewards(),
+        lastRollout: progress.follower.summary.lastRollout,
+        firstRolloutAt:
+          progress.firstRolloutAt === undefined ? undefined : new Date(progress.firstRolloutAt).toISOString(),
+        cursor: progress.cursor(outcome.kind === 'checkpoint' ? outcome.iteration : Number.MAX_SAFE_INTEGER),
+      }) as SuperviseOutcome;
+    const failure = async (f: Failure): Promise<Failure> => {
+      const tracker = await readTracker(saveDir).catch(() => undefined);
+      return {
+        ...f,
+        lastRollout: progress.follower.summary.lastRollout,
+        tracker: typeof tracker === 'number' ? tracker : -1,
+        detectedAt: new Date().toISOString(),
+        lastProgressAt: new Date(progress.lastProgressAt).toISOString(),
+      };
+    };
+    // The head among the lost nodes: the cluster needs a new head, not only a replacement worker.
+    const lostKind = (dead: string[]): FailureKind => (dead.includes(nodeName(head)) ? 'head-lost' : 'node-lost');
+    const failed = async (kind: FailureKind, message: string) =>
+      done({ kind: 'failed', failure: await failure({ kind, message }) });
+
+    for (;;) {
+      let job: RayJob | undefined;
+      let caughtUp = true;
+      let via: 'file' | 'http' | undefined;
+      try {
+        job = await jobs.getJob(input.jobId, signal);
+        const chunk = await reader.read(job, progress.offset, signal);
+        if (chunk.restarted)
+          log.warn('the job log is shorter than the cursor: reading it from its start', { jobId: input.jobId });
+        progress.push(chunk.text, chunk.nextOffset, Date.now(), chunk.restarted);
+        caughtUp = chunk.via === 'http' || chunk.bytesRead < logBytesPerPoll;
+        via = chunk.via;
+        unreachableSince = undefined;
+      } catch (error) {
+        if (signal?.aborted) throw error;
+        unreachableSince ??= Date.now();
+        if (Date.now() - unreachableSince > Math.max(15_000, pollMs * 5)) {
+          const headUp = await reachable(spec, head);
+          return failed(
+            'head-lost',
+            `the Ray head ${nodeName(head)} ${headUp ? 'answers but its dashboard does not' : 'is unreachable'}: ${(error as Error).message}`,
+          );
+        }
+      }
+      const summary = progress.follower.summary;
+      heartbeat({ jobId: input.jobId, status: job?.status, logReadVia: via, cursor: progress.cursor() });
+
+      // Verified resume: the first rollout logged after a (re)submission must be tracker + 1, with its data state.
+      if (!progress.resumeVerified && summary.firstRollout !== undefined) {
+        const tracker = input.resumeFrom !== undefined && input.resumeFrom >= 0 ? input.resumeFrom : undefined;
+        const check = await checkResume(saveDir, tracker, summary.firstRollout);
+        if (!check.ok) return failed('resume-mismatch', `resume check failed: ${check.reason}`);
+        progress.resumeVerified = true;
+      }
+
+      // A new checkpoint named by the tracker: return once its eval (if one is due) has been logged.
+      const jobEnded = job !== undefined && isTerminalStatus(job.status) && caughtUp;
+      const tracker = await readTracker(saveDir).catch(() => undefined);
+      if (typeof tracker === 'number' && tracker > after) {
+        const evalDue = (tracker + 1) % spec.eval.evalInterval === 0;
+        pendingCheckpoint ??= { iteration: tracker, since: Date.now() };
+        const evalLogged = summary.evals[tracker] !== undefined;
+        if (!evalDue || evalLogged || jobEnded || Date.now() - pendingCheckpoint.since > hang.rollout) {
+          return done({ kind: 'checkpoint', iteration: tracker });
+        }
+      }
+
+      // An ended job is judged once its whole log has been read.
+      if (job && jobEnded) {
+        progress.follower.end();
+        const ended = progress.follower.summary;
+        if (job.status === 'SUCCEEDED') {
+          if (ended.firstRollout === undefined && (input.resumeFrom ?? -1) + 1 < spec.rollout.numRollout) {
+            return failed(
+              'resume-mismatch',
+              'the job exited 0 without logging a rollout (a resume that trained nothing)',
+            );
+          }
+          return done({ kind: 'succeeded' });
+        }
+        const dead = await deadNodes(spec, dashboard, nodes);
+        if (dead.length)
+          return failed(lostKind(dead), `node(s) ${dead.join(', ')} lost; the job ${job.status.toLowerCase()}`);
+        const tail = await reader
+          .read(job, Math.max(0, progress.offset - 8000))
+          .then((chunk) => chunk.text)
+          .catch(() => '');
+        return done({ kind: 'failed', failure: await failure(classifyEndedJob(job, ended, tail)) });
+      }
+
+      // Node liveness from the dashboard: do not wait for an NCCL timeout to notice a dead node.
+      if (Date.now() - lastNodeCheck > 10_000 && unreachableSince === undefined) {
+        lastNodeCheck = Date.now();
+        const dead = await deadNodes(spec, dashboard, nodes);
+        if (dead.length) return failed(lostKind(dead), `node(s) ${dead.join(', ')} no longer alive in Ray`);
+      }
+
+      // Hangs, by phase: start-up (no rollout yet), steady rollouts, checkpoint saving.
+      const idle = Date.now() - progress.lastProgressAt;
+      const phase = summary.checkpointInProgress ? 'save' : summary.lastRollout === undefined ? 'startup' : 'rollout';
+      if (idle > hang[phase]) {
+        return failed(
+          'hang',
+          `no progress for ${Math.round(idle / 1000)} s in the ${phase === 'save' ? 'checkpoint save' : phase} phase (timeout ${Math.round(hang[phase] / 1000)} s)`,
+        );
+      }
+      if (caughtUp) await sleepMs(pollMs, signal);
+    }
+  }
+
+  return { superviseUntilCheckpoint };
+}
+
+/** The driver's log file: on the run's node that Ray names as the driver's, under that node's Ray temp dir. */
+async function locateDriverLog(
+  spec: Spec,
+  dashboard: RayDashboardClient,
+  pool: NodeSpec[],
+  driverNodeId: string,
+  submissionId: string,
+): Promise<JobLogLocation | undefined> {
+  const rayNode = (await dashboard.listNodes()).find((n) => n.nodeId === driverNodeId);
+  const node = rayNode && pool.find((n) => nodeIp(n) === rayNode.nodeIp);
+  if (!node) return undefined;
+  const tempDir = spec.rayHead.isolateNodes ? rayTempDir(spec, node) : defaultRayTempDir(spec.cluster.env);
+  return { node: target(node), path: jobDriverLogPath(tempDir, submissionId) };
+}
+
+/** Nodes Ray declares dead, and nodes the executor cannot reach (Ray notices a lost node only after a while). */
+async function deadNodes(spec: Spec, dashboard: RayDashboardClient, nodes: NodeSpec[]): Promise<string[]> {
+  const dead = new Set<string>();
+  try {
+    const all = await dashboard.listNodes();
+    for (const n of nodes) {
+      const entries = all.filter((x) => x.nodeIp === nodeIp(n));
+      if (entries.length > 0 && !entries.some((x) => x.alive)) dead.add(nodeName(n));
+    }
+  } catch {
+    // the dashboard is the head's: its loss is classified as head-lost elsewhere
+  }
+  const answers = await Promise.all(nodes.map((n) => reachable(spec, n)));
+  nodes.forEach((n, i) => {
+    if (!answers[i]) dead.add(nodeName(n));
+  });
+  return [...dead];
+}

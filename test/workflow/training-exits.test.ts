@@ -1,0 +1,126 @@
+// Every way a training run ends, except continue-as-new, stops its job: here a training that fails and one whose
+// pipeline is terminated. The cluster and the Ray job are stand-ins that record what keel asked of them; the workflow
+// code, the real worker and the real dev server are what is under test (test/faults/operations.test.ts does the
+// termination on a real Ray cluster).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { WorkflowFailedError } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { startDevServer, workflowBundle } from '../support/temporal.js';
+import { commandSpec, eventually, tempDir, uniqueQueue } from '../support/pipeline.js';
+import { prepareActivities } from '../../activities/prepare.js';
+import { repoRoot } from '../support/temporal.js';
+
+/** A Ray job stand-in: submitted once, then supervision either fails permanently or waits until cancelled. */
+function jobStandIn(supervision: 'fails' | 'runs') {
+  const calls = { submitted: [] as string[], stopped: [] as string[] };
+  return {
+    calls,
+    activities: {
+      ...prepareActivities({ cwd: repoRoot, env: {} }),
+      async checkStep({ stepId }: { stepId: string }) {
+        return stepId === 'train'
+          ? { complete: false, checkable: false, reason: 'stand-in: trains' }
+          : { complete: true, reason: 'stand-in: converted earlier' };
+      },
+      async submitTrainingJob({ runKey }: { runKey: string }) {
+        const jobId = `${runKey}-train-1`;
+        calls.submitted.push(jobId);
+        return { jobId, tracker: -1, created: true };
+      },
+      async superviseUntilCheckpoint() {
+        if (supervision === 'fails') {
+          throw ApplicationFailure.nonRetryable('the save directory is not readable', 'BadInput');
+        }
+        // runs (heartbeating) until the activity is cancelled
+        for (;;) {
+          Context.current().heartbeat();
+          await Context.current().sleep(200);
+        }
+      },
+      async stopTrainingJob({ jobId }: { jobId: string }) {
+        calls.stopped.push(jobId);
+      },
+      async stopLaunched() {},
+      async applyRetention() {
+        return { keep: [], deleted: [], deleteNext: [] };
+      },
+    },
+  };
+}
+
+describe('training stops its job on the way out', { timeout: 180_000 }, () => {
+  let env: TestWorkflowEnvironment;
+  before(async () => {
+    env = await startDevServer();
+  });
+  after(async () => {
+    await env?.teardown();
+  });
+
+  const specFor = async (name: string) =>
+    commandSpec({
+      name,
+      dir: await tempDir(`keel-${name}-`),
+      steps: { convert: { kind: 'torch-dist-convert' }, train: { kind: 'train', needs: ['convert'] } },
+      overrides: { policies: { heartbeatTimeout: '2s', initialRetryInterval: '100ms' } },
+    });
+
+  it('a training that fails stops its job, and the run fails naming the cause', async () => {
+    const job = jobStandIn('fails');
+    const queue = uniqueQueue('keel-exit');
+    const worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue: queue,
+      workflowBundle: await workflowBundle(),
+      activities: job.activities,
+    });
+    const workflowId = `keel-fails-${Date.now()}`;
+    await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start('pipeline', {
+        taskQueue: queue,
+        workflowId,
+        args: [await specFor('fails')],
+      });
+      await assert.rejects(handle.result(), (error: unknown) => {
+        assert.ok(error instanceof WorkflowFailedError);
+        assert.match(String(error.cause?.message), /step train failed .*the save directory is not readable/);
+        return true;
+      });
+    });
+    assert.deepEqual(job.calls.submitted, [`${workflowId}-train-1`]);
+    assert.deepEqual(job.calls.stopped, [`${workflowId}-train-1`], 'the job was stopped once');
+  });
+
+  it('terminating the pipeline cancels its training, which stops its job', async () => {
+    const job = jobStandIn('runs');
+    const queue = uniqueQueue('keel-exit');
+    const worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue: queue,
+      workflowBundle: await workflowBundle(),
+      activities: job.activities,
+      shutdownGraceTime: '1s',
+    });
+    const workflowId = `keel-terminated-${Date.now()}`;
+    await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start('pipeline', {
+        taskQueue: queue,
+        workflowId,
+        args: [await specFor('terminated')],
+      });
+      await eventually(async () => job.calls.submitted.length === 1 || undefined, 60_000, 'a submission');
+      await handle.terminate('an operator terminated a stuck run');
+      const training = env.client.workflow.getHandle(`${workflowId}-training`);
+      await eventually(
+        async () => ((await training.describe()).status.name === 'CANCELLED' ? true : undefined),
+        60_000,
+        'the training child cancelled',
+      );
+    });
+    assert.deepEqual(job.calls.stopped, [`${workflowId}-train-1`], 'the job was stopped once');
+  });
+});
