@@ -8,11 +8,12 @@
 // a pipeline whose training loses a node after its first checkpoint (a restart, a heal that takes the spare) and
 // continues as new (the server suggests it after 40 events), then a retrain of 3 more rollouts.
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import proto from '@temporalio/proto';
 import type { Client } from '@temporalio/client';
 import { trainingStatusQuery } from '../workflows/definitions.js';
+import { scrubHistory } from './history-scrub.js';
 import { eventually } from '../test/support/pipeline.js';
 import { repoRoot } from '../test/support/temporal.js';
 import { startTinyRig } from '../test/support/tiny-pipeline.js';
@@ -24,6 +25,9 @@ if (!label || !/^[a-z0-9][a-z0-9.-]*$/.test(label)) {
 }
 const dir = join(repoRoot, 'test', 'histories');
 const fileFor = (name: string) => join(dir, `${label}-${name}.binpb`);
+// the workflow id each history ran under, which its replay needs (a pipeline names its training child after it)
+const idsFile = join(dir, 'workflow-ids.json');
+const ids = JSON.parse(await readFile(idsFile, 'utf8')) as Record<string, string>;
 
 /** Every run of a workflow id (continue-as-new makes several), oldest first. */
 async function runsOf(client: Client, workflowId: string): Promise<string[]> {
@@ -40,7 +44,10 @@ async function save(client: Client, workflowId: string, name: string): Promise<v
     const file = fileFor(runs.length > 1 ? `${name}-run${i + 1}` : name);
     if (existsSync(file)) throw new Error(`${file} exists: histories are never re-recorded (choose a new label)`);
     const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
-    await writeFile(file, proto.temporal.api.history.v1.History.encode(history).finish());
+    const scrubbed = scrubHistory(history, repoRoot);
+    await writeFile(file, proto.temporal.api.history.v1.History.encode(scrubbed).finish());
+    ids[basename(file)] = workflowId;
+    await writeFile(idsFile, `${JSON.stringify(ids, null, 2)}\n`);
     console.log(`wrote ${file} (${history.events?.length} events)`);
   }
 }

@@ -300,6 +300,7 @@ class PipelineRun {
     setHandler(cancelUpdate, (request) => this.cancel(request?.reason), {
       validator: (request) => {
         this.refuseIfEnded('cancel');
+        if (this.cancelReason) throw new Error(`already being cancelled (${this.cancelReason})`);
         if (request !== undefined && request !== null && typeof request !== 'object') {
           throw new Error('cancel takes { "reason": "..." } or nothing');
         }

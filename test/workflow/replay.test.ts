@@ -11,10 +11,22 @@ describe('replay of recorded workflow histories', () => {
   it('replays every history in test/histories', async () => {
     const dir = `${repoRoot}test/histories`;
     const files = (await readdir(dir)).filter((f) => f.endsWith('.binpb'));
-    assert.ok(files.length >= 1, 'no histories recorded');
+    // keel 0.1's three-command pipeline, and keel 0.2's real runs: a pipeline whose training lost a node, healed and
+    // continued as new (two runs of the training chain), and a retraining round (retrain, its pipeline, its training).
+    for (const required of [
+      'pipeline-three-commands.binpb',
+      'keel-0.2-pipeline.binpb',
+      'keel-0.2-training-run1.binpb',
+      'keel-0.2-training-run2.binpb',
+      'keel-0.2-retrain.binpb',
+    ]) {
+      assert.ok(files.includes(required), `${required} is committed`);
+    }
+    // The workflow id a history ran under (a pipeline names its training child after it); default: the file name.
+    const ids = JSON.parse(await readFile(`${dir}/workflow-ids.json`, 'utf8')) as Record<string, string>;
     const histories = await Promise.all(
       files.map(async (f) => ({
-        workflowId: f,
+        workflowId: Object.hasOwn(ids, f) ? ids[f]! : f,
         history: proto.temporal.api.history.v1.History.decode(await readFile(`${dir}/${f}`)),
       })),
     );

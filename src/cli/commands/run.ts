@@ -48,6 +48,8 @@ export function formatStatus(status: RunStatus): string {
       `  ${step.id.padEnd(10)} ${step.state.padEnd(10)} attempts ${step.attempts}${times}${step.reason ? `  ${step.reason}` : ''}`,
     );
   }
+  if (status.pipeline?.stopAfterCheckpoint) lines.push('  training stops at its next checkpoint (requested)');
+  if (status.pipeline?.cancelReason) lines.push(`  cancel requested: ${status.pipeline.cancelReason}`);
   const t = status.training;
   if (t) {
     lines.push(
