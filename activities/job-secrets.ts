@@ -1,4 +1,4 @@
-// The training job's secrets (rayHead.jobSecretEnv): names in the spec, values read from the worker's environment and
+// The training job's secrets (rayHead.secretEnv): names in the spec, values read from the worker's environment and
 // written over stdin into a 0600 file on the head node, which the job's entrypoint loads and deletes before the
 // trainer starts (src/recipe/commands.ts). The values never travel in Ray's runtime_env (the dashboard serves it), the
 // entrypoint, argv, the workflow's history or a log line.
@@ -13,7 +13,7 @@ import { failureTypes } from '../src/failure-types.js';
 
 /** Where the job's secret file lives on the head node (one per submission id), or undefined without secrets. */
 export function jobSecretFile(spec: Spec, head: NodeSpec, jobId: string): string | undefined {
-  if (spec.rayHead.jobSecretEnv.length === 0) return undefined;
+  if (spec.rayHead.secretEnv.length === 0) return undefined;
   const stateDir = spec.cluster.stateDir.replaceAll('{node}', nodeName(head));
   return posix.join(stateDir, 'job-secrets', `${jobId.replace(/[^A-Za-z0-9._-]/g, '_')}.env`);
 }
@@ -23,14 +23,14 @@ const writeSecretFileScript =
 
 /** Write the secret file for a submission; the values come from `env` by the names the spec gives. */
 export async function placeJobSecrets(spec: Spec, head: NodeSpec, file: string, env: NodeJS.ProcessEnv): Promise<void> {
-  const names = Object.fromEntries(spec.rayHead.jobSecretEnv.map((name) => [name, name]));
+  const names = Object.fromEntries(spec.rayHead.secretEnv.map((name) => [name, name]));
   let content: string | undefined;
   try {
     content = renderSecretEnvFile(names, env);
   } catch (error) {
     if (!(error instanceof MissingSecretError)) throw error;
     throw ApplicationFailure.nonRetryable(
-      `rayHead.jobSecretEnv names ${error.envName}, which is not set in the worker's environment: set it where the worker runs`,
+      `rayHead.secretEnv names ${error.envName}, which is not set in the worker's environment: set it where the worker runs`,
       failureTypes.configError,
     );
   }

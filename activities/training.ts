@@ -51,7 +51,7 @@ export function trainingActivities(deps: ActivityDeps) {
     }
     const paths = modelPaths(spec);
     const tracker = await readTracker(paths.save).catch(() => undefined);
-    // Secrets named by rayHead.jobSecretEnv go to a 0600 file on the head node, written once per submission id.
+    // Secrets named by rayHead.secretEnv go to a 0600 file on the head node, written once per submission id.
     const secretFile = jobSecretFile(spec, head, jobId);
     if (secretFile && !(await jobs.getJob(jobId))) await placeJobSecrets(spec, head, secretFile, deps.env);
     const job = trainJob(spec, { head, secretFile });

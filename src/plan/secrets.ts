@@ -73,7 +73,7 @@ export function checkSecrets(spec: Spec, findings: Finding[]): void {
       message: `this value looks like ${what}; secrets never go into a spec (it is stored in workflow history, and a job's env is served by the Ray dashboard)`,
       fix:
         'put the secret in an env var on the worker and name it: model.hfTokenEnv for the Hub token, ' +
-        'rayHead.jobSecretEnv: [WANDB_API_KEY] for the training job (never rayHead.jobEnv, extraArgs or a command argv)',
+        'rayHead.secretEnv: [WANDB_API_KEY] for the training job (never rayHead.jobEnv, extraArgs or a command argv)',
     });
   const visit = (value: unknown, path: string, name: string | undefined): void => {
     if (typeof value === 'string') {

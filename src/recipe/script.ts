@@ -128,9 +128,9 @@ export function renderScript(spec: Spec): string {
           env: {},
           envFromWorker: {},
         };
-        if (spec.rayHead.jobSecretEnv.length)
+        if (spec.rayHead.secretEnv.length)
           lines.push(
-            `# the job also gets ${spec.rayHead.jobSecretEnv.join(', ')} from the worker's environment (rayHead.jobSecretEnv): keel writes them to a 0600 file on the head node that the entrypoint loads and deletes`,
+            `# the job also gets ${spec.rayHead.secretEnv.join(', ')} from the worker's environment (rayHead.secretEnv): keel writes them to a 0600 file on the head node that the entrypoint loads and deletes`,
           );
         lines.push(...group(spec, [command]));
         break;

@@ -299,7 +299,7 @@ export const rayHeadSchema = z
       .record(envVarName, z.string())
       .default({})
       .describe("plain env vars of the training job (Ray's runtime_env, served by the dashboard): never secrets"),
-    jobSecretEnv: list(secretEnvName, 100)
+    secretEnv: list(secretEnvName, 100)
       .default([])
       .describe(
         "names of worker env vars (e.g. WANDB_API_KEY) given to the training job's entrypoint under the same name, " +
@@ -479,7 +479,7 @@ export const specSchema = z
       port: 6379,
       dashboardPort: 8265,
       jobEnv: {},
-      jobSecretEnv: [],
+      secretEnv: [],
       stopStaleRay: true,
     }),
     distributed: distributedSchema,

@@ -23,7 +23,7 @@ describe('tiny-local pipeline over ssh on a 4-node local cluster', { skip, timeo
   let rig: TinyRig;
   // The worker holds a Hub token (named by the spec as model.hfTokenEnv: HF_TOKEN): it must reach `hf` and nothing else.
   const token = `hf_keelTestToken${Date.now()}abcdefghij`;
-  // ... and a W&B key given to the training job by name (rayHead.jobSecretEnv): it must reach the trainer only.
+  // ... and a W&B key given to the training job by name (rayHead.secretEnv): it must reach the trainer only.
   const wandbKey = `keelWandbTestKey${Date.now()}${process.pid}`;
   before(async () => {
     process.env.HF_TOKEN = token;
@@ -52,7 +52,7 @@ describe('tiny-local pipeline over ssh on a 4-node local cluster', { skip, timeo
   it('runs the whole DAG, then skips preparation and resumes training at tracker + 1', async () => {
     const seenByTrainer = join(rig.spec().storage.baseDir, 'wandb-key-seen-by-trainer');
     const spec = rig.spec({
-      rayHead: { jobSecretEnv: ['WANDB_API_KEY'], jobEnv: { TINY_RECORD_SECRET_TO: seenByTrainer } },
+      rayHead: { secretEnv: ['WANDB_API_KEY'], jobEnv: { TINY_RECORD_SECRET_TO: seenByTrainer } },
     });
     assert.equal(spec.cluster.executor.kind, 'ssh');
     const first = await run(spec, 'keel-tiny-e2e-1');

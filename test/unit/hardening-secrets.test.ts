@@ -1,5 +1,5 @@
 // Row 4: secrets pasted into a spec are refused wherever they are (flags, headers, job env, command argv), with the
-// fix; and the training job gets its secrets by name (rayHead.jobSecretEnv) through a 0600 file on the head node that
+// fix; and the training job gets its secrets by name (rayHead.secretEnv) through a 0600 file on the head node that
 // its entrypoint loads and deletes -- never through Ray's runtime_env, the entrypoint or argv.
 import assert from 'node:assert/strict';
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -97,7 +97,7 @@ describe('row 4: the plan refuses secrets anywhere in a spec', () => {
       );
       const spec = resolveSpecOrThrow({ preset: 'deepseek-r1-128xh100', overrides });
       const finding = plan(spec).findings.find((f) => expected.test(`${f.path}: ${f.message}`))!;
-      assert.match(finding.fix!, /rayHead\.jobSecretEnv: \[WANDB_API_KEY\]/);
+      assert.match(finding.fix!, /rayHead\.secretEnv: \[WANDB_API_KEY\]/);
     });
   }
   it('no false alarm on the presets, paths, names of variables, flags and revisions', () => {
@@ -124,7 +124,7 @@ describe('row 4: the plan refuses secrets anywhere in a spec', () => {
   });
 });
 
-describe('rayHead.jobSecretEnv: the training job gets secrets by name', () => {
+describe('rayHead.secretEnv: the training job gets secrets by name', () => {
   async function tinySpecWithSecret(): Promise<{ spec: Spec; dir: string }> {
     const dir = await mkdtemp(join(tmpdir(), 'keel-hardening-secrets-'));
     roots.push(dir);
@@ -132,7 +132,7 @@ describe('rayHead.jobSecretEnv: the training job gets secrets by name', () => {
       resolveSpecOrThrow({
         preset: 'tiny-local',
         overrides: {
-          rayHead: { jobSecretEnv: ['WANDB_API_KEY'] },
+          rayHead: { secretEnv: ['WANDB_API_KEY'] },
           cluster: { stateDir: join(dir, 'state', '{node}') },
         },
       }),
@@ -175,7 +175,7 @@ describe('rayHead.jobSecretEnv: the training job gets secrets by name', () => {
     await assert.rejects(placeJobSecrets(spec, head, jobSecretFile(spec, head, 'x')!, {}), (error: Error) => {
       assert.match(
         error.message,
-        /rayHead\.jobSecretEnv names WANDB_API_KEY, which is not set in the worker's environment/,
+        /rayHead\.secretEnv names WANDB_API_KEY, which is not set in the worker's environment/,
       );
       return true;
     });

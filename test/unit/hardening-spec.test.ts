@@ -298,20 +298,18 @@ describe('row 2 (spec side): each env-var field names a variable of its kind', (
       /must contain KEY or TOKEN/,
     );
   });
-  it('rayHead.jobSecretEnv takes upper-case names that do not steer how programs start', () => {
+  it('rayHead.secretEnv takes upper-case names that do not steer how programs start', () => {
     for (const [name, expected] of [
       ['wandb_key', /must be an upper-case variable name/],
       ['LD_PRELOAD', /changes how programs start/],
       ['PYTHONPATH', /changes how programs start/],
       ['hf_abcdefghijklmnopqrstuvwxyz', /upper-case/],
     ] as const) {
-      const found = problemsOf({ preset: 'tiny-local', overrides: { rayHead: { jobSecretEnv: [name] } } });
-      assert.match(found[0]!, /^rayHead\.jobSecretEnv\[0\]: /);
+      const found = problemsOf({ preset: 'tiny-local', overrides: { rayHead: { secretEnv: [name] } } });
+      assert.match(found[0]!, /^rayHead\.secretEnv\[0\]: /);
       assert.match(found[0]!, expected);
     }
-    assert.deepEqual(validTiny({ rayHead: { jobSecretEnv: ['WANDB_API_KEY'] } }).rayHead.jobSecretEnv, [
-      'WANDB_API_KEY',
-    ]);
+    assert.deepEqual(validTiny({ rayHead: { secretEnv: ['WANDB_API_KEY'] } }).rayHead.secretEnv, ['WANDB_API_KEY']);
   });
 });
 
