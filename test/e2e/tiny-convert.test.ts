@@ -145,7 +145,9 @@ describe('tiny torch_dist converter (real torchrun, several nodes on one host)',
     });
     const { convertCheckpoint } = createActivities({ cwd: repoRoot, env: process.env });
     const attempt = (n: number): Promise<Record<string, unknown>> =>
-      new MockActivityEnvironment().run(convertCheckpoint, {
+      // each call is a new attempt of the step: a new activity, scheduled now (a Temporal retry of one attempt keeps
+      // its first schedule time and re-attaches to what that attempt launched)
+      new MockActivityEnvironment({ scheduledTimestampMs: Date.now() }).run(convertCheckpoint, {
         spec,
         stepId: 'convert',
         runKey: 'convert-retry',
