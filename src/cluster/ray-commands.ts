@@ -1,4 +1,4 @@
-// argv of `ray start` / `ray stop`, as SLIME-CONTRACT.md "Launch" writes them; options only ever append.
+// argv of `ray start` / `ray stop`, as slime's launch scripts write them; options only ever append.
 //   head:   ray start --head --node-ip-address $MASTER_ADDR --num-gpus 8 --disable-usage-stats
 //           --dashboard-host=0.0.0.0 --dashboard-port=8265
 //   worker: ray start --address=$MASTER_ADDR:6379 --num-gpus 8 --node-ip-address $WORKER_IP --disable-usage-stats

@@ -1,4 +1,4 @@
-// Is an FP8 -> BF16 cast complete (SLIME-CONTRACT.md "FP8 -> BF16 cast")? The index is written last: it must exist,
+// Is an FP8 -> BF16 cast complete (docs/slime.md, "FP8 -> BF16 cast")? The index is written last: it must exist,
 // name no `_scale_inv` tensor, and every shard of the input must be present with a header whose sizes add up and
 // whose tensors are exactly the ones the output index places there. Shard names from either index go through the
 // same name check as every other file name from outside: a name that leaves the directory is refused, never opened.

@@ -1,4 +1,4 @@
-// The arithmetic of the cast (SLIME-CONTRACT.md "FP8 -> BF16 cast"): float8_e4m3fn -> fp32 through a 256-entry table,
+// The arithmetic of the cast (docs/slime.md, "FP8 -> BF16 cast"): float8_e4m3fn -> fp32 through a 256-entry table,
 // the product with the block scale in fp32, then round-to-nearest-even to bf16; NaN -> 0x7FFF (what the GPU reference
 // writes). This scalar path is the definition; the SIMD kernel (simd-kernel.ts) must agree with it bit for bit.
 

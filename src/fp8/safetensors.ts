@@ -1,4 +1,4 @@
-// The safetensors framing (SLIME-CONTRACT.md "safetensors"): 8-byte little-endian header length N (N <= 100,000,000),
+// The safetensors framing (the safetensors format): 8-byte little-endian header length N (N <= 100,000,000),
 // N bytes of JSON, then the data. Reading validates what the reference library validates -- offsets contiguous from 0,
 // each tensor's byte length equal to numel x element size, and the file exactly as long as the header says -- and
 // every error names the file (and the tensor). Writing follows the reference writer: tensors sorted by dtype

@@ -12,7 +12,7 @@ const TB = 1e12;
  * pinned staging buffers).
  */
 export const CPU_ADAM_HOST_BYTES_PER_PARAM = (1.45 * TB * 16) / 671e9;
-/** bf16 weights + fp32 master + two fp32 Adam moments (SLIME-CONTRACT: ~14 bytes per parameter per checkpoint). */
+/** bf16 weights + fp32 master + two fp32 Adam moments (slime's checkpoints: ~14 bytes per parameter per checkpoint). */
 export const CHECKPOINT_BYTES_PER_PARAM = 14;
 
 export interface MemoryEstimate {

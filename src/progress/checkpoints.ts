@@ -89,7 +89,7 @@ export interface CompletionCheck {
   problems: string[];
 }
 
-/** Is the HF -> torch_dist conversion output in `dir` complete (SLIME-CONTRACT.md, "HF -> torch_dist conversion")? */
+/** Is the HF -> torch_dist conversion output in `dir` complete (docs/slime.md, "Conversion")? */
 export async function checkTorchDistRelease(dir: string): Promise<CompletionCheck> {
   const problems: string[] = [];
   try {

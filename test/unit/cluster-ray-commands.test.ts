@@ -8,7 +8,7 @@ import {
   rayWorkerStartArgs,
 } from '../../src/cluster/ray-commands.js';
 
-// SLIME-CONTRACT.md, "Launch", word for word with $MASTER_ADDR=10.0.0.1 and $WORKER_IP=10.0.0.2.
+// slime's launch script, word for word with $MASTER_ADDR=10.0.0.1 and $WORKER_IP=10.0.0.2.
 const contractHead =
   'ray start --head --node-ip-address 10.0.0.1 --num-gpus 8 --disable-usage-stats --dashboard-host=0.0.0.0 --dashboard-port=8265';
 const contractWorker =

@@ -9,7 +9,7 @@ eval and resume logic can be tested without GPUs:
         --prompt-data train.jsonl --input-key prompt --label-key label --num-rollout 100 ... \\
         --eval-interval 20 --eval-prompt-data aime eval.jsonl --n-samples-per-eval-prompt 4
 
-Behaviour (see SLIME-CONTRACT.md in the project docs):
+Behaviour (see docs/slime.md):
 - a placement group of ``actor_num_nodes x actor_num_gpus_per_node`` GPU bundles (PACK); while it cannot be placed,
   ``Waiting for placement group of {n} GPUs (elapsed {s}s): {t} GPUs registered with Ray, {a} available.`` is printed
   every ``TINY_PG_WAIT_LOG_S`` seconds (default 5; slime: 30) and the wait never ends;
