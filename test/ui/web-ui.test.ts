@@ -164,7 +164,7 @@ describe('Web UI: start a run from the Start Workflow form', { timeout: 1_200_00
     for (const ext of ['svg', 'html', 'png']) {
       outputs[ext] = join(artifacts, `report-${workflowId}.${ext}`);
       const { stdout } = await keel('report', workflowId, '--out', outputs[ext]!);
-      assert.match(stdout, /3 evals, 20 rewards, 2 checkpoints, 1 restarts, 6 steps/);
+      assert.match(stdout, /3 evals, 20 rewards, 2 checkpoints, 1 restarts, 8 steps/);
     }
     const expected = reportData(status);
     for (const ext of ['svg', 'html']) {
