@@ -42,7 +42,7 @@ import {
   type SteeringAnswer,
   type StepStatus,
 } from './definitions.js';
-import { legacyPreparation } from './legacy.js';
+import { preparedRun } from '../src/spec/prepare.js';
 import { patches } from './patches.js';
 import { prepare, quick, transfer } from './options.js';
 import { training } from './training.js';
@@ -62,7 +62,8 @@ type Warnings = PipelineStatus['warnings'];
 export async function pipeline(input: unknown): Promise<PipelineResult> {
   if (!patched(patches.preparedRuns)) {
     // A run started by keel 0.1, replayed: it resolved and planned in workflow code and was steered by signals.
-    const { spec, warnings } = legacyPreparation(input);
+    // Only such replays come here; new runs prepare in the `prepareRun` activity below.
+    const { spec, warnings } = preparedRun(input);
     return new PipelineRun(spec, warnings, true).execute();
   }
   const prepared = await proxyActivities<Activities>(prepare)

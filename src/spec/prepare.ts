@@ -1,5 +1,5 @@
 // A run's spec and plan from what a person typed, or a permanent failure naming every problem. Pure: the
-// `prepareRun` activity runs it for new runs; replays of keel 0.1 runs run it in workflow code (workflows/legacy.ts).
+// `prepareRun` activity runs it for new runs; replays of keel 0.1 runs run it in workflow code (workflows/pipeline.ts).
 import { ApplicationFailure } from '@temporalio/common';
 import { failureTypes } from '../failure-types.js';
 import { plan } from '../plan/index.js';
