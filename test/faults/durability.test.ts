@@ -4,21 +4,18 @@
 // Real processes: the dev server and the workers are separate programs, the local cluster runs over ssh.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
-import { execa, type ResultPromise } from 'execa';
-import { Client, Connection } from '@temporalio/client';
 import { statusQuery, trainingStatusQuery, type TrainingStatus } from '../../workflows/definitions.js';
 import { describeError } from '../../src/client/index.js';
-import { devServerSearchAttributeArgs } from '../../src/search-attributes.js';
 import { startLocalCluster, type LocalCluster } from '../../src/local/cluster.js';
-import { canConnect, freePort } from '../../src/local/net.js';
 import { RayJobsClient } from '../../src/cluster/ray-jobs.js';
 import { isTerminalStatus } from '../../src/cluster/ray-jobs.js';
 import { sshUnavailableReason } from '../support/sshd.js';
-import { eventually, eventuallyWhileRunning, tempDir, uniqueQueue } from '../support/pipeline.js';
+import { eventually, eventuallyWhileRunning, tempDir } from '../support/pipeline.js';
+import { startControlPlane, type ControlPlane } from '../support/control-plane.js';
+import type { ResultPromise } from 'execa';
 import { modelCache, tinySpec } from '../support/tiny-pipeline.js';
-import { repoRoot, temporalBinary } from '../support/temporal.js';
+import { repoRoot } from '../support/temporal.js';
 
 const skip = sshUnavailableReason();
 const portBase = 26100;
@@ -26,71 +23,31 @@ const portBase = 26100;
 describe('control-plane faults during training', { skip, timeout: 1_800_000 }, () => {
   let root: string;
   let cluster: LocalCluster;
-  let port: number;
-  let server: ResultPromise | undefined;
+  let plane: ControlPlane;
   let worker: ResultPromise | undefined;
-  const taskQueue = uniqueQueue('keel-durable');
-
-  const startServer = async (): Promise<void> => {
-    server = execa(
-      temporalBinary(),
-      [
-        'server',
-        'start-dev',
-        '--headless',
-        '--ip',
-        '127.0.0.1',
-        '--port',
-        String(port),
-        '--db-filename',
-        join(root, 'temporal.db'),
-        ...devServerSearchAttributeArgs(),
-        // Temporal suggests continue-as-new after 4096 events by default; here after 30, so the training workflow
-        // continues as new several times during this short run and must re-attach to its job each time.
-        '--dynamic-config-value',
-        'limit.historyCount.suggestContinueAsNew=30',
-        '--log-level',
-        'error',
-      ],
-      { reject: false, stdio: 'ignore' },
-    );
-    await eventually(async () => (await canConnect('127.0.0.1', port)) || undefined, 60_000, 'the dev server');
-  };
-  const stopServer = async (): Promise<void> => {
-    server?.kill('SIGTERM');
-    await server;
-    server = undefined;
-  };
-  const startWorker = (): ResultPromise =>
-    execa('node', ['--import', 'tsx', 'workers/control.ts'], {
-      cwd: repoRoot,
-      env: {
-        KEEL_TEMPORAL_ADDRESS: `127.0.0.1:${port}`,
-        KEEL_TASK_QUEUE: taskQueue,
-        KEEL_LOG_LEVEL: 'warn',
-        KEEL_HF_ENDPOINT: cluster.hubEndpoint,
-      },
-      reject: false,
-      stdio: 'ignore',
-    });
-  const connect = async (): Promise<{ client: Client; close: () => Promise<void> }> => {
-    const connection = await Connection.connect({ address: `127.0.0.1:${port}` });
-    return { client: new Client({ connection }), close: () => connection.close() };
-  };
 
   before(async () => {
     root = await tempDir('keel-durable-');
-    port = await freePort('127.0.0.1');
-    await startServer();
     cluster = await startLocalCluster({ root, repoRoot, nodes: 4, ssh: true, cacheDir: modelCache });
+    plane = await startControlPlane({
+      root,
+      workerEnv: { KEEL_HF_ENDPOINT: cluster.hubEndpoint, KEEL_LOG_LEVEL: 'warn' },
+      // Temporal suggests continue-as-new after 4096 events by default; here after 30, so the training workflow
+      // continues as new several times during this short run and must re-attach to its job each time.
+      serverArgs: ['--dynamic-config-value', 'limit.historyCount.suggestContinueAsNew=30'],
+    });
   });
   after(async () => {
     worker?.kill('SIGTERM');
     await worker;
     await cluster?.stop();
-    await stopServer();
+    await plane?.stopServer();
     await rm(root, { recursive: true, force: true });
   });
+  const startWorker = (): ResultPromise => plane.startWorker();
+  const connect = () => plane.connect();
+  const stopServer = () => plane.stopServer();
+  const startServer = () => plane.startServer();
 
   it('a SIGKILLed worker and a restarted server: the run goes on with one job, never two', async () => {
     const spec = tinySpec(cluster, portBase, {
@@ -102,7 +59,11 @@ describe('control-plane faults during training', { skip, timeout: 1_800_000 }, (
     const workflowId = 'durable';
     worker = startWorker();
     let temporal = await connect();
-    const handle = await temporal.client.workflow.start('pipeline', { taskQueue, workflowId, args: [spec] });
+    const handle = await temporal.client.workflow.start('pipeline', {
+      taskQueue: plane.taskQueue,
+      workflowId,
+      args: [spec],
+    });
     const trainingStatus = async (): Promise<TrainingStatus | undefined> =>
       temporal.client.workflow
         .getHandle(`${workflowId}-training`)
