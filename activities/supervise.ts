@@ -6,7 +6,7 @@ import { log } from '@temporalio/activity';
 import { RayDashboardClient } from '../src/cluster/ray-dashboard.js';
 import { defaultRayTempDir, JobLogReader, jobDriverLogPath, type JobLogLocation } from '../src/cluster/job-log.js';
 import { isTerminalStatus, RayJobsClient, type RayJob } from '../src/cluster/ray-jobs.js';
-import { checkResume, readTracker } from '../src/progress/checkpoints.js';
+import { checkResume, completeIterationsBetween, readTracker } from '../src/progress/checkpoints.js';
 import type { SlimeLogSummary } from '../src/progress/slime-log.js';
 import { cursorFor, LogProgress, type SupervisionCursor } from '../src/progress/supervision-cursor.js';
 import { nodeIp, nodeName } from '../src/recipe/commands.js';
@@ -66,7 +66,18 @@ export interface RewardPoint {
 }
 
 type OutcomeBody =
-  { kind: 'checkpoint'; iteration: number } | { kind: 'succeeded' } | { kind: 'failed'; failure: Failure };
+  | {
+      kind: 'checkpoint';
+      /** the newest checkpoint: the tracker */
+      iteration: number;
+      /**
+       * every complete checkpoint saved since `afterIteration`, oldest first, `iteration` last: more than one when the
+       * trainer saved again before a poll saw the first (absent in outcomes recorded before keel 0.2.1)
+       */
+      saved?: number[];
+    }
+  | { kind: 'succeeded' }
+  | { kind: 'failed'; failure: Failure };
 
 export type SuperviseOutcome = {
   evals: EvalPoint[];
@@ -235,7 +246,8 @@ export function supervisionActivities(deps: ActivityDeps) {
         pendingCheckpoint ??= { iteration: tracker, since: Date.now() };
         const evalLogged = summary.evals[tracker] !== undefined;
         if (!evalDue || evalLogged || jobEnded || Date.now() - pendingCheckpoint.since > hang.rollout) {
-          return done({ kind: 'checkpoint', iteration: tracker });
+          const saved = await completeIterationsBetween(saveDir, after, tracker);
+          return done({ kind: 'checkpoint', iteration: tracker, saved });
         }
       }
 

@@ -224,6 +224,13 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       state.rewards = mergeRewards(state.rewards ?? [], outcome.rewards ?? []);
 
       if (outcome.kind === 'checkpoint') {
+        // Every checkpoint saved since the last one recorded: a poll can miss one the trainer superseded quickly.
+        const lastRecorded = state.checkpoints.at(-1)?.iteration ?? -1;
+        for (const iteration of outcome.saved ?? [outcome.iteration]) {
+          if (iteration <= lastRecorded || iteration === outcome.iteration) continue;
+          const score = state.evals.find((e) => e.rollout === iteration)?.score;
+          state.checkpoints.push({ iteration, at: new Date().toISOString(), evalScore: score });
+        }
         const evalAt = state.evals.find((e) => e.rollout === outcome.iteration);
         state.checkpoints.push({
           iteration: outcome.iteration,

@@ -82,6 +82,23 @@ export async function inspectSaveDir(saveDir: string): Promise<SaveDirInspection
   return { tracker, iterations, datasetStates, partial };
 }
 
+/**
+ * The complete checkpoints saved after `after` up to `tracker`, oldest first: what a supervisor that polls the tracker
+ * may have missed when the trainer saved twice between two polls (a slow poll, a worker restart).
+ */
+export async function completeIterationsBetween(saveDir: string, after: number, tracker: number): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await readDirIfExists(saveDir)) {
+    const match = iterationDirPattern.exec(entry.name);
+    if (!match || !entry.isDirectory()) continue;
+    const iteration = Number(match[1]);
+    if (iteration <= after || iteration > tracker) continue;
+    if ((await torchDistLayoutProblems(path.join(saveDir, entry.name))).length === 0) found.push(iteration);
+  }
+  if (!found.includes(tracker)) found.push(tracker);
+  return found.sort((a, b) => a - b);
+}
+
 export interface CompletionCheck {
   complete: boolean;
   /** `complete`, or every problem found, joined. */

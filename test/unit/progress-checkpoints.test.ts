@@ -7,6 +7,7 @@ import {
   checkResume,
   checkTorchDistRelease,
   CheckpointTrackerError,
+  completeIterationsBetween,
   inspectSaveDir,
   readTracker,
 } from '../../src/progress/checkpoints.js';
@@ -65,6 +66,19 @@ describe('readTracker', () => {
     assert.equal(await readTracker(dir), 'release');
     await writeFile(tracker, '19abc');
     await assert.rejects(readTracker(dir), CheckpointTrackerError);
+  });
+});
+
+describe('completeIterationsBetween', () => {
+  test('every complete checkpoint after the last recorded one, up to the tracker', async () => {
+    const save = await savedTwice();
+    // a poll that saw neither save finds both; one that saw 19 finds 39 only
+    assert.deepEqual(await completeIterationsBetween(save, -1, 39), [19, 39]);
+    assert.deepEqual(await completeIterationsBetween(save, 19, 39), [39]);
+    // a save in progress past the tracker and a damaged one below it are not reported
+    await writeTorchDist(path.join(save, 'iter_0000059'), { finished: false });
+    await rm(path.join(save, 'iter_0000019', '.metadata'));
+    assert.deepEqual(await completeIterationsBetween(save, -1, 39), [39]);
   });
 });
 

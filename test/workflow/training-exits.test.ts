@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
+import { trainingStatusQuery } from '../../workflows/definitions.js';
 import { Worker } from '@temporalio/worker';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startDevServer, workflowBundle } from '../support/temporal.js';
@@ -14,8 +15,11 @@ import { commandSpec, eventually, tempDir, uniqueQueue } from '../support/pipeli
 import { prepareActivities } from '../../activities/prepare.js';
 import { repoRoot } from '../support/temporal.js';
 
-/** A Ray job stand-in: submitted once, then supervision either fails permanently or waits until cancelled. */
-function jobStandIn(supervision: 'fails' | 'runs') {
+/**
+ * A Ray job stand-in: submitted once, then supervision either fails permanently, waits until cancelled, or reports
+ * two checkpoints saved between two of its polls and then the job's success.
+ */
+function jobStandIn(supervision: 'fails' | 'runs' | 'saves-twice') {
   const calls = { submitted: [] as string[], stopped: [] as string[] };
   return {
     calls,
@@ -31,7 +35,18 @@ function jobStandIn(supervision: 'fails' | 'runs') {
         calls.submitted.push(jobId);
         return { jobId, tracker: -1, created: true };
       },
-      async superviseUntilCheckpoint() {
+      async superviseUntilCheckpoint({ jobId, afterIteration }: { jobId: string; afterIteration?: number }) {
+        const cursor = { jobId, offset: 0, resumeVerified: true, evals: [], rewards: [] };
+        if (supervision === 'saves-twice') {
+          if ((afterIteration ?? -1) < 5) {
+            const evals = [
+              { rollout: 2, score: 0.25 },
+              { rollout: 5, score: 0.5 },
+            ];
+            return { kind: 'checkpoint', iteration: 5, saved: [2, 5], evals, lastRollout: 5, cursor };
+          }
+          return { kind: 'succeeded', evals: [], lastRollout: 5, cursor };
+        }
         if (supervision === 'fails') {
           throw ApplicationFailure.nonRetryable('the save directory is not readable', 'BadInput');
         }
@@ -122,5 +137,34 @@ describe('training stops its job on the way out', { timeout: 180_000 }, () => {
       );
     });
     assert.deepEqual(job.calls.stopped, [`${workflowId}-train-1`], 'the job was stopped once');
+  });
+
+  it('two checkpoints saved between two polls are both recorded, with their evals', async () => {
+    const job = jobStandIn('saves-twice');
+    const queue = uniqueQueue('keel-exit');
+    const worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue: queue,
+      workflowBundle: await workflowBundle(),
+      activities: job.activities,
+    });
+    const workflowId = `keel-saves-twice-${Date.now()}`;
+    const training = await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start('pipeline', {
+        taskQueue: queue,
+        workflowId,
+        args: [await specFor('saves-twice')],
+      });
+      await handle.result();
+      // (a query of a closed workflow is answered by a worker too)
+      return env.client.workflow.getHandle(`${workflowId}-training`).query(trainingStatusQuery);
+    });
+    assert.deepEqual(
+      training.checkpoints.map((c) => [c.iteration, c.evalScore]),
+      [
+        [2, 0.25],
+        [5, 0.5],
+      ],
+    );
   });
 });
