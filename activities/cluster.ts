@@ -17,8 +17,10 @@ import {
   allNodes,
   activitySignal,
   pauseWithHeartbeats,
+  withHeartbeats,
   type ActivityDeps,
 } from './context.js';
+import { resolveNodes } from './supervise.js';
 import { durationMs as msToNumber } from '../src/spec/duration.js';
 import type { StepInput } from './steps.js';
 import { checkFlagsOnCluster } from './flag-check.js';
@@ -192,6 +194,15 @@ async function joinWorkers(
   });
 }
 
+/** The nodes a job ran on, or undefined when one of them is no longer known (an operator's node gone from the list). */
+function knownNodes(spec: Spec, names: string[] | undefined, extra: ExtraNode[]): NodeSpec[] | undefined {
+  try {
+    return resolveNodes(spec, names, extra);
+  } catch {
+    return undefined;
+  }
+}
+
 /** What a heal did to the Ray cluster. */
 export type HealMode = 'kept' | 'repaired' | 'restarted';
 
@@ -359,10 +370,12 @@ export function clusterActivities(deps: ActivityDeps) {
     /** wait this long (heartbeating) before probing: the pause between probes while waiting for nodes */
     pauseMs?: number;
     /**
-     * the nodes the failed job ran on (head first): heal only what the failure touched on them, restarting Ray
-     * nowhere when every one is healthy (absent: bring Ray up again from scratch, as keel 0.2 always did)
+     * heal only what the failure touched on the nodes the failed job ran on (`activeNodes`), restarting Ray nowhere
+     * when every one is healthy (absent: bring Ray up again from scratch, as keel 0.2 always did)
      */
-    keep?: string[];
+    keepRay?: boolean;
+    /** the nodes the failed job ran on, head first (absent: the spec's first nodes, as at the run's start) */
+    activeNodes?: string[];
   }): Promise<{
     ready: boolean;
     reason: string;
@@ -374,8 +387,16 @@ export function clusterActivities(deps: ActivityDeps) {
     restartedOn?: string[];
   }> {
     const spec = localSpec(input.spec, deps);
+    const every = msToNumber(spec.policies.heartbeatTimeout) / 3;
     // The pause is spent here rather than in a workflow timer: a weekend of waiting adds a handful of events an hour.
-    await pauseWithHeartbeats(input.pauseMs ?? 0, msToNumber(spec.policies.heartbeatTimeout) / 3);
+    await pauseWithHeartbeats(input.pauseMs ?? 0, every);
+    return withHeartbeats(every, 'healing', () => heal(spec, input));
+  }
+
+  async function heal(
+    spec: Spec,
+    input: { runKey: string; extraNodes: ExtraNode[]; keepRay?: boolean; activeNodes?: string[] },
+  ): Promise<Awaited<ReturnType<typeof healCluster>>> {
     const pool: NodeSpec[] = [
       ...allNodes(spec),
       ...input.extraNodes.map((n) => ({ host: n.host, name: n.name, gpus: n.gpus ?? spec.cluster.gpusPerNode })),
@@ -392,9 +413,9 @@ export function clusterActivities(deps: ActivityDeps) {
         quarantined,
       };
     }
-    const kept = (input.keep ?? []).map((name) => pool.find((n) => nodeName(n) === name));
-    if (kept.length === needed && kept.every((n) => n !== undefined)) {
-      const repaired = await repairCluster(spec, input.runKey, kept as NodeSpec[], healthy).catch((error: unknown) => {
+    const kept = input.keepRay ? knownNodes(spec, input.activeNodes, input.extraNodes) : undefined;
+    if (kept?.length === needed) {
+      const repaired = await repairCluster(spec, input.runKey, kept, healthy).catch((error: unknown) => {
         log.warn('repairing the Ray cluster failed; bringing it up again', { error: (error as Error).message });
         return undefined;
       });

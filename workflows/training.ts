@@ -135,17 +135,23 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
   };
 
   /**
-   * Probe, quarantine, take spares, bring Ray up: until the cluster is ready, waiting visibly for nodes. `keep`: the
-   * nodes the failed job ran on, where Ray is restarted only on what the failure touched.
+   * Probe, quarantine, take spares, bring Ray up: until the cluster is ready, waiting visibly for nodes. `keepRay`:
+   * restart Ray only on what the failure touched of the nodes the job ran on.
    */
-  const heal = async (keep?: string[]): Promise<Awaited<ReturnType<typeof t.healCluster>>> => {
+  const heal = async (keepRay?: boolean): Promise<Awaited<ReturnType<typeof t.healCluster>>> => {
     setPhase('healing');
     for (let waits = 0; ; waits++) {
       // Back off to a few minutes between probes, spent inside the activity (no timer events in this history).
       const base = msToNumber(spec.policies.initialRetryInterval) * 3;
       const longest = spec.policies.nodeWaitMax ? msToNumber(spec.policies.nodeWaitMax) : defaultNodeWaitMaxMs;
       const pauseMs = waits === 0 ? 0 : Math.min(base * 2 ** Math.min(waits - 1, 16), Math.max(base, longest));
-      const healing = t.healCluster({ spec, runKey, extraNodes: state.extraNodes, pauseMs, ...(keep ? { keep } : {}) });
+      const healing = t.healCluster({
+        spec,
+        runKey,
+        extraNodes: state.extraNodes,
+        pauseMs,
+        ...(keepRay ? { keepRay, activeNodes: state.activeNodes } : {}),
+      });
       const healed = await healing.catch((error: unknown) => {
         // Ray did not come up on the chosen nodes this time: probe and try again after a pause.
         log.warn('healing attempt failed', { error: String(error) });
@@ -297,7 +303,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
           // Keep Ray where it is healthy -- unless the last heal kept it and training did not come back after it.
           const previous = state.failures.at(-2);
           const keptInVain = previous?.heal === 'kept' && !previous.recoveredAt;
-          const healed = await heal(state.activeNodes?.length && !keptInVain ? state.activeNodes : undefined);
+          const healed = await heal(!keptInVain);
           failure.healedAt = new Date().toISOString();
           failure.heal = healed.mode;
           failure.restartedOn = healed.restartedOn;
