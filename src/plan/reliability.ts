@@ -175,11 +175,13 @@ function checkSaveInterval(
   const numRollout = spec.rollout.numRollout;
   if (!farFromBest(configured, optimal)) return;
   if (estimate.optimalIsRunLength) {
+    // failures over the run's wall time when saving only at the end (the configured interval may keep nothing)
+    const failures = (numRollout * model.rolloutSeconds) / estimate.optimalEttr! / model.mtbfSeconds;
     findings.push({
       severity: 'info',
       path: 'ckpt.saveInterval',
       message:
-        `${fmtFailures(estimate.expectedFailures!)} expected over the run: the expected ETTR is ` +
+        `${fmtFailures(failures)} expected over the run: the expected ETTR is ` +
         `highest when saving only at the end (${ettr(numRollout)}, against ${ettr(configured)} saving every ` +
         `${configured} rollouts); checkpoints more often are insurance and what evals and retention work with`,
     });

@@ -114,6 +114,22 @@ describe('the edges of the model', () => {
     );
     assert.match(findings[0]!.message, /fewer than 0\.01 failures are expected over the run/);
   });
+  it('a configured interval that keeps nothing (ETTR 0) while the best is the whole run', () => {
+    // r = 1 s, delta = 2 s, every rollout: ETTR(1) = 1 - 2/1 - ... < 0 -> 0; at 100: 1 - 2/100 - (60 + 50)/M ~ 0.98
+    const p = planWith('tiny-local', {
+      reliability: { checkpointSaveTime: '2s', restartTime: '60s', rolloutTime: '1s' },
+      ckpt: { saveInterval: 1 },
+    });
+    assert.equal(p.reliability.expectedEttr, 0);
+    assert.equal(p.reliability.expectedWallHours, undefined);
+    assert.equal(p.reliability.optimalSaveInterval, 100);
+    near(p.reliability.optimalEttr, 0.98, 1e-4);
+    const info = p.findings.find((f) => f.path === 'ckpt.saveInterval' && f.severity === 'info');
+    assert.match(
+      info?.message ?? '',
+      /highest when saving only at the end \(0\.980, against 0\.000 saving every 1 rollouts\)/,
+    );
+  });
   it('failures faster than the model holds: ETTR floored at 0 and a warning', () => {
     // 1 per GPU-hour x 8 GPUs: M = 450 s; tau* = sqrt(2 x 180 x 450) = 402 s -> 1 rollout of 300 s;
     // ETTR(1) = 1 - 180/300 - (600 + 150)/450 = 1 - 0.6 - 1.667 < 0 -> 0.
