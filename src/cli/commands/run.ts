@@ -1,5 +1,7 @@
 // keel server | worker | start | status | watch | pause | resume | cancel | stop-after-checkpoint | list
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { resolve } from 'node:path';
+import { logFormats, type LogFormat } from '../../log.js';
 import { execa } from 'execa';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -91,12 +93,19 @@ export function registerRunCommands(program: Command): void {
   connectionFlags(program.command('worker'))
     .description('run the control worker (task queue keel)')
     .option('--bundle <file>', 'prebuilt workflow bundle (npm run bundle writes .keel/workflow-bundle.js)')
-    .action(async (options: ServerOptions & { bundle?: string }) => {
+    .addOption(
+      new Option('--log-format <format>', "its logs (keel's and the Temporal SDK's): JSON lines or pretty text")
+        .choices(logFormats)
+        .default('json'),
+    )
+    .option('--log-file <file>', 'write the logs to this file (default: stdout)')
+    .action(async (options: ServerOptions & { bundle?: string; logFormat: LogFormat; logFile?: string }) => {
       const { runControlWorker } = await import('../../../workers/control.js');
       console.log('keel worker: task queue keel; Ctrl-C stops it (launched programs keep running)');
       await runControlWorker({
         target: { address: options.address, namespace: options.namespace },
         bundlePath: options.bundle,
+        logs: { format: options.logFormat, destination: options.logFile ? resolve(options.logFile) : 1 },
       });
     });
 
