@@ -6,6 +6,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { closeExecutors, createActivities } from '../activities/index.js';
 import { connectionOptions, temporalTarget, type TemporalTarget } from '../src/client/connection.js';
 import type { LogOutput } from '../src/log.js';
+import type { TemporalSection } from '../src/spec/schema.js';
 import { installWorkerLogging } from './logging.js';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
@@ -13,7 +14,10 @@ export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', impo
 export const defaultBundlePath = fileURLToPath(new URL('../.keel/workflow-bundle.js', import.meta.url));
 
 export interface WorkerOptions {
+  /** flags: override the env (KEEL_TEMPORAL_*) and `spec` */
   target?: Partial<TemporalTarget>;
+  /** a spec's `temporal` section: address, namespace, task queue, TLS, API key env var */
+  spec?: TemporalSection;
   cwd?: string;
   /** a prebuilt workflow bundle (from `npm run bundle`); default: env KEEL_WORKFLOW_BUNDLE, else bundle at start */
   bundlePath?: string;
@@ -25,9 +29,9 @@ export interface WorkerOptions {
 
 export async function createControlWorker(
   options: WorkerOptions = {},
-): Promise<{ worker: Worker; connection: NativeConnection }> {
+): Promise<{ worker: Worker; connection: NativeConnection; target: TemporalTarget }> {
   installWorkerLogging(options.logs, options.logLevel ?? process.env.KEEL_LOG_LEVEL);
-  const target = temporalTarget(options.target);
+  const target = temporalTarget(options.target, process.env, options.spec);
   const connection = await NativeConnection.connect(await connectionOptions(target));
   const bundlePath = options.bundlePath ?? process.env.KEEL_WORKFLOW_BUNDLE;
   if (bundlePath && !existsSync(bundlePath)) throw new Error(`no workflow bundle at ${bundlePath}: run npm run bundle`);
@@ -39,7 +43,7 @@ export async function createControlWorker(
     activities: createActivities({ cwd: options.cwd ?? process.cwd(), env: process.env }),
     shutdownGraceTime: '10s',
   });
-  return { worker, connection };
+  return { worker, connection, target };
 }
 
 export async function runControlWorker(options: WorkerOptions = {}): Promise<void> {
