@@ -5,12 +5,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { repoRoot, startDevServer } from '../support/temporal.js';
+import { repoRoot, startDevServer, workflowBundle } from '../support/temporal.js';
 
 const run = promisify(execFile);
 const { KEEL_LOG_LEVEL: _level, ...withoutLogLevel } = process.env;
@@ -29,9 +29,12 @@ function jsonLines(text: string): string[] {
 describe('the demo keeps worker logs off the terminal', () => {
   let env: TestWorkflowEnvironment;
   let root: string;
+  let bundle: string;
   before(async () => {
     env = await startDevServer();
     root = await mkdtemp(join(tmpdir(), 'keel-logging-'));
+    bundle = join(root, 'workflows.js');
+    await writeFile(bundle, (await workflowBundle(`${repoRoot}test/workflow/logging/workflows.ts`)).code);
   });
   after(async () => {
     await env?.teardown();
@@ -45,6 +48,7 @@ describe('the demo keeps worker logs off the terminal', () => {
         ...withoutLogLevel,
         KEEL_TEST_ADDRESS: env.address,
         KEEL_TEST_ROOT: root,
+        KEEL_TEST_BUNDLE: bundle,
         ...(format ? { KEEL_TEST_LOG_FORMAT: format } : {}),
       },
       timeout: 120_000,

@@ -1,10 +1,10 @@
 // Run in a child process by worker-logging.test.ts: the demo's output layer around a real worker. The worker's
 // logging is set up exactly as `keel demo` does (demoLogOutput + installWorkerLogging); a workflow whose activity
 // fails makes the Temporal SDK log WARN lines; the progress goes to stdout in words, as the demo prints it.
-// Env: KEEL_TEST_ADDRESS (the dev server), KEEL_TEST_ROOT (stands for the repository root), KEEL_TEST_LOG_FORMAT.
+// Env: KEEL_TEST_ADDRESS (the dev server), KEEL_TEST_BUNDLE (./workflows.ts bundled), KEEL_TEST_ROOT (stands for the
+// repository root), KEEL_TEST_LOG_FORMAT.
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
-import { NativeConnection, Worker, bundleWorkflowCode } from '@temporalio/worker';
-import { fileURLToPath } from 'node:url';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { demoLogOutput, describeLogOutput } from '../../../src/local/demo-logs.js';
 import { installWorkerLogging } from '../../../workers/logging.js';
 import * as activities from './activities.js';
@@ -15,16 +15,11 @@ const logs = demoLogOutput({ logFormat: process.env.KEEL_TEST_LOG_FORMAT }, proc
 say(describeLogOutput(logs.output));
 installWorkerLogging(logs.output, logs.level);
 
-const noop = (): void => undefined;
-const workflowBundle = await bundleWorkflowCode({
-  workflowsPath: fileURLToPath(new URL('./workflows.ts', import.meta.url)),
-  logger: { trace: noop, debug: noop, info: noop, warn: noop, error: noop, log: noop },
-});
 const nativeConnection = await NativeConnection.connect({ address });
 const worker = await Worker.create({
   connection: nativeConnection,
   taskQueue: 'keel-logging',
-  workflowBundle,
+  workflowBundle: { codePath: process.env.KEEL_TEST_BUNDLE! },
   activities,
 });
 const connection = await Connection.connect({ address });
