@@ -1,5 +1,6 @@
-// The control worker: task queue `keel`, every workflow and activity, logs through pino (workers/logging.ts), graceful
-// shutdown on SIGINT/SIGTERM. Killing it never kills a launched program: they run detached with process records.
+// The control worker: every workflow and activity on one task queue (default `keel`; src/client/connection.ts), logs
+// through pino (workers/logging.ts), graceful shutdown on SIGINT/SIGTERM. Killing it never kills a launched program:
+// they run detached with process records.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker } from '@temporalio/worker';

@@ -94,7 +94,7 @@ export function registerRunCommands(program: Command): void {
     });
 
   connectionFlags(program.command('worker'))
-    .description('run the control worker (task queue keel)')
+    .description('run the control worker (task queue keel unless the connection says otherwise)')
     .option('--bundle <file>', 'prebuilt workflow bundle (npm run bundle writes .keel/workflow-bundle.js)')
     .addOption(
       new Option('--log-format <format>', "its logs (keel's and the Temporal SDK's): JSON lines or pretty text")
