@@ -1,28 +1,29 @@
-// The control worker: task queue `keel`, every workflow and activity, logs through pino (secrets redacted), graceful
-// shutdown on SIGINT/SIGTERM. Killing it never kills a launched program: they run detached with process records.
+// The control worker: task queue `keel`, every workflow and activity, logs through pino (secrets redacted; the SDK's
+// native lines too), graceful shutdown on SIGINT/SIGTERM, and optionally a Prometheus endpoint (docs/metrics.md).
+// Killing it never kills a launched program: they run detached with process records.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from '@temporalio/worker';
+import { Client } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { closeExecutors, createActivities } from '../activities/index.js';
 import { connectionOptions, temporalTarget, type TemporalTarget } from '../src/client/connection.js';
 import { createLogger } from '../src/log.js';
+import { RunCollector } from '../src/metrics/collect.js';
+import { startMetricsServer, type MetricsServer } from '../src/metrics/server.js';
+import { installWorkerRuntime } from './runtime.js';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 /** `npm run bundle` writes it; a worker given it (--bundle) does not bundle workflow code at start-up. */
 export const defaultBundlePath = fileURLToPath(new URL('../.keel/workflow-bundle.js', import.meta.url));
 
-let runtimeInstalled = false;
-
-function installRuntimeLogger(): void {
-  if (runtimeInstalled) return;
-  runtimeInstalled = true;
-  const logger = createLogger({ name: 'keel-worker' });
-  Runtime.install({
-    logger: new DefaultLogger((process.env.KEEL_LOG_LEVEL?.toUpperCase() as LogLevel) ?? 'INFO', (entry) => {
-      const level = entry.level.toLowerCase() as 'trace' | 'debug' | 'info' | 'warn' | 'error';
-      logger[level === 'trace' ? 'trace' : level]({ ...entry.meta }, entry.message);
-    }),
-  });
+export interface MetricsOptions {
+  port: number;
+  /** the address to listen on (default 127.0.0.1) */
+  host?: string;
+  /** the most runs one scrape reports (default 100) */
+  maxRuns?: number;
+  /** one scrape's deadline for reading the runs (default 5 s) */
+  timeoutMs?: number;
 }
 
 export interface WorkerOptions {
@@ -30,12 +31,20 @@ export interface WorkerOptions {
   cwd?: string;
   /** a prebuilt workflow bundle (from `npm run bundle`); default: env KEEL_WORKFLOW_BUNDLE, else bundle at start */
   bundlePath?: string;
+  /** serve Prometheus metrics: the SDK's own and keel's per-run figures */
+  metrics?: MetricsOptions;
 }
 
-export async function createControlWorker(
-  options: WorkerOptions = {},
-): Promise<{ worker: Worker; connection: NativeConnection }> {
-  installRuntimeLogger();
+export interface ControlWorker {
+  worker: Worker;
+  connection: NativeConnection;
+  metrics?: MetricsServer;
+}
+
+export async function createControlWorker(options: WorkerOptions = {}): Promise<ControlWorker> {
+  const logger = createLogger({ name: 'keel-worker' });
+  // Before any connection: the runtime is process-wide and fixed once a connection exists.
+  const runtime = await installWorkerRuntime({ logger, sdkMetrics: options.metrics !== undefined });
   const target = temporalTarget(options.target);
   const connection = await NativeConnection.connect(await connectionOptions(target));
   const bundlePath = options.bundlePath ?? process.env.KEEL_WORKFLOW_BUNDLE;
@@ -48,14 +57,30 @@ export async function createControlWorker(
     activities: createActivities({ cwd: options.cwd ?? process.cwd(), env: process.env }),
     shutdownGraceTime: '10s',
   });
-  return { worker, connection };
+  if (!options.metrics) return { worker, connection };
+  const client = new Client({ connection, namespace: target.namespace });
+  const collector = new RunCollector(client, {
+    taskQueue: target.taskQueue,
+    maxRuns: options.metrics.maxRuns ?? 100,
+    timeoutMs: options.metrics.timeoutMs ?? 5000,
+  });
+  const metrics = await startMetricsServer({
+    host: options.metrics.host ?? '127.0.0.1',
+    port: options.metrics.port,
+    collector,
+    sdkMetricsUrl: runtime.sdkMetricsUrl,
+    logger,
+  });
+  logger.info({ url: metrics.url }, 'serving metrics');
+  return { worker, connection, metrics };
 }
 
 export async function runControlWorker(options: WorkerOptions = {}): Promise<void> {
-  const { worker, connection } = await createControlWorker(options);
+  const { worker, connection, metrics } = await createControlWorker(options);
   try {
     await worker.run();
   } finally {
+    await metrics?.close();
     await closeExecutors();
     await connection.close();
   }

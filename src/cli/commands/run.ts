@@ -2,7 +2,9 @@
 import type { Command } from 'commander';
 import { execa } from 'execa';
 import { mkdir } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
 import {
   KeelClient,
   RunAlreadyLiveError,
@@ -14,6 +16,7 @@ import { absolutize } from '../../spec/paths.js';
 import { devServerSearchAttributeArgs } from '../../search-attributes.js';
 import { loadSpecOrExit, withSpecOptions, type SpecOptions } from './spec.js';
 import { watchRun } from '../watch.js';
+import type { MetricsOptions } from '../../../workers/control.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -35,6 +38,32 @@ export async function withClient<T>(options: ServerOptions, fn: (client: KeelCli
   } finally {
     await client.close();
   }
+}
+
+interface WorkerCommandOptions {
+  bundle?: string;
+  metricsPort?: string;
+  metricsHost: string;
+  metricsMaxRuns: string;
+}
+
+const portSchema = z.coerce.number().int().min(0).max(65535);
+const maxRunsSchema = z.coerce.number().int().min(1).max(100_000);
+
+/** The metrics flags, checked; exits 2 naming the flag when one is wrong. */
+function metricsOptionsOrExit(options: WorkerCommandOptions): MetricsOptions | undefined {
+  const fail = (flag: string, value: string, want: string): never => {
+    console.error(`keel worker: ${flag} ${JSON.stringify(value)} is not ${want}`);
+    process.exit(2);
+  };
+  if (options.metricsPort === undefined) return undefined;
+  const port = portSchema.safeParse(options.metricsPort);
+  if (!port.success || options.metricsPort.trim() === '')
+    fail('--metrics-port', options.metricsPort, 'a port (0-65535)');
+  const maxRuns = maxRunsSchema.safeParse(options.metricsMaxRuns);
+  if (!maxRuns.success) fail('--metrics-max-runs', options.metricsMaxRuns, 'a whole number of at least 1');
+  if (isIP(options.metricsHost) === 0) fail('--metrics-host', options.metricsHost, 'an IP address (e.g. 0.0.0.0)');
+  return { port: port.data!, host: options.metricsHost, maxRuns: maxRuns.data! };
 }
 
 export function formatStatus(status: RunStatus): string {
@@ -91,12 +120,20 @@ export function registerRunCommands(program: Command): void {
   connectionFlags(program.command('worker'))
     .description('run the control worker (task queue keel)')
     .option('--bundle <file>', 'prebuilt workflow bundle (npm run bundle writes .keel/workflow-bundle.js)')
-    .action(async (options: ServerOptions & { bundle?: string }) => {
+    .option(
+      '--metrics-port <port>',
+      "serve Prometheus metrics on this port at /metrics: the Temporal SDK's and each run's (docs/metrics.md)",
+    )
+    .option('--metrics-host <ip>', 'address the metrics endpoint listens on', '127.0.0.1')
+    .option('--metrics-max-runs <n>', 'the most runs one scrape reports', '100')
+    .action(async (options: ServerOptions & WorkerCommandOptions) => {
+      const metrics = metricsOptionsOrExit(options);
       const { runControlWorker } = await import('../../../workers/control.js');
       console.log('keel worker: task queue keel; Ctrl-C stops it (launched programs keep running)');
       await runControlWorker({
         target: { address: options.address, namespace: options.namespace },
         bundlePath: options.bundle,
+        metrics,
       });
     });
 
