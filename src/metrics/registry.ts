@@ -70,6 +70,15 @@ export class KeelMetrics {
     'keel_training_rollouts_lost_total',
     'Rollouts trained after the last checkpoint before a failure (redone after the resume)',
   );
+  private readonly redoSeconds = this.g(
+    'keel_training_redo_seconds',
+    "The lost rollouts' time at the run's healthy pace (as keel status accounts it)",
+  );
+  private readonly recoverySeconds = this.c(
+    'keel_training_recovery_seconds_total',
+    "Restarts' seconds by part, each counted once it ended: detection, keel (classify, heal, resubmit until the job runs), trainer_startup",
+    ['run', 'part'],
+  );
   private readonly nodes = this.g(
     'keel_training_nodes',
     'Nodes of the run by state: healthy (in the Ray cluster), quarantined, spare',
@@ -134,6 +143,7 @@ export class KeelMetrics {
         [this.evalScore, f.lastEvalScore],
         [this.evalRollout, f.lastEvalRollout],
         [this.progressAge, f.lastProgressAgeSeconds],
+        [this.redoSeconds, f.redoSeconds],
       ];
       for (const [gauge, value] of optional) if (value !== undefined) gauge.set(run, value);
       this.submissions.inc(run, f.submissions);
@@ -141,6 +151,7 @@ export class KeelMetrics {
       for (const [kind, count] of Object.entries(f.failuresByKind)) this.failures.inc({ ...run, kind }, count);
       this.lostSeconds.set(run, f.secondsLost);
       this.rolloutsLost.inc(run, f.rolloutsLost);
+      for (const [part, value] of Object.entries(f.recoverySeconds)) this.recoverySeconds.inc({ ...run, part }, value);
       if (f.nodes) for (const [state, count] of Object.entries(f.nodes)) this.nodes.set({ ...run, state }, count);
     }
     this.scrapeSeconds.set(snapshot.seconds);

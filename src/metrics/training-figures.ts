@@ -2,6 +2,7 @@
 // last heartbeated (the live position in the job's log) and the node pool of its spec. Pure: the collector gathers
 // the inputs, the registry exposes the result, and docs/metrics.md defines each figure.
 import { z } from 'zod';
+import { healthyPace, restartAccounts } from '../progress/recovery.js';
 
 const isoTime = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO time');
 
@@ -20,11 +21,18 @@ export const trainingStatusSchema = z.object({
     z.object({
       at: isoTime,
       kind: z.string(),
+      message: z.string(),
       lastRollout: z.number().optional(),
       tracker: z.number().optional(),
       detectedAt: isoTime.optional(),
       lastProgressAt: isoTime.optional(),
       recoveredAt: isoTime.optional(),
+      // the restart's timeline (recovery accounting, keel 0.3+)
+      healedAt: isoTime.optional(),
+      heal: z.enum(['kept', 'repaired', 'restarted']).optional(),
+      restartedOn: z.array(z.string()).optional(),
+      resubmittedAt: isoTime.optional(),
+      jobRunningAt: isoTime.optional(),
     }),
   ),
   activeNodes: z.array(z.string()).optional(),
@@ -75,6 +83,10 @@ export interface TrainingFigures {
   failuresByKind: Record<string, number>;
   secondsLost: number;
   rolloutsLost: number;
+  /** the lost rollouts' time at the run's healthy pace (recovery accounting), once the pace is known */
+  redoSeconds?: number;
+  /** the restarts' time by part, each once it has ended (recovery accounting): detection, keel's share, start-up */
+  recoverySeconds: { detection: number; keel: number; trainer_startup: number };
   nodes?: { healthy: number; quarantined: number; spare: number };
 }
 
@@ -111,6 +123,7 @@ export function trainingFigures(sample: TrainingSample, now: number): TrainingFi
     failuresByKind,
     secondsLost: secondsLost(status, live, now),
     rolloutsLost: status.failures.reduce((sum, f) => sum + Math.max(0, (f.lastRollout ?? -1) - (f.tracker ?? -1)), 0),
+    ...recovery(status),
     nodes: sample.pool ? nodeCounts(status, sample.pool) : undefined,
   };
 }
@@ -138,6 +151,17 @@ export function secondsLost(status: TrainingStatusSample, live: LiveCursor | und
     lostMs += Math.max(0, end - outageSince);
   }
   return lostMs / 1000;
+}
+
+/** Where the restarts' time went, and the lost rollouts' time, as keel status accounts them. */
+function recovery(status: TrainingStatusSample): Pick<TrainingFigures, 'redoSeconds' | 'recoverySeconds'> {
+  const accounts = restartAccounts(status);
+  const sum = (part: 'detection' | 'keel' | 'trainerStartup') => accounts.reduce((a, r) => a + (r[part] ?? 0), 0);
+  const pace = healthyPace(status);
+  return {
+    recoverySeconds: { detection: sum('detection'), keel: sum('keel'), trainer_startup: sum('trainerStartup') },
+    redoSeconds: pace === undefined ? undefined : accounts.reduce((a, r) => a + r.rolloutsLost, 0) * pace,
+  };
 }
 
 /** The median of the last (up to 10) gaps between recorded checkpoints, in seconds; undefined with fewer than 2 gaps. */

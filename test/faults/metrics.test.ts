@@ -161,19 +161,24 @@ describe('worker metrics during a tiny-local run', { timeout: 900_000 }, () => {
     for (const s of before) assert.equal(of(s, 'keel_training_restarts_total'), 0);
     assert.equal(of(last, 'keel_training_restarts_total'), 1);
     assert.equal(of(last, 'keel_training_failures_total', { kind: 'job-crashed' }), 1);
+    // Counted once the restart begins: healing (Ray kept, repaired or restarted), submitting, or running again.
     const lastPhase = last.samples.find((x) => x.name === 'keel_training_phase' && x.labels.run === run)?.labels.phase;
-    const recovering = ['healing', 'waiting-for-nodes', 'submitting'].includes(lastPhase ?? '');
-    assert.ok(recovering, `the restart is counted once the heal starts (phase ${lastPhase})`);
-    assert.equal(of(last, 'keel_training_submissions_total'), 1);
+    assert.ok(['healing', 'waiting-for-nodes', 'submitting', 'running'].includes(lastPhase ?? ''), lastPhase);
+    assert.equal(of(last, 'keel_training_submissions_total'), lastPhase === 'running' ? 2 : 1);
     const failure = status.failures[0]!;
     assert.equal(
       of(last, 'keel_training_rollouts_lost_total'),
       Math.max(0, (failure.lastRollout ?? -1) - (failure.tracker ?? -1)),
     );
-    // The outage is open (healing): the time lost runs from the last progress before the crash to the scrape.
+    // The outage is open until the resumed job's first rollout: the time lost runs from the last progress before the
+    // crash to the scrape (or to that first rollout, once supervision has seen it).
     const since = Date.parse(failure.lastProgressAt!);
     const lost = of(last, 'keel_training_lost_seconds')!;
-    assert.ok(lost >= (last.sentAt - since) / 1000 - 1 && lost <= (last.receivedAt - since) / 1000 + 1, `lost ${lost}`);
+    const upTo = (last.receivedAt - since) / 1000 + 1;
+    assert.ok(lost > 0 && lost <= upTo, `lost ${lost}, at most ${upTo}`);
+    if (lastPhase !== 'running') assert.ok(lost >= (last.sentAt - since) / 1000 - 1, `lost ${lost} while recovering`);
+    const detection = (Date.parse(failure.detectedAt!) - since) / 1000;
+    assert.equal(of(last, 'keel_training_recovery_seconds_total', { part: 'detection' }), detection);
     const phases = seen.flatMap((s) =>
       s.samples.filter((x) => x.name === 'keel_training_phase' && x.labels.run === run).map((x) => x.labels.phase),
     );

@@ -34,7 +34,14 @@ describe('seconds lost to failures', () => {
   it('a recovered failure costs from the last progress before it to the first rollout after it', () => {
     const s = status({
       failures: [
-        { at: at(110), kind: 'job-crashed', lastProgressAt: at(100), detectedAt: at(105), recoveredAt: at(160) },
+        {
+          at: at(110),
+          kind: 'job-crashed',
+          message: 'm',
+          lastProgressAt: at(100),
+          detectedAt: at(105),
+          recoveredAt: at(160),
+        },
       ],
     });
     assert.equal(secondsLost(s, undefined, t0 + 1000_000), 60);
@@ -43,8 +50,8 @@ describe('seconds lost to failures', () => {
   it('falls back to the detection time, then the recorded time, when no progress time was recorded', () => {
     const s = status({
       failures: [
-        { at: at(110), kind: 'hang', detectedAt: at(105), recoveredAt: at(125) },
-        { at: at(200), kind: 'job-crashed', recoveredAt: at(230) },
+        { at: at(110), kind: 'hang', message: 'm', detectedAt: at(105), recoveredAt: at(125) },
+        { at: at(200), kind: 'job-crashed', message: 'm', recoveredAt: at(230) },
       ],
     });
     assert.equal(secondsLost(s, undefined, t0), 20 + 30);
@@ -53,16 +60,16 @@ describe('seconds lost to failures', () => {
   it('failures before any rollout (a crash loop) are one outage, until the first rollout after the last', () => {
     const s = status({
       failures: [
-        { at: at(110), kind: 'job-crashed', lastProgressAt: at(100) },
-        { at: at(150), kind: 'job-crashed', lastProgressAt: at(140) },
-        { at: at(190), kind: 'job-crashed', lastProgressAt: at(180), recoveredAt: at(300) },
+        { at: at(110), kind: 'job-crashed', message: 'm', lastProgressAt: at(100) },
+        { at: at(150), kind: 'job-crashed', message: 'm', lastProgressAt: at(140) },
+        { at: at(190), kind: 'job-crashed', message: 'm', lastProgressAt: at(180), recoveredAt: at(300) },
       ],
     });
     assert.equal(secondsLost(s, undefined, t0 + 1000_000), 200);
   });
 
   it('an open outage counts until now, or until the current job logged its first rollout', () => {
-    const s = status({ failures: [{ at: at(110), kind: 'node-lost', lastProgressAt: at(100) }] });
+    const s = status({ failures: [{ at: at(110), kind: 'node-lost', message: 'm', lastProgressAt: at(100) }] });
     assert.equal(secondsLost(s, undefined, t0 + 400_000), 300);
     assert.equal(secondsLost(s, { jobId: 'job-2', firstRolloutAt: at(250) }, t0 + 400_000), 150);
     // a first rollout from before the outage (a stale cursor) does not end it
@@ -85,8 +92,26 @@ describe('training figures', () => {
       ],
       lastRollout: 19,
       failures: [
-        { at: at(20), kind: 'job-crashed', lastRollout: 3, tracker: -1, lastProgressAt: at(10), recoveredAt: at(40) },
-        { at: at(250), kind: 'node-lost', lastRollout: 17, tracker: 14, lastProgressAt: at(245), recoveredAt: at(280) },
+        {
+          at: at(20),
+          kind: 'job-crashed',
+          message: 'm',
+          lastRollout: 3,
+          tracker: -1,
+          lastProgressAt: at(10),
+          recoveredAt: at(40),
+        },
+        {
+          at: at(250),
+          kind: 'node-lost',
+          message: 'm',
+          lastRollout: 17,
+          tracker: 14,
+          lastProgressAt: at(245),
+          detectedAt: at(247),
+          jobRunningAt: at(265),
+          recoveredAt: at(280),
+        },
       ],
       activeNodes: ['n1', 'n2', 'n5', 'n4'],
       quarantined: ['n3'],
@@ -108,6 +133,10 @@ describe('training figures', () => {
     assert.deepEqual(f.failuresByKind, { 'job-crashed': 1, 'node-lost': 1 });
     assert.equal(f.secondsLost, 30 + 35);
     assert.equal(f.rolloutsLost, 4 + 3);
+    // as keel status accounts them: the second restart recorded its timeline, the first (keel 0.2) only its ends;
+    // the healthy pace is the median of the checkpoint intervals no failure fell into (12 and 14 s per rollout)
+    assert.deepEqual(f.recoverySeconds, { detection: 2, keel: 18, trainer_startup: 15 });
+    assert.equal(f.redoSeconds, 7 * 13);
     // n3 quarantined; n1 n2 n5 n4 in the cluster; n6 (a spare of the spec) and n7 (added by an operator) spare
     assert.deepEqual(f.nodes, { healthy: 4, quarantined: 1, spare: 2 });
     assert.equal(f.rollout, 19);
@@ -177,6 +206,8 @@ describe('the Prometheus series', () => {
     assert.equal(x('keel_training_last_eval_score'), 0.375);
     assert.equal(x('keel_training_restarts_total'), 1);
     assert.equal(x('keel_training_nodes', { state: 'spare' }), 1);
+    assert.equal(x('keel_training_recovery_seconds_total', { part: 'trainer_startup' }), 0);
+    assert.equal(x('keel_training_redo_seconds'), undefined, 'no pace yet: one checkpoint');
     assert.equal(sampleValue(samples, 'keel_training_status_up', { run: 'keel-y' }), 0);
     assert.equal(sampleValue(samples, 'keel_training_rollout', { run: 'keel-y' }), undefined);
     assert.equal(sampleValue(samples, 'keel_metrics_runs', { type: 'training' }), 2);
