@@ -123,7 +123,10 @@ export class RunCollector {
       this.nodePool(workflowId, description.runId),
     ]);
     const status = trainingStatusSchema.safeParse(rawStatus);
-    if (!status.success) throw new Error(`unexpected training status: ${status.error.issues[0]?.message ?? ''}`);
+    if (!status.success) {
+      const issue = status.error.issues[0];
+      throw new Error(`unexpected training status: ${issue?.path.join('.') || 'status'}: ${issue?.message ?? ''}`);
+    }
     const heartbeat = description.raw.pendingActivities?.find((a) => a.activityType?.name === supervisionActivity)
       ?.heartbeatDetails?.payloads?.[0];
     return trainingFigures(
