@@ -166,15 +166,18 @@ async function bringUp(spec: Spec, runKey: string, nodes: NodeSpec[]): Promise<v
   await Promise.all(workers.map(startWorker));
   // A node whose `ray start` gave up (a raylet that timed out on a busy host) is started again, twice at most.
   const restarts = new Map<NodeSpec, number>();
+  // Every node at once (the executor bounds the commands in flight): one by one, 1024 nodes took 1024 round trips.
   await waitFor(spec, nodes, 180_000, async () => {
-    for (const w of workers) {
-      const status = await executor.status(target(w), rayLaunchId(runKey, w)).catch(() => undefined);
-      if (status?.state === 'exited' && (restarts.get(w) ?? 0) < 2) {
-        restarts.set(w, (restarts.get(w) ?? 0) + 1);
-        log.warn('ray start exited on a node; starting it again', { node: nodeName(w), exitCode: status.exitCode });
-        await startWorker(w);
-      }
-    }
+    await Promise.all(
+      workers.map(async (w) => {
+        const status = await executor.status(target(w), rayLaunchId(runKey, w)).catch(() => undefined);
+        if (status?.state === 'exited' && (restarts.get(w) ?? 0) < 2) {
+          restarts.set(w, (restarts.get(w) ?? 0) + 1);
+          log.warn('ray start exited on a node; starting it again', { node: nodeName(w), exitCode: status.exitCode });
+          await startWorker(w);
+        }
+      }),
+    );
   });
 }
 
@@ -206,10 +209,8 @@ export function clusterActivities(deps: ActivityDeps) {
     const report: NodeReport = { node: name, reachable: false, problems: [] };
     let text: string;
     try {
-      const r = await executor.run(target(node), buildProbeCommand({ dir: spec.storage.baseDir }), {
-        timeoutMs: 60_000,
-        env: spec.cluster.env,
-      });
+      const argv = buildProbeCommand({ dir: spec.storage.baseDir, nonceFile, requiredDir: spec.slime.dir });
+      const r = await executor.run(target(node), argv, { timeoutMs: 60_000, env: spec.cluster.env });
       text = r.stdout;
       report.reachable = true;
     } catch (error) {
@@ -230,12 +231,10 @@ export function clusterActivities(deps: ActivityDeps) {
       if (report.gpus < node.gpus) report.problems.push(`${report.gpus} GPUs visible, the spec says ${node.gpus}`);
     }
     report.problems.push(...probe.problems);
-    const seen = await executor.readFile(target(node), nonceFile).catch(() => undefined);
-    report.sharedStorage = seen?.trim() === nonce;
+    report.sharedStorage = probe.nonce?.trim() === nonce;
     if (!report.sharedStorage)
       report.problems.push(`${spec.storage.baseDir} is not the shared storage (nonce not seen)`);
-    const slime = await executor.run(target(node), ['test', '-d', spec.slime.dir]).catch(() => ({ exitCode: 1 }));
-    report.slimeDir = slime.exitCode === 0;
+    report.slimeDir = probe.requiredDirExists === true;
     if (!report.slimeDir) report.problems.push(`slime directory ${spec.slime.dir} is missing`);
     return report;
   }
