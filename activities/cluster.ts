@@ -77,20 +77,27 @@ export async function reachable(spec: Spec, node: NodeSpec): Promise<boolean> {
   }
 }
 
-export async function clusterHealthy(spec: Spec, nodes: NodeSpec[]): Promise<{ healthy: boolean; reason: string }> {
+/** Whether Ray has every node alive with all its GPUs; `missing`: the nodes not alive (all of them when unknown). */
+export async function clusterHealthy(
+  spec: Spec,
+  nodes: NodeSpec[],
+): Promise<{ healthy: boolean; reason: string; missing: NodeSpec[] }> {
   const head = nodes[0]!;
   const dashboard = new RayDashboardClient({ url: dashboardUrlFor(spec, head), timeoutMs: 5000 });
   try {
     const alive = await dashboard.aliveNodes();
     const ips = new Set(alive.map((n) => n.nodeIp));
-    const missing = nodes.filter((n) => !ips.has(nodeIp(n))).map(nodeName);
-    const gpus = alive.filter((n) => nodes.some((x) => nodeIp(x) === n.nodeIp)).reduce((a, n) => a + (n.gpus ?? 0), 0);
+    const missing = nodes.filter((n) => !ips.has(nodeIp(n)));
+    const wanted = new Set(nodes.map(nodeIp));
+    const gpus = alive.filter((n) => wanted.has(n.nodeIp)).reduce((a, n) => a + (n.gpus ?? 0), 0);
     const expected = nodes.reduce((a, n) => a + n.gpus, 0);
-    if (missing.length) return { healthy: false, reason: `nodes not alive in Ray: ${missing.join(', ')}` };
-    if (gpus < expected) return { healthy: false, reason: `${gpus} GPUs registered, expected ${expected}` };
-    return { healthy: true, reason: `${nodes.length} nodes alive with ${gpus} GPUs` };
+    if (missing.length) {
+      return { healthy: false, reason: `nodes not alive in Ray: ${missing.map(nodeName).join(', ')}`, missing };
+    }
+    if (gpus < expected) return { healthy: false, reason: `${gpus} GPUs registered, expected ${expected}`, missing };
+    return { healthy: true, reason: `${nodes.length} nodes alive with ${gpus} GPUs`, missing };
   } catch (error) {
-    return { healthy: false, reason: `dashboard unreachable: ${(error as Error).message}` };
+    return { healthy: false, reason: `dashboard unreachable: ${(error as Error).message}`, missing: nodes };
   }
 }
 
@@ -166,17 +173,21 @@ async function bringUp(spec: Spec, runKey: string, nodes: NodeSpec[]): Promise<v
   await Promise.all(workers.map(startWorker));
   // A node whose `ray start` gave up (a raylet that timed out on a busy host) is started again, twice at most.
   const restarts = new Map<NodeSpec, number>();
-  // Every node at once (the executor bounds the commands in flight): one by one, 1024 nodes took 1024 round trips.
-  await waitFor(spec, nodes, 180_000, async () => {
+  // Only the nodes Ray does not list yet, all at once (the executor bounds the commands in flight): one by one, every
+  // node at every poll, 1024 nodes took 1023 round trips a poll.
+  await waitFor(spec, nodes, 180_000, async (missing) => {
+    const notListed = new Set(missing);
     await Promise.all(
-      workers.map(async (w) => {
-        const status = await executor.status(target(w), rayLaunchId(runKey, w)).catch(() => undefined);
-        if (status?.state === 'exited' && (restarts.get(w) ?? 0) < 2) {
-          restarts.set(w, (restarts.get(w) ?? 0) + 1);
-          log.warn('ray start exited on a node; starting it again', { node: nodeName(w), exitCode: status.exitCode });
-          await startWorker(w);
-        }
-      }),
+      workers
+        .filter((w) => notListed.has(w))
+        .map(async (w) => {
+          const status = await executor.status(target(w), rayLaunchId(runKey, w)).catch(() => undefined);
+          if (status?.state === 'exited' && (restarts.get(w) ?? 0) < 2) {
+            restarts.set(w, (restarts.get(w) ?? 0) + 1);
+            log.warn('ray start exited on a node; starting it again', { node: nodeName(w), exitCode: status.exitCode });
+            await startWorker(w);
+          }
+        }),
     );
   });
 }
@@ -188,16 +199,22 @@ function adjustHeadArg(spec: Spec, arg: string, head: NodeSpec): string {
   return arg;
 }
 
-async function waitFor(spec: Spec, nodes: NodeSpec[], timeoutMs: number, onWait?: () => Promise<void>): Promise<void> {
+async function waitFor(
+  spec: Spec,
+  nodes: NodeSpec[],
+  timeoutMs: number,
+  onWait?: (missing: NodeSpec[]) => Promise<void>,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
     const h = await clusterHealthy(spec, nodes);
     if (h.healthy) return;
-    last = h.reason;
+    // The reason names at most a few nodes: at 1024 nodes the heartbeat and the error stay small.
+    last = h.missing.length > 5 ? `${h.missing.length} of ${nodes.length} nodes not alive in Ray yet` : h.reason;
     heartbeat({ waiting: last });
-    await onWait?.();
-    await sleepMs(1000, activitySignal());
+    // What is checked between two polls runs during the pause, not before it.
+    await Promise.all([onWait?.(h.missing), sleepMs(1000, activitySignal())]);
   }
   throw ApplicationFailure.retryable(`Ray did not come up: ${last}`, 'RayNotReady');
 }

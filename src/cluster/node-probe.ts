@@ -23,7 +23,15 @@ export interface ProbeOptions {
  * command a node: at 1024 nodes every extra round trip is 1024 more ssh sessions.
  */
 export function buildProbeCommand(options: ProbeOptions = {}): string[] {
-  return ['sh', '-c', probeScript(), 'keel-probe', options.dir ?? '/', options.nonceFile ?? '', options.requiredDir ?? ''];
+  return [
+    'sh',
+    '-c',
+    probeScript(),
+    'keel-probe',
+    options.dir ?? '/',
+    options.nonceFile ?? '',
+    options.requiredDir ?? '',
+  ];
 }
 
 function probeScript(): string {

@@ -90,7 +90,16 @@ export abstract class ScriptExecutor implements Executor {
     const timeoutSec = options.timeoutMs === undefined ? '' : String(Math.max(0.001, options.timeoutMs / 1000));
     // coreutils `timeout` on the node ends the program (an ssh client killed on this side would not); the local
     // timer is only a backstop for a node that stops answering.
-    const argvOnNode = ['sh', '-c', runScript, 'keel-run', options.cwd ?? '', timeoutSec, ...envArgs(options.env), ...argv];
+    const argvOnNode = [
+      'sh',
+      '-c',
+      runScript,
+      'keel-run',
+      options.cwd ?? '',
+      timeoutSec,
+      ...envArgs(options.env),
+      ...argv,
+    ];
     const raw = await this.bounded(() =>
       this.execOnNode(node, argvOnNode, {
         input: options.input,

@@ -92,7 +92,9 @@ export const clusterSchema = z
       .min(1)
       .max(4096)
       .default(64)
-      .describe('commands keel runs on the nodes at once, over all nodes: each is an ssh client process on the worker host'),
+      .describe(
+        'commands keel runs on the nodes at once, over all nodes: each is an ssh client process on the worker host',
+      ),
   })
   .strict();
 

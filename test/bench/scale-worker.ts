@@ -8,7 +8,8 @@ import { createControlWorker } from '../../workers/control.js';
 import { SimulatedCluster, SimulatedExecutor, type SimulatedClusterOptions } from '../support/simulated-cluster.js';
 
 export type ScaleWorkerMessage = { type: 'cpu' } | { type: 'reset' };
-export type ScaleWorkerReply = { type: 'cpu'; usage: NodeJS.CpuUsage } | { type: 'reset'; commands: [string, number][] };
+export type ScaleWorkerReply =
+  { type: 'cpu'; usage: NodeJS.CpuUsage } | { type: 'reset'; commands: [string, number][] };
 
 const config = JSON.parse(process.env.KEEL_SIMULATED_CLUSTER ?? '{}') as SimulatedClusterOptions & {
   dashboardPort: number;

@@ -6,7 +6,7 @@
 // and bytes, and what the nodes were asked; then wall(1024) / wall(16). A fresh worker per node count, warmed up by a
 // 4-node run first, so neither start-up nor another count's state is measured.
 // KEEL_SCALE_NODES=16,128 picks the counts; KEEL_SIM_LATENCY_MS and KEEL_SIM_RAY_REGISTRATION_MS the simulation.
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 import type { Client } from '@temporalio/client';
 import type { ResultPromise } from 'execa';
 import { freePort } from '../../src/local/net.js';
@@ -23,18 +23,15 @@ const rayRegistrationMs = Number(process.env.KEEL_SIM_RAY_REGISTRATION_MS ?? 100
 const gpusPerNode = 4; // the captured H200 node's
 const paths = { baseDir: '/sim/shared', slime: '/sim/slime', megatron: '/sim/megatron', state: '/sim/state/{node}' };
 
-type IpcWorker = ResultPromise & {
-  sendMessage(message: ScaleWorkerMessage): Promise<void>;
-  getOneMessage(): Promise<ScaleWorkerReply>;
-};
+type IpcWorker = ResultPromise<{ ipc: true }>;
 
 async function ask<T extends ScaleWorkerReply['type']>(
   worker: IpcWorker,
   type: T,
 ): Promise<Extract<ScaleWorkerReply, { type: T }>> {
   const reply = worker.getOneMessage();
-  await worker.sendMessage({ type });
-  const message = await reply;
+  await worker.sendMessage({ type } satisfies ScaleWorkerMessage);
+  const message = (await reply) as ScaleWorkerReply;
   if (message.type !== type) throw new Error(`the scale worker answered ${message.type} to ${type}`);
   return message as Extract<ScaleWorkerReply, { type: T }>;
 }
@@ -121,7 +118,7 @@ async function measure(
       clusterS: stepS('cluster'),
       cpuS: (cpuAfter.user - cpuBefore.user + cpuAfter.system - cpuBefore.system) / 1e6,
       events: history.events?.length ?? 0,
-      historyBytes: temporal.api.history.v1.History.encode(history).finish().length,
+      historyBytes: proto.temporal.api.history.v1.History.encode(history).finish().length,
       commands: commands.sort((a, b) => b[1] - a[1]),
     };
   } finally {

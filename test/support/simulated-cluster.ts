@@ -43,7 +43,13 @@ interface RayNode {
 }
 
 const fixtureDir = join(repoRoot, 'test', 'fixtures', 'nvidia-h200-x4-node');
-const fixture = (name: string): string => readFileSync(join(fixtureDir, name), 'utf8');
+const fixtures = new Map<string, string>();
+/** Read once: a simulated node answers from memory. */
+const fixture = (name: string): string => {
+  let text = fixtures.get(name);
+  if (text === undefined) fixtures.set(name, (text = readFileSync(join(fixtureDir, name), 'utf8')));
+  return text;
+};
 
 /** What the simulated nodes hold: files, process records, Ray membership. Shared by the executor and the dashboard. */
 export class SimulatedCluster {
@@ -213,7 +219,7 @@ export class SimulatedExecutor extends ScriptExecutor {
     const [program, ...rest] = command;
     if (program === 'sh' && rest[0] === '-c' && rest[1] === probeScript && rest[2] === 'keel-probe') {
       this.cluster.count('run:probe');
-      const [, , , , nonceFile, requiredDir] = command;
+      const [, , , , , nonceFile, requiredDir] = command;
       const probe = cannedProbeOutput(nodeName(node), node.host, {
         ...(nonceFile ? { nonce: this.cluster.files.get(this.cluster.fileKey(node, nonceFile)) ?? null } : {}),
         ...(requiredDir ? { dirExists: this.cluster.options.existingDirs.includes(requiredDir) } : {}),
