@@ -9,7 +9,7 @@ import { SimulatedCluster, SimulatedExecutor, type SimulatedClusterOptions } fro
 
 export type ScaleWorkerMessage = { type: 'cpu' } | { type: 'reset' };
 export type ScaleWorkerReply =
-  { type: 'cpu'; usage: NodeJS.CpuUsage } | { type: 'reset'; commands: [string, number][] };
+  { type: 'cpu'; usage: NodeJS.CpuUsage } | { type: 'reset'; commands: [string, number][]; maxInFlight: number };
 
 const config = JSON.parse(process.env.KEEL_SIMULATED_CLUSTER ?? '{}') as SimulatedClusterOptions & {
   dashboardPort: number;
@@ -37,8 +37,9 @@ process.on('message', (message: ScaleWorkerMessage) => {
   if (message.type === 'cpu') process.send?.({ type: 'cpu', usage: process.cpuUsage() } satisfies ScaleWorkerReply);
   if (message.type === 'reset') {
     const commands = [...cluster.commands.entries()];
+    const maxInFlight = cluster.maxInFlight;
     cluster.reset();
-    process.send?.({ type: 'reset', commands } satisfies ScaleWorkerReply);
+    process.send?.({ type: 'reset', commands, maxInFlight } satisfies ScaleWorkerReply);
   }
 });
 

@@ -66,6 +66,7 @@ interface Figures {
   events: number;
   historyBytes: number;
   commands: [string, number][];
+  maxInFlight: number;
 }
 
 async function runPipeline(client: Client, taskQueue: string, name: string, count: number, port: number) {
@@ -103,7 +104,7 @@ async function measure(
     const handle = await runPipeline(client, cp.taskQueue, `sim${count}`, count, port);
     const wallS = (performance.now() - started) / 1000;
     const cpuAfter = (await ask(worker, 'cpu')).usage;
-    const { commands } = await ask(worker, 'reset');
+    const { commands, maxInFlight } = await ask(worker, 'reset');
     const status = await handle.query(statusQuery);
     const stepS = (id: string) => {
       const step = status.steps.find((s) => s.id === id);
@@ -120,6 +121,7 @@ async function measure(
       events: history.events?.length ?? 0,
       historyBytes: proto.temporal.api.history.v1.History.encode(history).finish().length,
       commands: commands.sort((a, b) => b[1] - a[1]),
+      maxInFlight,
     };
   } finally {
     worker.kill('SIGTERM');
@@ -144,7 +146,7 @@ export async function run(): Promise<void> {
         `  ${String(count).padStart(5)} nodes: run ${f.wallS.toFixed(2)} s (probe ${f.probeS.toFixed(2)} s, ` +
           `ray-cluster ${f.clusterS.toFixed(2)} s), worker CPU ${f.cpuS.toFixed(2)} s, ` +
           `history ${f.events} events / ${(f.historyBytes / 1024).toFixed(0)} KiB; ` +
-          `commands: ${f.commands.map(([k, n]) => `${k} ${n}`).join(', ')}`,
+          `commands (at most ${f.maxInFlight} at once): ${f.commands.map(([k, n]) => `${k} ${n}`).join(', ')}`,
       );
     }
     const first = figures[0]!;

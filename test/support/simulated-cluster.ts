@@ -58,6 +58,9 @@ export class SimulatedCluster {
   readonly ray = new Map<string, RayNode>();
   /** Commands answered, by kind (`run:probe`, `launch`, ...): what the benchmark's nodes were asked. */
   readonly commands = new Map<string, number>();
+  /** Commands being answered now, and the most there ever were at once (the executor's bound, seen from the nodes). */
+  inFlight = 0;
+  maxInFlight = 0;
   private nextPid = 1000;
 
   constructor(readonly options: SimulatedClusterOptions) {}
@@ -67,6 +70,7 @@ export class SimulatedCluster {
     this.processes.clear();
     this.ray.clear();
     this.commands.clear();
+    this.maxInFlight = this.inFlight;
   }
 
   count(kind: string): void {
@@ -180,7 +184,13 @@ export class SimulatedExecutor extends ScriptExecutor {
   }
 
   protected async execOnNode(node: NodeTarget, argv: string[], options: ExecOnNodeOptions = {}): Promise<RawResult> {
-    await delay(this.cluster.options.latencyMs);
+    const cluster = this.cluster;
+    cluster.maxInFlight = Math.max(cluster.maxInFlight, ++cluster.inFlight);
+    try {
+      await delay(cluster.options.latencyMs);
+    } finally {
+      cluster.inFlight--;
+    }
     const [sh, dashC, , operation, ...args] = argv;
     if (sh !== 'sh' || dashC !== '-c' || !operation?.startsWith('keel-')) return this.unknown(node, argv);
     switch (operation) {
