@@ -110,25 +110,38 @@ function rayOwnerFile(spec: Spec, node: NodeSpec): string {
   return join(spec.cluster.stateDir.replaceAll('{node}', nodeName(node)), 'ray-launch');
 }
 
+/**
+ * `work` on every node at once (the executor bounds the commands in flight), heartbeating as each node is done: a
+ * fan-out over 1024 nodes takes longer than a short heartbeat timeout, and must not look like a dead worker.
+ */
+async function onEveryNode<T>(nodes: NodeSpec[], what: string, work: (node: NodeSpec) => Promise<T>): Promise<T[]> {
+  let done = 0;
+  return Promise.all(
+    nodes.map(async (node) => {
+      const result = await work(node);
+      heartbeat({ [what]: ++done, of: nodes.length });
+      return result;
+    }),
+  );
+}
+
 /** Stop keel's own Ray on these nodes (this run's, or another run's left running), and stale Ray when the spec allows it. */
 async function cleanNodes(spec: Spec, runKey: string, nodes: NodeSpec[]): Promise<void> {
   const executor = executorFor(spec);
-  await Promise.all(
-    nodes.map(async (node) => {
-      await executor.stop(target(node), rayLaunchId(runKey, node), { graceMs: 5000 }).catch(() => undefined);
-      // A node runs one Ray: the one another run of keel left there (its cluster outlives the run) holds the ports.
-      const owner = (await executor.readFile(target(node), rayOwnerFile(spec, node)).catch(() => undefined))?.trim();
-      if (owner && owner !== rayLaunchId(runKey, node)) {
-        log.info('stopping the Ray another keel run left on the node', { node: nodeName(node), launch: owner });
-        await executor.stop(target(node), owner, { graceMs: 5000 }).catch(() => undefined);
-      }
-      if (spec.rayHead.stopStaleRay) {
-        await executor
-          .run(target(node), ['ray', 'stop', '--force'], { timeoutMs: 120_000, env: spec.cluster.env })
-          .catch(() => undefined);
-      }
-    }),
-  );
+  await onEveryNode(nodes, 'cleaned', async (node) => {
+    await executor.stop(target(node), rayLaunchId(runKey, node), { graceMs: 5000 }).catch(() => undefined);
+    // A node runs one Ray: the one another run of keel left there (its cluster outlives the run) holds the ports.
+    const owner = (await executor.readFile(target(node), rayOwnerFile(spec, node)).catch(() => undefined))?.trim();
+    if (owner && owner !== rayLaunchId(runKey, node)) {
+      log.info('stopping the Ray another keel run left on the node', { node: nodeName(node), launch: owner });
+      await executor.stop(target(node), owner, { graceMs: 5000 }).catch(() => undefined);
+    }
+    if (spec.rayHead.stopStaleRay) {
+      await executor
+        .run(target(node), ['ray', 'stop', '--force'], { timeoutMs: 120_000, env: spec.cluster.env })
+        .catch(() => undefined);
+    }
+  });
 }
 
 /** Ray's temp dir for a node with its own state dir (see rayTempDirFor). */
@@ -170,24 +183,24 @@ async function bringUp(spec: Spec, runKey: string, nodes: NodeSpec[]): Promise<v
     c.argv.map((a) => (a.startsWith('--address=') ? `--address=${nodeIp(head)}:${ports(spec, 0).gcs}` : a)),
   );
   const startWorker = (w: NodeSpec) => launchRay(w, workerArgvs[workers.indexOf(w)]!, workers.indexOf(w) + 1);
-  await Promise.all(workers.map(startWorker));
+  await onEveryNode(workers, 'launched', startWorker);
   // A node whose `ray start` gave up (a raylet that timed out on a busy host) is started again, twice at most.
   const restarts = new Map<NodeSpec, number>();
   // Only the nodes Ray does not list yet, all at once (the executor bounds the commands in flight): one by one, every
   // node at every poll, 1024 nodes took 1023 round trips a poll.
   await waitFor(spec, nodes, 180_000, async (missing) => {
     const notListed = new Set(missing);
-    await Promise.all(
-      workers
-        .filter((w) => notListed.has(w))
-        .map(async (w) => {
-          const status = await executor.status(target(w), rayLaunchId(runKey, w)).catch(() => undefined);
-          if (status?.state === 'exited' && (restarts.get(w) ?? 0) < 2) {
-            restarts.set(w, (restarts.get(w) ?? 0) + 1);
-            log.warn('ray start exited on a node; starting it again', { node: nodeName(w), exitCode: status.exitCode });
-            await startWorker(w);
-          }
-        }),
+    await onEveryNode(
+      workers.filter((w) => notListed.has(w)),
+      'checked',
+      async (w) => {
+        const status = await executor.status(target(w), rayLaunchId(runKey, w)).catch(() => undefined);
+        if (status?.state === 'exited' && (restarts.get(w) ?? 0) < 2) {
+          restarts.set(w, (restarts.get(w) ?? 0) + 1);
+          log.warn('ray start exited on a node; starting it again', { node: nodeName(w), exitCode: status.exitCode });
+          await startWorker(w);
+        }
+      },
     );
   });
 }
@@ -266,8 +279,7 @@ export function clusterActivities(deps: ActivityDeps) {
     await executor.run(target(first), ['mkdir', '-p', join(spec.storage.baseDir, '.keel')]);
     await executor.writeFile(target(first), nonceFile, nonce);
     try {
-      const reports = await Promise.all(allNodes(spec).map((n) => probeOne(spec, n, nonceFile, nonce)));
-      heartbeat({ probed: reports.length });
+      const reports = await onEveryNode(allNodes(spec), 'probed', (n) => probeOne(spec, n, nonceFile, nonce));
       // Before anything is submitted: every train.py flag against the parsers of the slime on the cluster.
       const flags = await checkFlagsOnCluster(spec);
       log.info('train.py flags checked', { against: flags.checkedAgainst, notes: flags.notes });
@@ -318,7 +330,7 @@ export function clusterActivities(deps: ActivityDeps) {
       ...allNodes(spec),
       ...input.extraNodes.map((n) => ({ host: n.host, name: n.name, gpus: n.gpus ?? spec.cluster.gpusPerNode })),
     ];
-    const answers = await Promise.all(pool.map((n) => reachable(spec, n)));
+    const answers = await onEveryNode(pool, 'reached', (n) => reachable(spec, n));
     const healthy = pool.filter((_, i) => answers[i]);
     const quarantined = pool.filter((_, i) => !answers[i]).map(nodeName);
     const needed = spec.distributed.actorNumNodes;

@@ -5,7 +5,8 @@
 // the run and of each step, the worker's CPU time (process.cpuUsage of the worker process), the run's history events
 // and bytes, and what the nodes were asked; then wall(1024) / wall(16). A fresh worker per node count, warmed up by a
 // 4-node run first, so neither start-up nor another count's state is measured.
-// KEEL_SCALE_NODES=16,128 picks the counts; KEEL_SIM_LATENCY_MS and KEEL_SIM_RAY_REGISTRATION_MS the simulation.
+// KEEL_SCALE_NODES=16,128 picks the counts; KEEL_SIM_LATENCY_MS and KEEL_SIM_RAY_REGISTRATION_MS the simulation;
+// KEEL_SCALE_MAX_COMMANDS the spec's cluster.maxConcurrentCommands (default 64).
 import proto from '@temporalio/proto';
 import type { Client } from '@temporalio/client';
 import type { ResultPromise } from 'execa';
@@ -20,6 +21,7 @@ import type { SimulatedClusterOptions } from '../support/simulated-cluster.js';
 const counts = (process.env.KEEL_SCALE_NODES ?? '16,128,1024').split(',').map(Number);
 const latencyMs = Number(process.env.KEEL_SIM_LATENCY_MS ?? 50);
 const rayRegistrationMs = Number(process.env.KEEL_SIM_RAY_REGISTRATION_MS ?? 1000);
+const maxConcurrentCommands = Number(process.env.KEEL_SCALE_MAX_COMMANDS ?? defaultMaxConcurrentCommands);
 const gpusPerNode = 4; // the captured H200 node's
 const paths = { baseDir: '/sim/shared', slime: '/sim/slime', megatron: '/sim/megatron', state: '/sim/state/{node}' };
 
@@ -48,7 +50,14 @@ function simulatedSpec(name: string, count: number, dashboardPort: number) {
     steps: { probe: { kind: 'probe' }, cluster: { kind: 'ray-cluster', needs: ['probe'] } },
     overrides: {
       storage: { baseDir: paths.baseDir },
-      cluster: { nodes, spares: [], gpusPerNode, executor: { kind: 'ssh', user: 'keel' }, stateDir: paths.state },
+      cluster: {
+        nodes,
+        spares: [],
+        gpusPerNode,
+        executor: { kind: 'ssh', user: 'keel' },
+        stateDir: paths.state,
+        maxConcurrentCommands,
+      },
       slime: { dir: paths.slime, megatronPath: paths.megatron, python: 'python3' },
       rayHead: { isolateNodes: null, dashboardHost: '127.0.0.1', dashboardPort, stopStaleRay: false },
       distributed: { actorNumNodes: Math.min(4, count), actorNumGpusPerNode: gpusPerNode },
@@ -135,7 +144,7 @@ export async function run(): Promise<void> {
   const { client, close } = await cp.connect();
   console.log(
     `  simulated nodes: every command answers after ${latencyMs} ms, a node is ALIVE in Ray ${rayRegistrationMs} ms ` +
-      `after its ray start; at most ${defaultMaxConcurrentCommands} commands in flight (cluster.maxConcurrentCommands)`,
+      `after its ray start; at most ${maxConcurrentCommands} commands in flight (cluster.maxConcurrentCommands)`,
   );
   try {
     const figures: Figures[] = [];
