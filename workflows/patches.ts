@@ -7,4 +7,9 @@ export const patches = {
    * cancelled ends CANCELED, and training is cancelled (not terminated) when its pipeline closes.
    */
   preparedRuns: 'keel-0.2-prepared-runs',
+  /**
+   * keel 0.3: after a failure training heals only what the failure touched (Ray is kept on every healthy node; a full
+   * restart when the last such heal did not bring training back), and each restart records its recovery timeline.
+   */
+  recovery: 'keel-0.3-recovery',
 } as const;
