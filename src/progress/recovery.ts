@@ -39,7 +39,7 @@ export interface RecoveryTotals {
   wall: number;
   /** the healthy pace (seconds per rollout, checkpoint saves included), from checkpoint intervals with no failure */
   pace?: number;
-  /** interruptions (down) and the time to redo lost rollouts */
+  /** outages (failures in a row until training came back count once) and the time to redo lost rollouts */
   down: number;
   redo?: number;
   /** the part of `down` that was the trainer's start-up */
@@ -102,6 +102,25 @@ export function healthyPace(training: Pick<TrainingStatus, 'checkpoints' | 'fail
   return paces.length % 2 ? paces[mid]! : (paces[mid - 1]! + paces[mid]!) / 2;
 }
 
+/**
+ * Seconds training made no progress because of failures: failures in a row before training came back (a crash loop,
+ * an operator's pause after it) are one outage, from the progress before the first to the first rollout after the
+ * last; an outage still open at `endedAt` counts until then.
+ */
+export function outageSeconds(failures: FailureRecord[], endedAt: string): number {
+  let total = 0;
+  let openedAt: string | undefined;
+  for (const f of failures.filter((x) => !endsTheRun.has(x.kind))) {
+    openedAt ??= f.lastProgressAt ?? f.detectedAt ?? f.at;
+    if (f.recoveredAt) {
+      total += seconds(openedAt, f.recoveredAt) ?? 0;
+      openedAt = undefined;
+    }
+  }
+  if (openedAt) total += seconds(openedAt, endedAt) ?? 0;
+  return total;
+}
+
 /** The run's totals between `startedAt` (training began) and `endedAt` (or now). */
 export function recoveryTotals(
   training: Pick<TrainingStatus, 'failures' | 'checkpoints'>,
@@ -111,7 +130,7 @@ export function recoveryTotals(
   const restarts = restartAccounts(training);
   const wall = seconds(startedAt, endedAt) ?? 0;
   const pace = healthyPace(training);
-  const down = restarts.reduce((a, r) => a + (r.down ?? 0), 0);
+  const down = outageSeconds(training.failures, endedAt);
   const trainerStartup = restarts.reduce((a, r) => a + (r.trainerStartup ?? 0), 0);
   const rolloutsLost = restarts.reduce((a, r) => a + r.rolloutsLost, 0);
   const totals: RecoveryTotals = { wall, down, trainerStartup, rolloutsLost };

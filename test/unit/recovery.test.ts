@@ -7,6 +7,7 @@ import {
   formatRestart,
   formatTotals,
   healthyPace,
+  outageSeconds,
   recoveryTotals,
   restartAccounts,
 } from '../../src/progress/recovery.js';
@@ -94,6 +95,29 @@ describe('recovery accounting', () => {
     assert.equal(r!.down, undefined, 'no last progress and no detection time recorded');
     assert.equal(healthyPace(old), undefined);
     assert.match(formatTotals(recoveryTotals(old, at(0), at(100))), /pace not known yet/);
+  });
+
+  it('a crash loop is one outage, from the progress before the first crash to the first rollout after the last', () => {
+    const loop = {
+      checkpoints: [],
+      failures: [
+        { at: at(101), kind: 'job-crashed', message: '1', lastProgressAt: at(100), detectedAt: at(101) },
+        // (each crashed job's supervision began after the last: its "last progress" is its own start)
+        { at: at(131), kind: 'job-crashed', message: '2', lastProgressAt: at(120), detectedAt: at(131) },
+        {
+          at: at(161),
+          kind: 'job-crashed',
+          message: '3',
+          lastProgressAt: at(150),
+          detectedAt: at(161),
+          recoveredAt: at(400),
+        },
+        { at: at(501), kind: 'hang', message: 'still open', lastProgressAt: at(480), detectedAt: at(501) },
+      ],
+    };
+    // 100 -> 400 (one outage of three crashes and the pause after them), then 480 -> the end at 600
+    assert.equal(outageSeconds(loop.failures, at(600)), 300 + 120);
+    assert.equal(recoveryTotals(loop, at(0), at(600)).down, 420);
   });
 
   it('keel report draws a bar per restart, each part exactly', async () => {
