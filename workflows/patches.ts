@@ -7,4 +7,10 @@ export const patches = {
    * cancelled ends CANCELED, and training is cancelled (not terminated) when its pipeline closes.
    */
   preparedRuns: 'keel-0.2-prepared-runs',
+  /**
+   * keel 0.3: runs whose spec has `notify` webhooks schedule `sendNotification` activities -- training when it is
+   * paused for an operator, resumed, waiting for nodes, a node is quarantined, a checkpoint or an eval (opt-in); the
+   * pipeline when it completes or fails (workflows/notify.ts). Checked only when the spec has webhooks.
+   */
+  notifications: 'keel-0.3-notifications',
 } as const;

@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { durationMs } from './duration.js';
 import { hostProblem, isPrototypeKey, relativePathProblem } from './names.js';
-import { secretEnvName, variableName, variableNameMatching } from './env-names.js';
+import { secretEnvName, urlVariableName, variableName, variableNameMatching } from './env-names.js';
 
 const envVarName = variableName;
 
@@ -457,6 +457,29 @@ export const temporalSchema = z
   })
   .strict();
 
+// ---------------------------------------------------------------------------------------------------------------
+// Notifications (docs/notifications.md)
+
+export const webhookSchema = z
+  .object({
+    urlEnv: urlVariableName(/HOOK/, 'contain HOOK (e.g. SLACK_WEBHOOK_URL)', 'urlEnv: SLACK_WEBHOOK_URL').describe(
+      "env var on the control worker holding the webhook's URL (a secret: never a spec value)",
+    ),
+    format: z
+      .enum(['slack', 'json'])
+      .default('json')
+      .describe("'slack': a Slack-compatible incoming-webhook body {\"text\": ...}; 'json': the event's fields"),
+    checkpoints: z.boolean().default(false).describe('also send every checkpoint training saves'),
+    evals: z.boolean().default(false).describe('also send every eval score training logs'),
+  })
+  .strict();
+
+export const notifySchema = z
+  .object({
+    webhooks: list(webhookSchema, 10).min(1, 'needs at least one webhook (or leave notify out)'),
+  })
+  .strict();
+
 export const recipeClaimsSchema = z
   .object({
     stageLayers: z.array(positiveInt).optional().describe("what the recipe's prose says the stages hold"),
@@ -515,6 +538,11 @@ export const specSchema = z
       nodeWaitMax: '5m',
     }),
     temporal: temporalSchema.default({ address: '127.0.0.1:7233', namespace: 'default', taskQueue: 'keel' }),
+    notify: notifySchema
+      .optional()
+      .describe(
+        'webhooks told when a run needs a person (paused, waiting for nodes, a node quarantined) and how it ends',
+      ),
     recipeClaims: recipeClaimsSchema.optional(),
   })
   .strict();
@@ -525,3 +553,4 @@ export type NodeSpec = z.infer<typeof nodeSchema>;
 export type StepSpec = z.infer<typeof stepSchema>;
 export type StepKind = StepSpec['kind'];
 export type ExecutorSpec = z.infer<typeof executorSchema>;
+export type WebhookSpec = z.infer<typeof webhookSchema>;
