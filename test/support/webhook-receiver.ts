@@ -16,14 +16,14 @@ export interface WebhookReceiver {
   /** `http://127.0.0.1:<port>` */
   origin: string;
   posts: ReceivedPost[];
-  /** answer `status` (with `text`) to the next `times` posts to `path` */
-  failNext(path: string, times: number, status: number, text?: string): void;
+  /** answer `status` (with `text` and `headers`) to the next `times` posts to `path` */
+  failNext(path: string, times: number, status: number, text?: string, headers?: Record<string, string>): void;
   close(): Promise<void>;
 }
 
 export async function startWebhookReceiver(): Promise<WebhookReceiver> {
   const posts: ReceivedPost[] = [];
-  const failures = new Map<string, { times: number; status: number; text: string }>();
+  const failures = new Map<string, { times: number; status: number; text: string; headers: Record<string, string> }>();
   const server: Server = createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -39,7 +39,7 @@ export async function startWebhookReceiver(): Promise<WebhookReceiver> {
         body = { unparsable: Buffer.concat(chunks).toString('utf8') };
       }
       if (request.method === 'POST') posts.push({ path, headers: request.headers, body, status });
-      response.writeHead(status, { 'content-type': 'text/plain' });
+      response.writeHead(status, { 'content-type': 'text/plain', ...(status === 200 ? {} : failure?.headers) });
       response.end(status === 200 ? 'ok' : (failure?.text ?? 'unavailable'));
     });
   });
@@ -49,8 +49,8 @@ export async function startWebhookReceiver(): Promise<WebhookReceiver> {
   return {
     origin: `http://127.0.0.1:${port}`,
     posts,
-    failNext(path, times, status, text = 'unavailable') {
-      failures.set(path, { times, status, text });
+    failNext(path, times, status, text = 'unavailable', headers = {}) {
+      failures.set(path, { times, status, text, headers });
     },
     async close() {
       server.closeAllConnections();
