@@ -169,16 +169,32 @@ describe('notifications under faults', { timeout: 300_000 }, () => {
     });
   }
 
-  /** Every history of the run (the pipeline, every run of its training chain), as the bytes Temporal stores. */
-  async function historyBytes(workflowId: string): Promise<Buffer> {
-    const parts: Buffer[] = [];
+  /** Every history of the run (the pipeline, every run of its training chain). */
+  async function historiesOf(workflowId: string) {
+    const histories = [];
     for (const id of [workflowId, `${workflowId}-training`]) {
       for await (const execution of env.client.workflow.list({ query: `WorkflowId = '${id}'` })) {
-        const history = await env.client.workflow.getHandle(id, execution.runId).fetchHistory();
-        parts.push(Buffer.from(proto.temporal.api.history.v1.History.encode(history).finish()));
+        histories.push({
+          workflowId: id,
+          history: await env.client.workflow.getHandle(id, execution.runId).fetchHistory(),
+        });
       }
     }
-    return Buffer.concat(parts);
+    return histories;
+  }
+
+  /** The run's histories as the bytes Temporal stores; each must also replay against the workflow code. */
+  async function historyBytes(workflowId: string): Promise<Buffer> {
+    const histories = await historiesOf(workflowId);
+    let replayed = 0;
+    for await (const replay of Worker.runReplayHistories({ workflowBundle: await workflowBundle() }, histories)) {
+      assert.equal(replay.error, undefined, `${replay.workflowId} replays: ${String(replay.error)}`);
+      replayed++;
+    }
+    assert.equal(replayed, histories.length);
+    return Buffer.concat(
+      histories.map(({ history }) => Buffer.from(proto.temporal.api.history.v1.History.encode(history).finish())),
+    );
   }
 
   it('a crash loop: one "paused", then "resumed" when an operator resumes; a refused post is retried with the same id', async () => {
@@ -279,6 +295,7 @@ describe('notifications under faults', { timeout: 300_000 }, () => {
     assert.match(String(waiting!.id), /\/waiting-for-nodes\/1$/);
     assert.equal(resumed!.after, 'waiting-for-nodes');
     assert.deepEqual(resumed!.nodes, ['node-1', 'node-2', 'node-3', 'node-4']);
+    assert.ok(!(await historyBytes(workflowId)).includes(secret), 'the histories replay; no URL in them');
   });
 
   it('a failed run is announced: "run-failed" names the step and the cause', async () => {
