@@ -100,76 +100,102 @@ export function trainingNotifications(spec: Spec, runKey: string, state: Trainin
       checkpoint: state.checkpoints.at(-1)?.iteration ?? -1,
       eval: state.evals.reduce((latest, e) => Math.max(latest, e.rollout), -1),
     });
-    // the failure a heal, a wait or a pause follows: the natural key of those events
-    const failureNo = state.failures.length;
-    const failure = state.failures.at(-1);
-    const after = failure ? ` after ${failure.kind}` : '';
-    for (const node of state.quarantined ?? []) {
-      if (last.quarantined.includes(node)) continue;
-      notifier.send(
-        'node-quarantined',
-        `${failureNo}/${node}`,
-        `node ${node} did not answer${after}: keel quarantined it (left out of the cluster; a spare takes its place if there is one)`,
-        { node, failure: failure?.kind },
-      );
-    }
-    last.quarantined = [...(state.quarantined ?? [])];
-
-    const waiting = state.waitingFor !== undefined;
-    if (waiting && !last.waiting) {
-      notifier.send(
-        'waiting-for-nodes',
-        failureNo,
-        `training is waiting for nodes${after}: ${state.waitingFor}. It probes again (backing off to ` +
-          `${spec.policies.nodeWaitMax}) and resumes when enough answer; bring nodes back, or add some: keel's addNodes update`,
-        { waitingFor: state.waitingFor, failure: failure?.kind },
-      );
-    } else if (!waiting && last.waiting) {
-      notifier.send('resumed', `${failureNo}/nodes`, 'enough nodes answer again: training resumes', {
-        after: 'waiting-for-nodes',
-        nodes: state.activeNodes,
-      });
-    }
-    last.waiting = waiting;
-
-    if (phase !== last.phase) {
-      const { maxRestarts, window } = spec.policies.crashLoop;
-      if (phase === pausedPhase) {
-        notifier.send(
-          'paused',
-          failureNo,
-          `training is paused for an operator: its job failed again after ${maxRestarts} restart(s) within ${window} ` +
-            `(crash-loop budget)${failure ? `; last failure ${failure.kind}: ${failure.message}` : ''}. Fix the cause, ` +
-            `then keel resume ${runKey} (or keel cancel ${runKey})`,
-          { reason: 'crash-loop', restarts: state.restarts, failure: failure?.kind, failureMessage: failure?.message },
-        );
-      } else if (last.phase === pausedPhase && phase !== 'cancelled') {
-        notifier.send('resumed', `${failureNo}/operator`, 'an operator resumed the run: training restarts its job', {
-          after: 'paused',
-        });
-      }
-      last.phase = phase;
-    }
-
-    for (const checkpoint of state.checkpoints) {
-      if (checkpoint.iteration <= last.checkpoint) continue;
-      const score = checkpoint.evalScore === undefined ? '' : ` (eval ${checkpoint.evalScore})`;
-      notifier.send('checkpoint', checkpoint.iteration, `checkpoint ${checkpoint.iteration} saved${score}`, {
-        iteration: checkpoint.iteration,
-        evalScore: checkpoint.evalScore,
-      });
-      last.checkpoint = checkpoint.iteration;
-    }
-    for (const e of state.evals) {
-      if (e.rollout <= last.eval) continue;
-      notifier.send('eval', e.rollout, `eval at rollout ${e.rollout}: ${e.score}`, {
-        rollout: e.rollout,
-        score: e.score,
-      });
-      last.eval = e.rollout;
-    }
+    const announcing = { notifier, spec, runKey, state, last };
+    announceNodes(announcing);
+    announcePhase(announcing, phase);
+    announceProgress(announcing);
   };
   return { observe, delivered: () => notifier.delivered() };
+}
+
+interface Announcing {
+  notifier: Notifier;
+  spec: Spec;
+  runKey: string;
+  state: TrainingState;
+  last: Announced;
+}
+
+/** The failure a heal, a wait or a pause follows: its number is the natural key of those events. */
+function lastFailure(state: TrainingState) {
+  const failure = state.failures.at(-1);
+  return { failureNo: state.failures.length, failure, after: failure ? ` after ${failure.kind}` : '' };
+}
+
+/** Nodes quarantined since the last announcement; a wait for nodes beginning or ending. */
+function announceNodes({ notifier, spec, runKey, state, last }: Announcing): void {
+  const { failureNo, failure, after } = lastFailure(state);
+  for (const node of state.quarantined ?? []) {
+    if (last.quarantined.includes(node)) continue;
+    notifier.send(
+      'node-quarantined',
+      `${failureNo}/${node}`,
+      `node ${node} did not answer${after}: keel quarantined it (left out of the cluster; a spare takes its place if there is one)`,
+      { node, failure: failure?.kind },
+    );
+  }
+  last.quarantined = [...(state.quarantined ?? [])];
+
+  const waiting = state.waitingFor !== undefined;
+  if (waiting && !last.waiting) {
+    notifier.send(
+      'waiting-for-nodes',
+      failureNo,
+      `training is waiting for nodes${after}: ${state.waitingFor}. It probes again (backing off to ` +
+        `${spec.policies.nodeWaitMax}) and resumes when enough answer: bring nodes back, or add some (the addNodes ` +
+        `update of workflow ${runKey}-training)`,
+      { waitingFor: state.waitingFor, failure: failure?.kind },
+    );
+  } else if (!waiting && last.waiting) {
+    notifier.send('resumed', `${failureNo}/nodes`, 'enough nodes answer again: training resumes', {
+      after: 'waiting-for-nodes',
+      nodes: state.activeNodes,
+    });
+  }
+  last.waiting = waiting;
+}
+
+/** Paused for an operator after the crash-loop budget, and resumed by one. */
+function announcePhase({ notifier, spec, runKey, state, last }: Announcing, phase: string): void {
+  if (phase === last.phase) return;
+  const { failureNo, failure } = lastFailure(state);
+  const { maxRestarts, window } = spec.policies.crashLoop;
+  if (phase === pausedPhase) {
+    notifier.send(
+      'paused',
+      failureNo,
+      `training is paused for an operator: its job failed again after ${maxRestarts} restart(s) within ${window} ` +
+        `(crash-loop budget)${failure ? `; last failure ${failure.kind}: ${failure.message}` : ''}. Fix the cause, ` +
+        `then keel resume ${runKey} (or keel cancel ${runKey})`,
+      { reason: 'crash-loop', restarts: state.restarts, failure: failure?.kind, failureMessage: failure?.message },
+    );
+  } else if (last.phase === pausedPhase && phase !== 'cancelled') {
+    notifier.send('resumed', `${failureNo}/operator`, 'an operator resumed the run: training restarts its job', {
+      after: 'paused',
+    });
+  }
+  last.phase = phase;
+}
+
+/** Checkpoints and evals recorded since the last announcement (sent only to webhooks that opted in). */
+function announceProgress({ notifier, state, last }: Announcing): void {
+  for (const checkpoint of state.checkpoints) {
+    if (checkpoint.iteration <= last.checkpoint) continue;
+    const score = checkpoint.evalScore === undefined ? '' : ` (eval ${checkpoint.evalScore})`;
+    notifier.send('checkpoint', checkpoint.iteration, `checkpoint ${checkpoint.iteration} saved${score}`, {
+      iteration: checkpoint.iteration,
+      evalScore: checkpoint.evalScore,
+    });
+    last.checkpoint = checkpoint.iteration;
+  }
+  for (const e of state.evals) {
+    if (e.rollout <= last.eval) continue;
+    notifier.send('eval', e.rollout, `eval at rollout ${e.rollout}: ${e.score}`, {
+      rollout: e.rollout,
+      score: e.score,
+    });
+    last.eval = e.rollout;
+  }
 }
 
 /** The pipeline's end: `run-completed` or `run-failed`, waited for (never throwing) so that the run ends after it. */
