@@ -51,11 +51,12 @@ class Notifier {
       run: this.spec.name,
       workflowId: this.runKey,
       at: new Date().toISOString(),
-      text,
-      fields: Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as Record<
-        string,
-        NotificationFieldValue
-      >,
+      text: clip(text),
+      fields: Object.fromEntries(
+        Object.entries(fields)
+          .filter(([, v]) => v !== undefined)
+          .map(([k, v]) => [k, typeof v === 'string' ? clip(v) : v]),
+      ) as Record<string, NotificationFieldValue>,
     };
     for (const webhook of this.spec.notify?.webhooks ?? []) {
       if (!webhookWants(webhook, kind)) continue;
@@ -79,6 +80,13 @@ class Notifier {
 }
 
 type Fields = Record<string, NotificationFieldValue | undefined>;
+
+/** A sentence or a field is at most this long (a failure's message can quote a long log line): history stays small. */
+const longestText = 2000;
+
+function clip(text: string): string {
+  return text.length <= longestText ? text : `${text.slice(0, longestText - 1)}…`;
+}
 
 type TrainingState = TrainingStatus & { announced?: Announced };
 
