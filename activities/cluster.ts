@@ -17,8 +17,10 @@ import {
   allNodes,
   activitySignal,
   pauseWithHeartbeats,
+  withHeartbeats,
   type ActivityDeps,
 } from './context.js';
+import { resolveNodes } from './supervise.js';
 import { durationMs as msToNumber } from '../src/spec/duration.js';
 import type { StepInput } from './steps.js';
 import { checkFlagsOnCluster } from './flag-check.js';
@@ -129,44 +131,58 @@ export function rayTempDir(spec: Spec, node: NodeSpec): string {
   return rayTempDirFor(spec.cluster.stateDir.replaceAll('{node}', nodeName(node)));
 }
 
-async function bringUp(spec: Spec, runKey: string, nodes: NodeSpec[]): Promise<void> {
+/**
+ * Ray's launch on one node, as a keel process record (`--block`): stopping the record stops exactly this node's Ray.
+ * `place`: the node's place in its cluster, for the ports of a node outside the spec's pool (added by an operator).
+ */
+async function launchRay(spec: Spec, runKey: string, node: NodeSpec, argv: string[], place: number): Promise<void> {
   const executor = executorFor(spec);
-  const [head, ...workers] = nodes;
-  if (!head) throw new Error('no nodes to start Ray on');
   // Ports follow the node, not its place in this bring-up: a spare that replaces a node never takes the ports the
   // replaced node's processes may still hold.
   const pool = allNodes(spec);
-  const stableIndex = (node: NodeSpec) => {
-    const i = pool.findIndex((n) => nodeName(n) === nodeName(node));
-    return i >= 0 ? i : pool.length + nodes.indexOf(node);
-  };
-  const launchRay = async (node: NodeSpec, argv: string[], _position: number) => {
-    const index = stableIndex(node);
-    const p = ports(spec, index);
-    const extra = [...p.extra];
-    if (spec.rayHead.isolateNodes) {
-      extra.push(`--temp-dir=${rayTempDir(spec, node)}`);
-    }
-    await executor.writeFile(target(node), rayOwnerFile(spec, node), `${rayLaunchId(runKey, node)}\n`);
-    await executor.launch(target(node), {
-      id: rayLaunchId(runKey, node),
-      // --block: the process record owns the node's Ray, so stopping it stops exactly this node's Ray.
-      argv: [...argv, ...extra, '--block'],
-      env: { ...spec.cluster.env, RAY_USAGE_STATS_ENABLED: '0' },
-    });
-  };
+  const i = pool.findIndex((n) => nodeName(n) === nodeName(node));
+  const p = ports(spec, i >= 0 ? i : pool.length + place);
+  const extra = [...p.extra];
+  if (spec.rayHead.isolateNodes) extra.push(`--temp-dir=${rayTempDir(spec, node)}`);
+  await executor.writeFile(target(node), rayOwnerFile(spec, node), `${rayLaunchId(runKey, node)}\n`);
+  await executor.launch(target(node), {
+    id: rayLaunchId(runKey, node),
+    argv: [...argv, ...extra, '--block'],
+    env: { ...spec.cluster.env, RAY_USAGE_STATS_ENABLED: '0' },
+  });
+}
+
+/** Head first, then the workers in parallel; done when the dashboard shows every node alive with its GPUs. */
+async function bringUp(spec: Spec, runKey: string, nodes: NodeSpec[]): Promise<void> {
+  const [head, ...workers] = nodes;
+  if (!head) throw new Error('no nodes to start Ray on');
   const headArgv = rayHeadCommand(spec, head).argv.map((a) => adjustHeadArg(spec, a, head));
   if (spec.rayHead.isolateNodes) headArgv.push(`--port=${ports(spec, 0).gcs}`);
-  await launchRay(head, headArgv, 0);
+  await launchRay(spec, runKey, head, headArgv, 0);
   await waitFor(spec, [head], 120_000);
-  const workerArgvs = rayWorkerCommands(spec, nodes).map((c) =>
+  await joinWorkers(spec, runKey, head, workers, nodes);
+}
+
+/**
+ * Start Ray on `workers`, joining the head's cluster, and wait until `cluster` (head first) is alive. A node whose
+ * `ray start` gave up (a raylet that timed out on a busy host) is started again, twice at most.
+ */
+async function joinWorkers(
+  spec: Spec,
+  runKey: string,
+  head: NodeSpec,
+  workers: NodeSpec[],
+  cluster: NodeSpec[],
+): Promise<void> {
+  const executor = executorFor(spec);
+  const workerArgvs = rayWorkerCommands(spec, [head, ...workers]).map((c) =>
     c.argv.map((a) => (a.startsWith('--address=') ? `--address=${nodeIp(head)}:${ports(spec, 0).gcs}` : a)),
   );
-  const startWorker = (w: NodeSpec) => launchRay(w, workerArgvs[workers.indexOf(w)]!, workers.indexOf(w) + 1);
+  const startWorker = (w: NodeSpec) =>
+    launchRay(spec, runKey, w, workerArgvs[workers.indexOf(w)]!, Math.max(0, cluster.indexOf(w)));
   await Promise.all(workers.map(startWorker));
-  // A node whose `ray start` gave up (a raylet that timed out on a busy host) is started again, twice at most.
   const restarts = new Map<NodeSpec, number>();
-  await waitFor(spec, nodes, 180_000, async () => {
+  await waitFor(spec, cluster, 180_000, async () => {
     for (const w of workers) {
       const status = await executor.status(target(w), rayLaunchId(runKey, w)).catch(() => undefined);
       if (status?.state === 'exited' && (restarts.get(w) ?? 0) < 2) {
@@ -176,6 +192,65 @@ async function bringUp(spec: Spec, runKey: string, nodes: NodeSpec[]): Promise<v
       }
     }
   });
+}
+
+/** The nodes a job ran on, or undefined when one of them is no longer known (an operator's node gone from the list). */
+function knownNodes(spec: Spec, names: string[] | undefined, extra: ExtraNode[]): NodeSpec[] | undefined {
+  try {
+    return resolveNodes(spec, names, extra);
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a heal did to the Ray cluster. */
+export type HealMode = 'kept' | 'repaired' | 'restarted';
+
+/**
+ * Heal only what the failure touched: with the head's Ray alive, keep every node whose Ray is alive, restart Ray on a
+ * reachable node whose Ray is gone, and replace an unreachable node by a healthy one from the pool. Undefined: the
+ * head (or its dashboard) is gone, so the cluster must be brought up again from scratch.
+ */
+async function repairCluster(
+  spec: Spec,
+  runKey: string,
+  kept: NodeSpec[],
+  healthy: NodeSpec[],
+): Promise<{ nodes: NodeSpec[]; restartedOn: NodeSpec[]; reason: string } | undefined> {
+  const head = kept[0];
+  const isHealthy = (n: NodeSpec) => healthy.some((h) => nodeName(h) === nodeName(n));
+  if (!head || !isHealthy(head)) return undefined;
+  const dashboard = new RayDashboardClient({ url: dashboardUrlFor(spec, head), timeoutMs: 5000 });
+  const alive = await dashboard.aliveNodes().catch(() => undefined);
+  if (!alive) return undefined;
+  const aliveIps = new Set(alive.map((n) => n.nodeIp));
+  if (!aliveIps.has(nodeIp(head))) return undefined;
+  const lost = kept.filter((n) => !isHealthy(n));
+  const rayGone = kept.filter((n) => isHealthy(n) && !aliveIps.has(nodeIp(n)));
+  const replacements = healthy.filter((n) => !kept.some((k) => nodeName(k) === nodeName(n))).slice(0, lost.length);
+  if (replacements.length < lost.length) return undefined;
+  const nodes = kept.map((n) => (lost.includes(n) ? replacements[lost.indexOf(n)]! : n));
+  const restartedOn = [...rayGone, ...replacements];
+  if (restartedOn.length === 0) {
+    const check = await clusterHealthy(spec, nodes);
+    if (!check.healthy) return undefined;
+    return { nodes, restartedOn, reason: `Ray kept on ${nodes.map(nodeName).join(', ')}: ${check.reason}` };
+  }
+  log.info('repairing the Ray cluster', {
+    restartOn: restartedOn.map(nodeName),
+    lost: lost.map(nodeName),
+    kept: nodes.filter((n) => !restartedOn.includes(n)).map(nodeName),
+  });
+  await cleanNodes(spec, runKey, restartedOn);
+  await joinWorkers(spec, runKey, head, restartedOn, nodes);
+  return {
+    nodes,
+    restartedOn,
+    reason: `Ray restarted on ${restartedOn.map(nodeName).join(', ')} only; kept on ${nodes
+      .filter((n) => !restartedOn.includes(n))
+      .map(nodeName)
+      .join(', ')}`,
+  };
 }
 
 function adjustHeadArg(spec: Spec, arg: string, head: NodeSpec): string {
@@ -294,10 +369,34 @@ export function clusterActivities(deps: ActivityDeps) {
     extraNodes: ExtraNode[];
     /** wait this long (heartbeating) before probing: the pause between probes while waiting for nodes */
     pauseMs?: number;
-  }): Promise<{ ready: boolean; reason: string; nodes: string[]; quarantined: string[] }> {
+    /**
+     * heal only what the failure touched on the nodes the failed job ran on (`activeNodes`), restarting Ray nowhere
+     * when every one is healthy (absent: bring Ray up again from scratch, as keel 0.2 always did)
+     */
+    keepRay?: boolean;
+    /** the nodes the failed job ran on, head first (absent: the spec's first nodes, as at the run's start) */
+    activeNodes?: string[];
+  }): Promise<{
+    ready: boolean;
+    reason: string;
+    nodes: string[];
+    quarantined: string[];
+    /** what was done to Ray (absent when not ready) */
+    mode?: HealMode;
+    /** the nodes Ray was (re)started on */
+    restartedOn?: string[];
+  }> {
     const spec = localSpec(input.spec, deps);
+    const every = msToNumber(spec.policies.heartbeatTimeout) / 3;
     // The pause is spent here rather than in a workflow timer: a weekend of waiting adds a handful of events an hour.
-    await pauseWithHeartbeats(input.pauseMs ?? 0, msToNumber(spec.policies.heartbeatTimeout) / 3);
+    await pauseWithHeartbeats(input.pauseMs ?? 0, every);
+    return withHeartbeats(every, 'healing', () => heal(spec, input));
+  }
+
+  async function heal(
+    spec: Spec,
+    input: { runKey: string; extraNodes: ExtraNode[]; keepRay?: boolean; activeNodes?: string[] },
+  ): Promise<Awaited<ReturnType<typeof healCluster>>> {
     const pool: NodeSpec[] = [
       ...allNodes(spec),
       ...input.extraNodes.map((n) => ({ host: n.host, name: n.name, gpus: n.gpus ?? spec.cluster.gpusPerNode })),
@@ -314,6 +413,23 @@ export function clusterActivities(deps: ActivityDeps) {
         quarantined,
       };
     }
+    const kept = input.keepRay ? knownNodes(spec, input.activeNodes, input.extraNodes) : undefined;
+    if (kept?.length === needed) {
+      const repaired = await repairCluster(spec, input.runKey, kept, healthy).catch((error: unknown) => {
+        log.warn('repairing the Ray cluster failed; bringing it up again', { error: (error as Error).message });
+        return undefined;
+      });
+      if (repaired) {
+        return {
+          ready: true,
+          reason: repaired.reason,
+          nodes: repaired.nodes.map(nodeName),
+          quarantined,
+          mode: repaired.restartedOn.length ? 'repaired' : 'kept',
+          restartedOn: repaired.restartedOn.map(nodeName),
+        };
+      }
+    }
     const chosen = healthy.slice(0, needed);
     log.info('healing the cluster', { nodes: chosen.map(nodeName), quarantined });
     await cleanNodes(spec, input.runKey, healthy);
@@ -323,6 +439,8 @@ export function clusterActivities(deps: ActivityDeps) {
       reason: `Ray up on ${chosen.map(nodeName).join(', ')}`,
       nodes: chosen.map(nodeName),
       quarantined,
+      mode: 'restarted',
+      restartedOn: chosen.map(nodeName),
     };
   }
 

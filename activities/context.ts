@@ -132,6 +132,19 @@ export async function pauseWithHeartbeats(ms: number, everyMs: number): Promise<
   }
 }
 
+/**
+ * Run `work`, heartbeating every `everyMs` while it runs: for a step made of bounded operations (each with its own
+ * timeout) that may together outlast the heartbeat timeout on a slow or busy host.
+ */
+export async function withHeartbeats<T>(everyMs: number, what: string, work: () => Promise<T>): Promise<T> {
+  const timer = setInterval(() => heartbeat({ working: what }), Math.max(100, everyMs));
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 /** Env values for `envFromWorker` entries (NAME -> worker env var name); missing ones are left out. */
 export function envFromWorker(mapping: Record<string, string>, env: NodeJS.ProcessEnv): Record<string, string> {
   const out: Record<string, string> = {};

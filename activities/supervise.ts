@@ -72,7 +72,7 @@ type OutcomeBody =
       iteration: number;
       /**
        * every complete checkpoint saved since `afterIteration`, oldest first, `iteration` last: more than one when the
-       * trainer saved again before a poll saw the first (absent in outcomes recorded before keel 0.2.1)
+       * trainer saved again before a poll saw the first (absent in outcomes recorded before keel 0.3)
        */
       saved?: number[];
     }
@@ -85,6 +85,8 @@ export type SuperviseOutcome = {
   rewards?: RewardPoint[];
   lastRollout?: number;
   firstRolloutAt?: string;
+  /** when supervision first saw the job RUNNING (absent: not seen running, or recorded before keel 0.3) */
+  jobRunningAt?: string;
   /** pass to the next supervision of the same job */
   cursor: SupervisionCursor;
 } & OutcomeBody;
@@ -186,6 +188,7 @@ export function supervisionActivities(deps: ActivityDeps) {
         lastRollout: progress.follower.summary.lastRollout,
         firstRolloutAt:
           progress.firstRolloutAt === undefined ? undefined : new Date(progress.firstRolloutAt).toISOString(),
+        jobRunningAt: progress.jobRunningAt === undefined ? undefined : new Date(progress.jobRunningAt).toISOString(),
         cursor: progress.cursor(outcome.kind === 'checkpoint' ? outcome.iteration : Number.MAX_SAFE_INTEGER),
       }) as SuperviseOutcome;
     const failure = async (f: Failure): Promise<Failure> => {
@@ -209,6 +212,7 @@ export function supervisionActivities(deps: ActivityDeps) {
       let via: 'file' | 'http' | undefined;
       try {
         job = await jobs.getJob(input.jobId, signal);
+        if (job?.status === 'RUNNING') progress.jobRunningAt ??= Date.now();
         const chunk = await reader.read(job, progress.offset, signal);
         if (chunk.restarted)
           log.warn('the job log is shorter than the cursor: reading it from its start', { jobId: input.jobId });

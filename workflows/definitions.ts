@@ -48,8 +48,16 @@ export interface TrainingStatus {
     tracker?: number;
     detectedAt?: string;
     lastProgressAt?: string;
-    /** when training was running again after this failure */
+    /** when training was running again after this failure: the resubmitted job's first rollout (seen) */
     recoveredAt?: string;
+    /** the cluster was ready again (keel 0.3+), and what the heal did to Ray: kept, repaired (some nodes), restarted */
+    healedAt?: string;
+    heal?: 'kept' | 'repaired' | 'restarted';
+    /** the nodes Ray was (re)started on by the heal */
+    restartedOn?: string[];
+    /** the job was resubmitted, and first seen RUNNING (its driver started): keel's share ends there */
+    resubmittedAt?: string;
+    jobRunningAt?: string;
   }[];
   /** kept, deleted at the last checkpoint, and what the policy deletes once the next checkpoint is complete */
   retention?: { keep: number[]; deleted?: number[]; deleteNext: number[] };

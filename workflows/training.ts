@@ -9,6 +9,7 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -31,6 +32,7 @@ import {
   type TrainingStatus,
 } from './definitions.js';
 import { quick, retention, supervise, transfer } from './options.js';
+import { patches } from './patches.js';
 import { trainingNotifications, type Announced } from './notify.js';
 
 export interface TrainingInput {
@@ -137,15 +139,24 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
     await continueAsNew<typeof training>({ spec, runKey, state, stopAfterCheckpoint });
   };
 
-  /** Probe, quarantine, take spares, bring Ray up: until the cluster is ready, waiting visibly for nodes. */
-  const heal = async (): Promise<void> => {
+  /**
+   * Probe, quarantine, take spares, bring Ray up: until the cluster is ready, waiting visibly for nodes. `keepRay`:
+   * restart Ray only on what the failure touched of the nodes the job ran on.
+   */
+  const heal = async (keepRay?: boolean): Promise<Awaited<ReturnType<typeof t.healCluster>>> => {
     setPhase('healing');
     for (let waits = 0; ; waits++) {
       // Back off to a few minutes between probes, spent inside the activity (no timer events in this history).
       const base = msToNumber(spec.policies.initialRetryInterval) * 3;
       const longest = spec.policies.nodeWaitMax ? msToNumber(spec.policies.nodeWaitMax) : defaultNodeWaitMaxMs;
       const pauseMs = waits === 0 ? 0 : Math.min(base * 2 ** Math.min(waits - 1, 16), Math.max(base, longest));
-      const healing = t.healCluster({ spec, runKey, extraNodes: state.extraNodes, pauseMs });
+      const healing = t.healCluster({
+        spec,
+        runKey,
+        extraNodes: state.extraNodes,
+        pauseMs,
+        ...(keepRay ? { keepRay, activeNodes: state.activeNodes } : {}),
+      });
       const healed = await healing.catch((error: unknown) => {
         // Ray did not come up on the chosen nodes this time: probe and try again after a pause.
         log.warn('healing attempt failed', { error: String(error) });
@@ -161,7 +172,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
         state.waitingFor = undefined;
         state.activeNodes = healed.nodes;
         state.healing = undefined;
-        return;
+        return healed;
       }
       state.waitingFor = healed.reason;
       setPhase('waiting-for-nodes');
@@ -183,6 +194,8 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
           extraNodes: state.extraNodes,
         });
         state.submissions++;
+        const recovering = state.failures.at(-1);
+        if (recovering && !recovering.recoveredAt) recovering.resubmittedAt = new Date().toISOString();
         state.jobId = submitted.jobId;
         state.cursor = undefined;
         state.resumeFrom = submitted.tracker;
@@ -217,6 +230,8 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       state.resumeFrom = undefined;
       state.cursor = outcome.cursor;
       const lastFailure = state.failures.at(-1);
+      if (lastFailure && !lastFailure.recoveredAt && outcome.jobRunningAt)
+        lastFailure.jobRunningAt ??= outcome.jobRunningAt;
       if (lastFailure && !lastFailure.recoveredAt && outcome.firstRolloutAt)
         lastFailure.recoveredAt = outcome.firstRolloutAt;
       if (outcome.lastRollout !== undefined && outcome.lastRollout !== state.lastRollout) {
@@ -289,7 +304,18 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
         state.restarts++;
         state.restartTimes.push(new Date().toISOString());
         state.healing = true;
-        await heal();
+        const failure = state.failures.at(-1)!;
+        if (patched(patches.recovery)) {
+          // Keep Ray where it is healthy -- unless the last heal kept it and training did not come back after it.
+          const previous = state.failures.at(-2);
+          const keptInVain = previous?.heal === 'kept' && !previous.recoveredAt;
+          const healed = await heal(!keptInVain);
+          failure.healedAt = new Date().toISOString();
+          failure.heal = healed.mode;
+          failure.restartedOn = healed.restartedOn;
+        } else {
+          await heal();
+        }
       }
       await continueIfLong('supervising');
     }

@@ -1,5 +1,6 @@
 // The human form of a plan: a few aligned sections, then the findings with their fixes.
 import { fmtBytes, type Plan } from '../plan/index.js';
+import { fmtHours, fmtSeconds } from '../plan/reliability.js';
 
 function rows(pairs: [string, string | number | undefined][]): string[] {
   const width = Math.max(...pairs.map(([k]) => k.length));
@@ -81,6 +82,8 @@ export function formatPlan(p: Plan): string {
       ['evals', p.schedule.evals],
     ]),
   );
+  out.push('', 'reliability (expected; the model: docs/reliability.md)');
+  out.push(...rows(reliabilityRows(p.reliability)));
   out.push('', `train.py flags: ${p.flagsCheckedAgainst ? `checked against ${p.flagsCheckedAgainst}` : 'not checked'}`);
   out.push('', p.findings.length ? 'findings' : 'findings: none');
   for (const f of p.findings) {
@@ -94,4 +97,42 @@ export function formatPlan(p: Plan): string {
       : `${p.findings.filter((f) => f.severity === 'error').length} error(s): fix them before starting`,
   );
   return out.join('\n');
+}
+
+function reliabilityRows(r: Plan['reliability']): [string, string | number | undefined][] {
+  const ettr = (value: number | undefined) => (value === undefined ? undefined : value.toFixed(3));
+  return [
+    [
+      'failure rate',
+      `${fmtNumber(r.failuresPerGpuHour)} per GPU-hour${r.rateIsDefault ? " (Llama 3's: 419 in 54 days on 16,384 GPUs)" : ''}`,
+    ],
+    ['failures per day', `${fmtNumber(r.failuresPerDay)} on ${r.gpus} GPUs; MTBF ${fmtHours(r.mtbfHours)}`],
+    [
+      'save / restart / rollout',
+      r.rolloutSeconds === undefined
+        ? `not given (${r.missing.join(', ')}): no ETTR estimate`
+        : `${fmtSeconds(r.checkpointSaveSeconds!)} / ${fmtSeconds(r.restartSeconds!)} / ${fmtSeconds(r.rolloutSeconds)}`,
+    ],
+    [
+      'ETTR at the save interval',
+      r.expectedEttr === undefined ? undefined : `${ettr(r.expectedEttr)} (every ${r.configuredSaveInterval} rollouts)`,
+    ],
+    [
+      'best save interval',
+      r.optimalSaveInterval === undefined
+        ? undefined
+        : `${r.optimalSaveInterval} rollouts${r.optimalIsRunLength ? ' (the whole run)' : ''}: ETTR ${ettr(r.optimalEttr)} (Young: sqrt(2 x save x MTBF) = ${fmtHours(r.youngIntervalHours!)})`,
+    ],
+    [
+      'expected over the run',
+      r.expectedWallHours === undefined
+        ? undefined
+        : `${fmtHours(r.expectedWallHours)} of wall time, ${fmtNumber(r.expectedFailures!)} failures`,
+    ],
+  ];
+}
+
+/** 3 significant digits; small numbers as 1.97e-5 */
+function fmtNumber(value: number): string {
+  return value !== 0 && Math.abs(value) < 0.001 ? value.toExponential(2) : String(+value.toPrecision(3));
 }

@@ -17,10 +17,12 @@ import {
   type MemoryEstimate,
   type StorageEstimate,
 } from './resources.js';
+import { estimateReliability, type ReliabilityEstimate } from './reliability.js';
 
 export type { Finding, Severity } from './findings.js';
 export { hasErrors } from './findings.js';
 export { fmtBytes, checkpointSchedule } from './resources.js';
+export type { ReliabilityEstimate } from './reliability.js';
 
 export interface Plan {
   name: string;
@@ -47,6 +49,8 @@ export interface Plan {
   engineMemory: EngineMemory;
   storage: StorageEstimate;
   schedule: { checkpoints: number; firstCheckpoint?: number; lastCheckpoint?: number; evals: number };
+  /** expected ETTR and the save interval that maximises it (docs/reliability.md) */
+  reliability: ReliabilityEstimate;
   /** the argument catalogue the train.py flags were checked against, if any */
   flagsCheckedAgainst?: string;
   findings: Finding[];
@@ -139,6 +143,7 @@ export function plan(given: Spec, options: PlanOptions = {}): Plan {
   const memory = estimateMemory(spec, layout, findings);
   const engineMemory = checkEngineMemory(spec, findings);
   const storage = estimateStorage(spec, findings);
+  const reliability = estimateReliability(spec, findings);
 
   return {
     name: spec.name,
@@ -152,6 +157,7 @@ export function plan(given: Spec, options: PlanOptions = {}): Plan {
     engineMemory,
     storage,
     schedule,
+    reliability,
     flagsCheckedAgainst: options.catalogue ? describeCatalogue(options.catalogue) : undefined,
     findings,
     ok: !hasErrors(findings),

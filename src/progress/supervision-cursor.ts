@@ -20,6 +20,8 @@ export const supervisionCursorSchema = z.object({
   lastRollout: z.number().int().optional(),
   /** when supervision first saw a rollout of this job, and last saw progress (ISO) */
   firstRolloutAt: z.string().optional(),
+  /** when supervision first saw the job RUNNING (its driver started): the trainer's start-up is measured from it */
+  jobRunningAt: z.string().optional(),
   lastProgressAt: z.string().optional(),
   /** the job's first rollout was checked against the tracker it resumed from */
   resumeVerified: z.boolean(),
@@ -56,6 +58,7 @@ export class LogProgress {
   readonly follower: SlimeLogFollower;
   resumeVerified: boolean;
   firstRolloutAt: number | undefined;
+  jobRunningAt: number | undefined;
   lastProgressAt: number;
   private readonly rewardByRollout = new Map<number, number>();
   private lastRolloutSeen: number | undefined;
@@ -68,6 +71,7 @@ export class LogProgress {
     this.offset = cursor?.offset ?? 0;
     this.resumeVerified = options.resumeVerified || cursor?.resumeVerified === true;
     this.firstRolloutAt = cursor?.firstRolloutAt === undefined ? undefined : Date.parse(cursor.firstRolloutAt);
+    this.jobRunningAt = cursor?.jobRunningAt === undefined ? undefined : Date.parse(cursor.jobRunningAt);
     this.lastProgressAt = cursor?.lastProgressAt === undefined ? options.now : Date.parse(cursor.lastProgressAt);
     this.lastRolloutSeen = cursor?.lastRollout;
     for (const r of cursor?.rewards ?? []) this.rewardByRollout.set(r.rollout, r.reward);
@@ -127,6 +131,7 @@ export class LogProgress {
     if (summary.firstRollout !== undefined) cursor.firstRollout = summary.firstRollout;
     if (summary.lastRollout !== undefined) cursor.lastRollout = summary.lastRollout;
     if (this.firstRolloutAt !== undefined) cursor.firstRolloutAt = new Date(this.firstRolloutAt).toISOString();
+    if (this.jobRunningAt !== undefined) cursor.jobRunningAt = new Date(this.jobRunningAt).toISOString();
     if (summary.checkpointInProgress) cursor.checkpointInProgress = summary.checkpointInProgress;
     if (summary.lastError) cursor.lastError = summary.lastError;
     return cursor;

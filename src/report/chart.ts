@@ -3,6 +3,7 @@
 // an exact description (its aria-label in the SVG), so a reader or a test can check the chart against the run.
 import type { TopLevelSpec } from 'vega-lite';
 import type { RunStatus } from '../client/index.js';
+import { healthyPace, restartAccounts } from '../progress/recovery.js';
 
 export interface ReportData {
   workflowId: string;
@@ -12,6 +13,8 @@ export interface ReportData {
   checkpoints: { iteration: number; at: string; evalScore?: number }[];
   /** a failure training restarted after: where it broke (rollout) and the checkpoint it resumed from */
   restarts: { at: string; rollout: number; tracker?: number; kind: string }[];
+  /** where each restart's time went (a stacked bar per restart; src/progress/recovery.ts defines the segments) */
+  recovery: { restart: string; segment: RecoverySegment; seconds: number }[];
   steps: { id: string; state: string; start: string; end: string }[];
 }
 
@@ -33,10 +36,30 @@ export function reportData(status: RunStatus, now = new Date()): ReportData {
         ...(f.tracker !== undefined ? { tracker: f.tracker } : {}),
         kind: f.kind,
       })),
+    recovery: recoveryBars(training),
     steps: (status.pipeline?.steps ?? [])
       .filter((s) => s.startedAt)
       .map((s) => ({ id: s.id, state: s.state, start: s.startedAt!, end: s.endedAt ?? now.toISOString() })),
   };
+}
+
+export type RecoverySegment = 'detection' | 'keel' | 'trainer start-up' | 'rollouts re-done';
+
+function recoveryBars(training: RunStatus['training']): ReportData['recovery'] {
+  if (!training) return [];
+  const pace = healthyPace(training);
+  return restartAccounts(training).flatMap((r, i) => {
+    const restart = `#${i + 1} ${r.kind} at rollout ${r.rollout ?? '-'}`;
+    const segments: [RecoverySegment, number | undefined][] = [
+      ['detection', r.detection],
+      ['keel', r.keel],
+      ['trainer start-up', r.trainerStartup],
+      ['rollouts re-done', pace === undefined ? undefined : r.rolloutsLost * pace],
+    ];
+    return segments
+      .filter((seg): seg is [RecoverySegment, number] => seg[1] !== undefined)
+      .map(([segment, seconds]) => ({ restart, segment, seconds }));
+  });
 }
 
 /** The exact text of each drawn mark (the SVG's aria-label): `<what> rollout=<n> value=<number as JS prints it>`. */
@@ -46,6 +69,7 @@ export const markLabel = {
   checkpoint: (iteration: number) => `checkpoint iteration=${iteration}`,
   restart: (rollout: number, kind: string) => `restart rollout=${rollout} kind=${kind}`,
   step: (id: string, state: string) => `step ${id} ${state}`,
+  recovery: (restart: string, segment: string, seconds: number) => `recovery ${restart} ${segment} seconds=${seconds}`,
 };
 
 const width = 720;
@@ -122,11 +146,32 @@ export function reportSpec(data: ReportData): TopLevelSpec {
       description: { field: 'label' },
     },
   };
+  const segments: RecoverySegment[] = ['detection', 'keel', 'trainer start-up', 'rollouts re-done'];
+  const recovery = {
+    width,
+    height: Math.max(60, 26 * new Set(data.recovery.map((r) => r.restart)).size),
+    title: 'where each restart went (seconds)',
+    data: {
+      values: data.recovery.map((r) => ({
+        ...r,
+        order: segments.indexOf(r.segment),
+        label: markLabel.recovery(r.restart, r.segment, r.seconds),
+      })),
+    },
+    mark: { type: 'bar' as const },
+    encoding: {
+      y: { field: 'restart', type: 'nominal' as const, sort: null, title: null, axis: { labelLimit: 320 } },
+      x: { field: 'seconds', type: 'quantitative' as const, stack: 'zero' as const, title: 'seconds' },
+      color: { field: 'segment', type: 'nominal' as const, title: 'part', scale: { domain: segments } },
+      order: { field: 'order', type: 'quantitative' as const },
+      description: { field: 'label' },
+    },
+  };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: { text: `keel run ${data.workflowId}`, subtitle: `${data.runStatus.toLowerCase()}` },
     config: { font: 'DejaVu Sans, sans-serif' },
-    vconcat: [byRollout, timeline],
+    vconcat: data.recovery.length ? [byRollout, recovery, timeline] : [byRollout, timeline],
     resolve: { scale: { color: 'independent' } },
   } as TopLevelSpec;
 }

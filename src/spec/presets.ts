@@ -182,6 +182,10 @@ const deepseekR1: SpecInput = {
     // 150 checkpoints of ~9.4 TB each would need ~1.4 PB: keep the last 3, every 500th and the best.
     retention: { keepLast: 3, keepEvery: 500, keepBest: 1 },
   },
+  // Estimates for the ETTR model of keel plan, not measurements (docs/reliability.md derives each; measure and
+  // override): a save writes ~9.4 TB at ~10 GB/s; a restart reads it back and starts the SGLang engines; a rollout
+  // generates responses of up to 32k tokens. The failure rate is the default, Llama 3's.
+  reliability: { checkpointSaveTime: '16m', restartTime: '25m', rolloutTime: '20m' },
   recipeClaims: {
     stageLayers: [12, 12, 12, 13],
     source: 'recipe prose: "First 3 pipeline stages: 12 layers each (36 total); last pipeline stage: 13 layers"',
@@ -440,6 +444,9 @@ const tinyLocal: SpecInput = {
     hang: { startup: '5m', rollout: '2m', checkpointSave: '2m' },
     retention: { keepLast: 2, keepBest: 1 },
   },
+  // The local cluster's own pace (docs/reliability.md): ~1 s a rollout and a save of a 17 MB checkpoint, about a
+  // minute from a failure to the next rollout (npm run bench:faults); the failure rate is the default, Llama 3's.
+  reliability: { checkpointSaveTime: '1s', restartTime: '60s', rolloutTime: '1s' },
 };
 
 export const presets = {

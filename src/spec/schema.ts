@@ -9,13 +9,16 @@ const envVarName = variableName;
 
 const durationPattern = /^\d+(\.\d+)?(ms|s|m|h|d)$/;
 
-/** Durations as Temporal accepts them ('30s', '10m', '2h', '7d', '500ms'), between `min` and `max` inclusive. */
-export function duration(min: string, max: string) {
+/**
+ * Durations as Temporal accepts them ('30s', '10m', '2h', '7d', '500ms'), between `min` and `max` inclusive.
+ * `belowMin` follows "must be at least <min>" when a value is too small.
+ */
+export function duration(min: string, max: string, belowMin = '(0 does not turn it off)') {
   return z
     .string()
     .regex(durationPattern, "must be a duration like '30s', '10m', '2h' or '7d'")
     .refine((text) => !durationPattern.test(text) || durationMs(text) >= durationMs(min), {
-      message: `must be at least ${min} (0 does not turn it off)`,
+      message: `must be at least ${min} ${belowMin}`,
     })
     .refine((text) => !durationPattern.test(text) || durationMs(text) <= durationMs(max), {
       message: `must be at most ${max}`,
@@ -437,6 +440,34 @@ export const policiesSchema = z
   })
   .strict();
 
+/**
+ * Meta's Llama 3 report ("The Llama 3 Herd of Models", 2024, section 3.3.4): 419 unexpected interruptions in a
+ * 54-day snapshot of pre-training on 16,384 H100 GPUs -- about 1.97e-5 per GPU-hour, every cause counted (GPUs, host
+ * components, network, software). docs/reliability.md.
+ */
+export const llama3FailuresPerGpuHour = 419 / (54 * 24 * 16_384);
+
+/** Planner inputs for the expected ETTR and the best save interval (docs/reliability.md); nothing else reads them. */
+export const reliabilitySchema = z
+  .object({
+    failuresPerGpuHour: z
+      .number()
+      .positive('must be a positive rate of failures per GPU-hour (Llama 3 saw 1.97e-5)')
+      .max(1, 'must be at most 1 failure per GPU-hour (Llama 3 saw 1.97e-5)')
+      .default(llama3FailuresPerGpuHour)
+      .describe("unexpected interruptions per GPU-hour; default: Llama 3's 419 in 54 days on 16,384 GPUs"),
+    checkpointSaveTime: duration('100ms', '1d', '(a save always takes time)')
+      .optional()
+      .describe('wall time training stops for one checkpoint save'),
+    restartTime: duration('1s', '7d', '(a restart always takes time)')
+      .optional()
+      .describe('from a failure to the first rollout of the resubmitted job: detection, heal, resubmit, start-up'),
+    rolloutTime: duration('100ms', '7d', '(a rollout always takes time)')
+      .optional()
+      .describe('wall time of one rollout: generation, training step, weight update, evals spread over rollouts'),
+  })
+  .strict();
+
 export const temporalSchema = z
   .object({
     address: nonEmpty.default('127.0.0.1:7233'),
@@ -544,6 +575,9 @@ export const specSchema = z
         'webhooks told when a run needs a person (paused, waiting for nodes, a node quarantined) and how it ends',
       ),
     recipeClaims: recipeClaimsSchema.optional(),
+    reliability: reliabilitySchema
+      .optional()
+      .describe('failure rate and save, restart and rollout times for the ETTR estimate of keel plan'),
   })
   .strict();
 
@@ -553,4 +587,5 @@ export type NodeSpec = z.infer<typeof nodeSchema>;
 export type StepSpec = z.infer<typeof stepSchema>;
 export type StepKind = StepSpec['kind'];
 export type ExecutorSpec = z.infer<typeof executorSchema>;
+export type ReliabilitySpec = z.infer<typeof reliabilitySchema>;
 export type WebhookSpec = z.infer<typeof webhookSchema>;

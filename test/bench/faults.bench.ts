@@ -1,11 +1,12 @@
 // `npm run bench:faults`: a scaled soak on the local cluster -- 200 rollouts, checkpoints every 10, and three failures
 // of different kinds injected while training runs (a lost worker node, a hung trainer, a crashed trainer). Prints
-// the effective training time ratio (time on rollouts that were kept / wall time), and per failure: detection
-// latency, recovery time and rollouts lost.
+// the effective training time ratio (time on rollouts that were kept / wall time, with and without the trainer's
+// start-up), and per failure: detection, keel's share of the recovery, the trainer's start-up and rollouts lost.
 import { readFile } from 'node:fs/promises';
 import { trainingStatusQuery, type TrainingStatus } from '../../workflows/definitions.js';
 import { nodeProcesses } from '../../src/local/node-processes.js';
 import { describeError } from '../../src/client/index.js';
+import { formatTotals, recoveryTotals, restartAccounts } from '../../src/progress/recovery.js';
 import { eventually } from '../support/pipeline.js';
 import { startTinyRig } from '../support/tiny-pipeline.js';
 
@@ -20,6 +21,8 @@ async function trainerPids(stateDir: string): Promise<number[]> {
   }
   return pids;
 }
+
+const fmt = (seconds: number | undefined) => `${seconds === undefined ? '-' : seconds.toFixed(1)} s`.padStart(9);
 
 export async function run(): Promise<void> {
   const rig = await startTinyRig({ ssh: true, nodes: 4, spares: 1, portBase: 27100 });
@@ -73,31 +76,28 @@ export async function run(): Promise<void> {
     const ended = Date.now();
     const status: TrainingStatus = await training();
     const wall = (ended - trainingStarted) / 1000;
-    const lost = status.failures.map((f) => Math.max(0, (f.lastRollout ?? 0) - (f.tracker ?? -1)));
-    // Time on kept rollouts: the healthy rollout pace (rollouts before the first failure) times the rollouts kept.
-    const firstFailureAt = status.failures[0]
-      ? Date.parse(status.failures[0].lastProgressAt ?? status.failures[0].at)
-      : ended;
-    const pace =
-      (firstFailureAt - trainingStarted) / 1000 / Math.max(1, (status.failures[0]?.lastRollout ?? NUM_ROLLOUT - 1) + 1);
-    const kept = NUM_ROLLOUT * pace;
+    const totals = recoveryTotals(status, new Date(trainingStarted).toISOString(), new Date(ended).toISOString());
     console.log(
       `  ${NUM_ROLLOUT} rollouts, checkpoint every ${SAVE_INTERVAL}; pipeline wall ${((ended - started) / 1000).toFixed(0)} s, training wall ${wall.toFixed(0)} s`,
     );
     console.log(
-      `  healthy pace ${pace.toFixed(2)} s/rollout; effective training time ratio ${(kept / wall).toFixed(2)} (time on kept rollouts / training wall time)`,
+      `  healthy pace ${totals.pace?.toFixed(2) ?? '-'} s/rollout (median between checkpoints with no failure); ` +
+        `effective training time ratio ${totals.ettr?.toFixed(2) ?? '-'}, ` +
+        `${totals.ettrExcludingStartup?.toFixed(2) ?? '-'} excluding the trainer's start-up`,
     );
-    console.log('  failure          detection   recovery   rollouts lost');
-    status.failures.forEach((f, i) => {
-      const detection =
-        f.detectedAt && f.lastProgressAt ? (Date.parse(f.detectedAt) - Date.parse(f.lastProgressAt)) / 1000 : NaN;
-      const recovery = f.recoveredAt ? (Date.parse(f.recoveredAt) - Date.parse(f.at)) / 1000 : NaN;
+    console.log('  failure        detection   keel (goal)      trainer start-up   rollouts lost   Ray');
+    for (const r of restartAccounts(status)) {
+      const goal = r.kind === 'node-lost' || r.kind === 'head-lost' ? 20 : 10;
+      const met = r.keel === undefined ? '' : r.keel <= goal ? ' ok' : ' MISSED';
       console.log(
-        `  ${f.kind.padEnd(16)} ${detection.toFixed(1).padStart(7)} s ${recovery.toFixed(1).padStart(8)} s ${String(lost[i]).padStart(10)}`,
+        `  ${r.kind.padEnd(14)} ${fmt(r.detection)} ${fmt(r.keel)} (<= ${goal} s${met}) ${fmt(r.trainerStartup).padStart(12)} ` +
+          `${String(r.rolloutsLost).padStart(15)}   ${r.heal ?? '-'}${r.restartedOn?.length ? ` on ${r.restartedOn.join(', ')}` : ''}`,
       );
-    });
+    }
+    console.log(`  ${formatTotals(totals)}`);
     console.log(
-      '  (detection: from the last progress seen to the failure being classified; recovery: from then to the first rollout of the resubmitted job)',
+      "  (detection: last progress seen -> failure classified; keel: -> the resubmitted job's driver running " +
+        '(classify, stop, heal, resubmit); trainer start-up: -> its first rollout; src/progress/recovery.ts)',
     );
   } finally {
     await rig.stop();

@@ -18,6 +18,8 @@ import {
 import { modelPaths } from '../../src/spec/paths.js';
 import { readTracker } from '../../src/progress/checkpoints.js';
 import { describeError } from '../../src/client/index.js';
+import { RayDashboardClient } from '../../src/cluster/ray-dashboard.js';
+import { dashboardUrlFor } from '../../activities/cluster.js';
 import { nodeProcesses } from '../../src/local/node-processes.js';
 import { sshUnavailableReason } from '../support/sshd.js';
 import { eventually, eventuallyWhileRunning } from '../support/pipeline.js';
@@ -36,6 +38,26 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
 
   const trainingOf = (workflowId: string) =>
     rig.env.client.workflow.getHandle(`${workflowId}-training`).query(trainingStatusQuery);
+
+  /** Ray's node id of each alive node, by address: a node whose Ray was restarted has a new one. */
+  const rayNodeIds = async (head: string): Promise<Map<string, string>> => {
+    const spec = rig.spec();
+    const url = dashboardUrlFor(spec, { host: head, gpus: spec.cluster.gpusPerNode });
+    const alive = await new RayDashboardClient({ url, timeoutMs: 5000 }).aliveNodes();
+    return new Map(alive.map((n) => [n.nodeIp, n.nodeId]));
+  };
+
+  /** The restart's timeline is recorded in order: detected, healed, resubmitted, running, training again. */
+  const assertTimeline = (f: TrainingStatus['failures'][number]) => {
+    const times = [f.detectedAt, f.healedAt, f.resubmittedAt, f.jobRunningAt, f.recoveredAt];
+    assert.ok(
+      times.every((t) => t !== undefined),
+      `a complete recovery timeline: ${JSON.stringify(f)}`,
+    );
+    const ms = times.map((t) => Date.parse(t!));
+    // (recorded by the workflow and by activities, whose clocks are this host's: allow a second of skew)
+    for (let i = 1; i < ms.length; i++) assert.ok(ms[i]! >= ms[i - 1]! - 1000, `in order: ${JSON.stringify(f)}`);
+  };
 
   it('a wrong training argument fails the run at once with the trainer error, no restart', async () => {
     const spec = rig.spec({
@@ -81,6 +103,7 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
       600_000,
       'a checkpoint',
     );
+    const before = await rayNodeIds('127.0.1.1');
     const killed = await rig.cluster.killNode(2);
     assert.ok(killed.length > 0, 'the node had processes to kill');
     await handle.result().catch((e: unknown) => assert.fail(`run failed: ${describeError(e)}`));
@@ -88,6 +111,13 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     assert.ok(training.failures.length >= 1, 'the loss was noticed');
     const loss = training.failures[0]!;
     assert.equal(loss.kind, 'node-lost', loss.message);
+    // Only what the loss touched was restarted: Ray on the spare; the head and the other workers kept theirs.
+    assert.equal(loss.heal, 'repaired', JSON.stringify(loss));
+    assert.deepEqual(loss.restartedOn, ['127.0.1.5']);
+    assertTimeline(loss);
+    const after = await rayNodeIds('127.0.1.1');
+    for (const ip of ['127.0.1.1', '127.0.1.2', '127.0.1.4'])
+      assert.equal(after.get(ip), before.get(ip), `Ray on ${ip} was not restarted`);
     assert.ok(training.activeNodes?.includes('127.0.1.5'), `the spare joined: ${training.activeNodes?.join(', ')}`);
     assert.ok(!training.activeNodes?.includes('127.0.1.3'), 'the lost node was left out');
     assert.ok(
@@ -126,12 +156,18 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
       if (cmdline.includes('train.py') && !cmdline.includes('bash')) pids.push(pid);
     }
     assert.ok(pids.length >= 1, 'found the trainer');
+    const before = await rayNodeIds(head.host);
     const frozenAt = Date.now();
     for (const pid of pids) process.kill(pid, 'SIGSTOP');
     await handle.result().catch((e: unknown) => assert.fail(`run failed: ${describeError(e)}`));
     const training = await trainingOf(workflowId);
     const hang = training.failures.find((f) => f.kind === 'hang');
     assert.ok(hang, JSON.stringify(training.failures));
+    // Every node was healthy: the hung job was stopped and resubmitted on the same Ray, restarted nowhere.
+    assert.equal(hang.heal, 'kept', JSON.stringify(hang));
+    assert.deepEqual(hang.restartedOn, []);
+    assertTimeline(hang);
+    assert.deepEqual(await rayNodeIds(head.host), before, 'the same Ray nodes');
     const detectedAfter = Date.parse(hang.detectedAt ?? hang.at) - frozenAt;
     assert.ok(
       detectedAfter < 20_000 + 15_000,
@@ -180,6 +216,7 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     assert.ok(loss, 'the loss was noticed');
     assert.equal(loss.kind, 'head-lost', loss.message);
     assert.equal(training.failures.length, 1, JSON.stringify(training.failures));
+    assert.equal(loss.heal, 'restarted', 'a lost head means a new cluster');
     assert.ok(training.activeNodes && !training.activeNodes.includes('127.0.1.1'), `${training.activeNodes}`);
     assert.equal(training.activeNodes.length, 4, 'the layout did not shrink');
     assert.ok((loss.lastRollout ?? 0) - (loss.tracker ?? 0) <= spec.ckpt.saveInterval - 1);
@@ -223,6 +260,9 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     const training = await trainingOf(workflowId);
     assert.equal(training.failures[0]?.kind, 'node-lost');
     assert.deepEqual(training.activeNodes, ['127.0.1.1', '127.0.1.2', '127.0.1.3', '127.0.1.4']);
+    // The revived node rejoined the Ray the others kept.
+    assert.equal(training.failures[0]?.heal, 'repaired', JSON.stringify(training.failures[0]));
+    assert.deepEqual(training.failures[0]?.restartedOn, ['127.0.1.3']);
     assert.equal(training.checkpoints.at(-1)?.iteration, 11);
   });
 

@@ -14,6 +14,7 @@ import { absolutize } from '../../spec/paths.js';
 import { devServerSearchAttributeArgs } from '../../search-attributes.js';
 import { loadSpecOrExit, withSpecOptions, type SpecOptions } from './spec.js';
 import { watchRun } from '../watch.js';
+import { formatRestart, formatTotals, recoveryTotals, restartAccounts } from '../../progress/recovery.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -64,7 +65,17 @@ export function formatStatus(status: RunStatus): string {
           (t.retention.deleted?.length ? `; deleted ${t.retention.deleted.join(', ')}` : '') +
           `; deletes next ${t.retention.deleteNext.join(', ') || 'none'}`,
       );
-    for (const f of t.failures) lines.push(`    failure ${f.at} ${f.kind}: ${f.message.split('\n')[0]}`);
+    const accounts = restartAccounts(t);
+    for (const f of t.failures) {
+      lines.push(`    failure ${f.at} ${f.kind}: ${f.message.split('\n')[0]}`);
+      const account = accounts.find((a) => a.at === f.at && a.kind === f.kind);
+      if (account) lines.push(`      recovery: ${formatRestart(account)}`);
+    }
+    const trainStep = status.pipeline?.steps.find((step) => step.kind === 'train');
+    if (accounts.length && trainStep?.startedAt) {
+      const end = trainStep.endedAt ?? new Date().toISOString();
+      lines.push(`    ${formatTotals(recoveryTotals(t, trainStep.startedAt, end))}`);
+    }
   }
   if (status.failure) lines.push(`  failed: ${status.failure}`);
   return lines.join('\n');

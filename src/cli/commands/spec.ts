@@ -68,7 +68,10 @@ export function registerSpecCommands(program: Command): void {
     });
 
   withSpecOptions(program.command('plan'))
-    .description('preflight: parallel layout, batches, tokens, memory, storage -> findings (exit 2 on errors)')
+    .description(
+      'preflight: parallel layout, batches, tokens, memory, storage, expected ETTR and the best save interval -> ' +
+        'findings (exit 2 on errors)',
+    )
     .option('--json', 'print the plan as JSON')
     .option('--catalogue <file>', 'slime argument catalogue to check the flags against (default: the one keel ships)')
     .action(async (file: string | undefined, options: SpecOptions & { json?: boolean; catalogue?: string }) => {
