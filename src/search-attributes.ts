@@ -1,4 +1,4 @@
-// The Keel* search attributes (DESIGN.md "Names"): typed keys shared by workflows, client and server setup.
+// The Keel* search attributes (docs/architecture.md, "Names"): typed keys shared by workflows, client and server setup.
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 
 export const keelPhase = defineSearchAttributeKey('KeelPhase', SearchAttributeType.KEYWORD);

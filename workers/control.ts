@@ -1,42 +1,38 @@
-// The control worker: task queue `keel`, every workflow and activity, logs through pino (secrets redacted), graceful
-// shutdown on SIGINT/SIGTERM. Killing it never kills a launched program: they run detached with process records.
+// The control worker: every workflow and activity on one task queue (default `keel`; src/client/connection.ts), logs
+// through pino (workers/logging.ts), graceful shutdown on SIGINT/SIGTERM. Killing it never kills a launched program:
+// they run detached with process records.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { closeExecutors, createActivities } from '../activities/index.js';
 import { connectionOptions, temporalTarget, type TemporalTarget } from '../src/client/connection.js';
-import { createLogger } from '../src/log.js';
+import type { LogOutput } from '../src/log.js';
+import type { TemporalSection } from '../src/spec/schema.js';
+import { installWorkerLogging } from './logging.js';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 /** `npm run bundle` writes it; a worker given it (--bundle) does not bundle workflow code at start-up. */
 export const defaultBundlePath = fileURLToPath(new URL('../.keel/workflow-bundle.js', import.meta.url));
 
-let runtimeInstalled = false;
-
-function installRuntimeLogger(): void {
-  if (runtimeInstalled) return;
-  runtimeInstalled = true;
-  const logger = createLogger({ name: 'keel-worker' });
-  Runtime.install({
-    logger: new DefaultLogger((process.env.KEEL_LOG_LEVEL?.toUpperCase() as LogLevel) ?? 'INFO', (entry) => {
-      const level = entry.level.toLowerCase() as 'trace' | 'debug' | 'info' | 'warn' | 'error';
-      logger[level === 'trace' ? 'trace' : level]({ ...entry.meta }, entry.message);
-    }),
-  });
-}
-
 export interface WorkerOptions {
+  /** flags: override the env (KEEL_TEMPORAL_*) and `spec` */
   target?: Partial<TemporalTarget>;
+  /** a spec's `temporal` section: address, namespace, task queue, TLS, API key env var */
+  spec?: TemporalSection;
   cwd?: string;
   /** a prebuilt workflow bundle (from `npm run bundle`); default: env KEEL_WORKFLOW_BUNDLE, else bundle at start */
   bundlePath?: string;
+  /** where the worker's logs (keel's and the Temporal SDK's) go; default JSON lines on stdout */
+  logs?: LogOutput;
+  /** pino level; default env KEEL_LOG_LEVEL, else info */
+  logLevel?: string;
 }
 
 export async function createControlWorker(
   options: WorkerOptions = {},
-): Promise<{ worker: Worker; connection: NativeConnection }> {
-  installRuntimeLogger();
-  const target = temporalTarget(options.target);
+): Promise<{ worker: Worker; connection: NativeConnection; target: TemporalTarget }> {
+  installWorkerLogging(options.logs, options.logLevel ?? process.env.KEEL_LOG_LEVEL);
+  const target = temporalTarget(options.target, process.env, options.spec);
   const connection = await NativeConnection.connect(await connectionOptions(target));
   const bundlePath = options.bundlePath ?? process.env.KEEL_WORKFLOW_BUNDLE;
   if (bundlePath && !existsSync(bundlePath)) throw new Error(`no workflow bundle at ${bundlePath}: run npm run bundle`);
@@ -48,7 +44,7 @@ export async function createControlWorker(
     activities: createActivities({ cwd: options.cwd ?? process.cwd(), env: process.env }),
     shutdownGraceTime: '10s',
   });
-  return { worker, connection };
+  return { worker, connection, target };
 }
 
 export async function runControlWorker(options: WorkerOptions = {}): Promise<void> {

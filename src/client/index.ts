@@ -10,6 +10,7 @@ import {
   WorkflowUpdateFailedError,
 } from '@temporalio/client';
 import { resolveSpecInput, formatProblems, InvalidSpecError, type Spec } from '../spec/index.js';
+import type { TemporalSection } from '../spec/schema.js';
 import { keelPhase, keelPreset } from '../search-attributes.js';
 import {
   cancelSignal,
@@ -29,7 +30,13 @@ import {
 import type { SignalDefinition, UpdateDefinition } from '@temporalio/common';
 import { connectionOptions, temporalTarget, type TemporalTarget } from './connection.js';
 
-export { temporalTarget, type TemporalTarget } from './connection.js';
+export {
+  connectionOptions,
+  describeTarget,
+  temporalTarget,
+  TemporalConfigError,
+  type TemporalTarget,
+} from './connection.js';
 export type { SteeringAnswer } from '../../workflows/definitions.js';
 
 export class SteeringRefusedError extends Error {
@@ -77,8 +84,12 @@ export class KeelClient {
     readonly target: TemporalTarget,
   ) {}
 
-  static async connect(target: Partial<TemporalTarget> = {}): Promise<KeelClient> {
-    const resolved = temporalTarget(target);
+  /**
+   * Connect: each field from `target` (e.g. CLI flags), else the env (KEEL_TEMPORAL_*), else `spec` (a spec's `temporal`
+   * section), else the local dev server.
+   */
+  static async connect(target: Partial<TemporalTarget> = {}, spec?: TemporalSection): Promise<KeelClient> {
+    const resolved = temporalTarget(target, process.env, spec);
     const connection = await Connection.connect(await connectionOptions(resolved));
     return new KeelClient(new Client({ connection, namespace: resolved.namespace }), connection, resolved);
   }

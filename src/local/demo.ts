@@ -12,6 +12,7 @@ import { devServerSearchAttributeArgs } from '../search-attributes.js';
 import { watchRun } from '../cli/watch.js';
 import { startLocalCluster } from './cluster.js';
 import { canConnect } from './net.js';
+import { demoLogOutput, describeLogOutput, type DemoLogFlags } from './demo-logs.js';
 
 export interface DemoOptions {
   repoRoot: string;
@@ -22,6 +23,8 @@ export interface DemoOptions {
   port?: number;
   uiPort?: number;
   seed?: number;
+  /** --log-format / --log-file (src/local/demo-logs.ts) */
+  logs?: DemoLogFlags;
 }
 
 async function startServer(repoRoot: string, port: number, uiPort: number): Promise<ChildProcess | undefined> {
@@ -67,6 +70,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   const port = options.port ?? 7233;
   const uiPort = options.uiPort ?? 8233;
   const say = (line: string) => console.log(`[keel demo] ${line}`);
+  const logs = demoLogOutput(options.logs ?? {}, options.repoRoot);
+  say(describeLogOutput(logs.output));
   const server = await startServer(options.repoRoot, port, uiPort);
   say(
     server
@@ -84,14 +89,18 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     log: say,
   });
   process.env.KEEL_HF_ENDPOINT = cluster.hubEndpoint;
-  // The worker's own logs would drown the progress display; KEEL_LOG_LEVEL=info brings them back.
-  process.env.KEEL_LOG_LEVEL ??= 'warn';
+  // The worker's own logs would drown the progress display: they go to a file unless asked for on the terminal.
   const { createControlWorker } = await import('../../workers/control.js');
   const { worker, connection } = await createControlWorker({
     target: { address: `127.0.0.1:${port}` },
     cwd: options.repoRoot,
+    logs: logs.output,
+    logLevel: logs.level,
   });
   const running = worker.run();
+  running.catch((error: unknown) =>
+    say(`the control worker stopped: ${error instanceof Error ? error.message : String(error)}`),
+  );
   const client = await KeelClient.connect({ address: `127.0.0.1:${port}` });
   let code = 1;
   try {
@@ -108,6 +117,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     say(`watch it in the Web UI: http://127.0.0.1:${uiPort}/namespaces/default/workflows/${workflowId}`);
     code = await watchRun(client, workflowId);
     console.log(summarize(await client.status(workflowId)));
+    if (code !== 0) say(`what went wrong is above; the details are in the ${describeLogOutput(logs.output)}`);
   } finally {
     await client.close();
     worker.shutdown();

@@ -176,7 +176,9 @@ async function startServer(
 async function stopServer(server: ChildProcess): Promise<void> {
   if (server.pid === undefined || server.exitCode !== null || server.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
-  for (const child of childPids(server.pid)) {
+  // Every process under the listener, found before any is signalled: a connection's session process (`root@notty`)
+  // is a grandchild that would outlive its parent, keeping an ssh ControlMaster connection -- and the node -- alive.
+  for (const child of descendantPids(server.pid)) {
     try {
       process.kill(child, 'SIGTERM');
     } catch {
@@ -200,6 +202,15 @@ async function stopServer(server: ChildProcess): Promise<void> {
 }
 
 /** Direct children of a process (the per-connection sshd processes of a listener), read from /proc. */
+function descendantPids(root: number): number[] {
+  const found: number[] = [];
+  for (let next = [root]; next.length; ) {
+    next = next.flatMap((pid) => childPids(pid));
+    found.push(...next);
+  }
+  return found;
+}
+
 function childPids(parent: number): number[] {
   const children: number[] = [];
   for (const entry of readdirSync('/proc')) {

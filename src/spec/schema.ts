@@ -468,25 +468,40 @@ export const reliabilitySchema = z
   })
   .strict();
 
+/**
+ * Where the control worker and the CLI reach Temporal (src/client/connection.ts). Every field is optional: a flag or a
+ * KEEL_TEMPORAL_* env var overrides it, and without either keel uses the local dev server (127.0.0.1:7233, namespace
+ * default, task queue keel). `tls: {}` turns TLS on with the system's CA certificates.
+ */
 export const temporalSchema = z
   .object({
-    address: nonEmpty.default('127.0.0.1:7233'),
-    namespace: nonEmpty.default('default'),
-    taskQueue: nonEmpty.default('keel'),
+    address: nonEmpty.optional().describe('host:port of the frontend, e.g. my-ns.a1b2c.tmprl.cloud:7233'),
+    namespace: nonEmpty.optional(),
+    taskQueue: nonEmpty.optional(),
     tls: z
       .object({
-        certFile: nonEmpty.optional(),
-        keyFile: nonEmpty.optional(),
-        caFile: nonEmpty.optional(),
-        serverName: nonEmpty.optional(),
+        certFile: nonEmpty.optional().describe('client certificate (PEM) for mTLS; needs keyFile'),
+        keyFile: nonEmpty.optional().describe('private key (PEM) of certFile'),
+        caFile: nonEmpty.optional().describe("the server's CA (PEM); default: the system's CA certificates"),
+        serverName: nonEmpty.optional().describe('TLS server name, when it differs from the host of address'),
       })
       .strict()
+      .superRefine((tls, ctx) => {
+        if (Boolean(tls.certFile) !== Boolean(tls.keyFile))
+          ctx.addIssue({
+            code: 'custom',
+            path: [tls.certFile ? 'keyFile' : 'certFile'],
+            message: 'a client certificate needs its key: give both certFile and keyFile (or neither)',
+          });
+      })
       .optional(),
     apiKeyEnv: variableNameMatching(/KEY|TOKEN/, 'contain KEY or TOKEN (e.g. TEMPORAL_API_KEY)')
       .optional()
-      .describe('env var holding a Temporal Cloud API key'),
+      .describe('env var holding a Temporal Cloud API key (never the key itself)'),
   })
   .strict();
+
+export type TemporalSection = z.infer<typeof temporalSchema>;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Notifications (docs/notifications.md)
@@ -568,7 +583,7 @@ export const specSchema = z
       retention: { keepBest: 1 },
       nodeWaitMax: '5m',
     }),
-    temporal: temporalSchema.default({ address: '127.0.0.1:7233', namespace: 'default', taskQueue: 'keel' }),
+    temporal: temporalSchema.optional(),
     notify: notifySchema
       .optional()
       .describe(

@@ -1,5 +1,6 @@
 // keel demo, and keel local up|down|kill-node|hang-node|revive-node: the local cluster and fault injection.
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { logFormats } from '../../log.js';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
@@ -18,6 +19,15 @@ function overridesFrom(sets: string[] = []): Record<string, unknown> {
   return out as Record<string, unknown>;
 }
 
+interface DemoCommandOptions {
+  ssh?: boolean;
+  set?: string[];
+  seed: string;
+  keepUi?: boolean;
+  logFile?: string;
+  logFormat?: string;
+}
+
 export function registerLocalCommands(program: Command): void {
   program
     .command('demo')
@@ -26,7 +36,22 @@ export function registerLocalCommands(program: Command): void {
     .option('--set <path=value...>', 'override a field of the tiny-local spec, e.g. --set rollout.numRollout=140')
     .option('--seed <n>', 'seed of the tiny model generator', '0')
     .option('--keep-ui', 'keep the Temporal server and Web UI up after the run, until Ctrl-C')
-    .action(async (options: { ssh?: boolean; set?: string[]; seed: string; keepUi?: boolean }) => {
+    .option(
+      '--log-file <file>',
+      "where the control worker's logs go (JSON lines; default .keel/logs/demo-<UTC time>.log, printed at start)",
+    )
+    .addOption(
+      new Option(
+        '--log-format <format>',
+        "the worker's logs in this format on stderr (level warn), or in the --log-file",
+      ).choices(logFormats),
+    )
+    .addHelpText(
+      'after',
+      "\nThe terminal shows the progress and what went wrong in words; the worker's own log lines (keel's and the" +
+        "\nTemporal SDK's) go to the log file. KEEL_LOG_LEVEL sets their level (default info in a file, warn on stderr).",
+    )
+    .action(async (options: DemoCommandOptions) => {
       const { runDemo } = await import('../../local/demo.js');
       process.exitCode = await runDemo({
         repoRoot,
@@ -34,6 +59,7 @@ export function registerLocalCommands(program: Command): void {
         overrides: overridesFrom(options.set),
         seed: Number(options.seed),
         keepUi: options.keepUi,
+        logs: { logFormat: options.logFormat, logFile: options.logFile },
       });
     });
 

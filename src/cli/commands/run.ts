@@ -1,11 +1,15 @@
 // keel server | worker | start | status | watch | pause | resume | cancel | stop-after-checkpoint | list
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { resolve } from 'node:path';
+import { logFormats, type LogFormat } from '../../log.js';
 import { execa } from 'execa';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import type { KeelClient } from '../../client/index.js';
 import {
-  KeelClient,
+  describeTarget,
   RunAlreadyLiveError,
+  temporalTarget,
   SteeringRefusedError,
   type RunStatus,
   type SteeringAnswer,
@@ -14,29 +18,19 @@ import { absolutize } from '../../spec/paths.js';
 import { devServerSearchAttributeArgs } from '../../search-attributes.js';
 import { loadSpecOrExit, withSpecOptions, type SpecOptions } from './spec.js';
 import { watchRun } from '../watch.js';
+import {
+  connectionFlags,
+  exitOnConfigError,
+  flagTarget,
+  specSection,
+  withClient,
+  type ServerOptions,
+} from '../connection-flags.js';
+
+export { connectionFlags, withClient, type ServerOptions } from '../connection-flags.js';
 import { formatRestart, formatTotals, recoveryTotals, restartAccounts } from '../../progress/recovery.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
-
-export interface ServerOptions {
-  address?: string;
-  namespace?: string;
-}
-
-export function connectionFlags(command: Command): Command {
-  return command
-    .option('--address <host:port>', 'Temporal address (env KEEL_TEMPORAL_ADDRESS; default 127.0.0.1:7233)')
-    .option('--namespace <ns>', 'Temporal namespace (env KEEL_TEMPORAL_NAMESPACE; default default)');
-}
-
-export async function withClient<T>(options: ServerOptions, fn: (client: KeelClient) => Promise<T>): Promise<T> {
-  const client = await KeelClient.connect({ address: options.address, namespace: options.namespace });
-  try {
-    return await fn(client);
-  } finally {
-    await client.close();
-  }
-}
 
 export function formatStatus(status: RunStatus): string {
   const lines = [`${status.workflowId}: ${status.runStatus}${status.pipeline ? ` (${status.pipeline.phase})` : ''}`];
@@ -100,35 +94,49 @@ export function registerRunCommands(program: Command): void {
     });
 
   connectionFlags(program.command('worker'))
-    .description('run the control worker (task queue keel)')
+    .description('run the control worker (task queue keel unless the connection says otherwise)')
     .option('--bundle <file>', 'prebuilt workflow bundle (npm run bundle writes .keel/workflow-bundle.js)')
-    .action(async (options: ServerOptions & { bundle?: string }) => {
+    .addOption(
+      new Option('--log-format <format>', "its logs (keel's and the Temporal SDK's): JSON lines or pretty text")
+        .choices(logFormats)
+        .default('json'),
+    )
+    .option('--log-file <file>', 'write the logs to this file (default: stdout)')
+    .action(async (options: ServerOptions & { bundle?: string; logFormat: LogFormat; logFile?: string }) => {
       const { runControlWorker } = await import('../../../workers/control.js');
-      console.log('keel worker: task queue keel; Ctrl-C stops it (launched programs keep running)');
+      const spec = await specSection(options);
+      const target = temporalTarget(flagTarget(options), process.env, spec);
+      console.error(`keel worker: ${describeTarget(target)}; Ctrl-C stops it (launched programs keep running)`);
       await runControlWorker({
-        target: { address: options.address, namespace: options.namespace },
+        target: flagTarget(options),
+        spec,
         bundlePath: options.bundle,
-      });
+        logs: { format: options.logFormat, destination: options.logFile ? resolve(options.logFile) : 1 },
+      }).catch(exitOnConfigError);
     });
 
-  connectionFlags(withSpecOptions(program.command('start')))
+  connectionFlags(withSpecOptions(program.command('start')), { specFlag: false })
     .description('start a run; prints its workflow id (a second live run of the same name is refused)')
     .option('--watch', 'follow its progress until it ends')
     .action(async (file: string | undefined, options: SpecOptions & ServerOptions & { watch?: boolean }) => {
       const spec = absolutize(await loadSpecOrExit(file, options), process.cwd());
-      await withClient(options, async (client) => {
-        try {
-          const { workflowId } = await client.start(spec);
-          console.log(workflowId);
-          if (options.watch) process.exitCode = await watchRun(client, workflowId);
-        } catch (error) {
-          if (error instanceof RunAlreadyLiveError) {
-            console.error(`keel: ${error.message}`);
-            process.exit(3);
+      await withClient(
+        options,
+        async (client) => {
+          try {
+            const { workflowId } = await client.start(spec);
+            console.log(workflowId);
+            if (options.watch) process.exitCode = await watchRun(client, workflowId);
+          } catch (error) {
+            if (error instanceof RunAlreadyLiveError) {
+              console.error(`keel: ${error.message}`);
+              process.exit(3);
+            }
+            throw error;
           }
-          throw error;
-        }
-      });
+        },
+        spec.temporal,
+      );
     });
 
   connectionFlags(program.command('status'))

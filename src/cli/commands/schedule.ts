@@ -1,34 +1,15 @@
 // keel schedule create|list|describe|pause|unpause|trigger|delete: scheduled retraining (Temporal Schedules).
 import type { Command } from 'commander';
-import { KeelClient } from '../../client/index.js';
+import type { KeelClient } from '../../client/index.js';
 import { absolutize } from '../../spec/paths.js';
 import { loadSpecOrExit, withSpecOptions, type SpecOptions } from './spec.js';
-
-interface ConnectionOptions {
-  address?: string;
-  namespace?: string;
-}
-
-async function withSchedules<T>(options: ConnectionOptions, fn: (client: KeelClient) => Promise<T>): Promise<T> {
-  const client = await KeelClient.connect({ address: options.address, namespace: options.namespace });
-  try {
-    return await fn(client);
-  } finally {
-    await client.close();
-  }
-}
-
-function connectionFlags(command: Command): Command {
-  return command
-    .option('--address <host:port>', 'Temporal address (env KEEL_TEMPORAL_ADDRESS)')
-    .option('--namespace <ns>', 'Temporal namespace (env KEEL_TEMPORAL_NAMESPACE)');
-}
+import { connectionFlags, withClient, type ServerOptions } from '../connection-flags.js';
 
 export function registerScheduleCommands(program: Command): void {
   const schedule = program
     .command('schedule')
     .description('scheduled retraining: continue from the latest checkpoint, promote if better');
-  connectionFlags(withSpecOptions(schedule.command('create')))
+  connectionFlags(withSpecOptions(schedule.command('create')), { specFlag: false })
     .description('create a schedule that starts the retrain workflow (overlap: skip)')
     .option('--every <interval>', "interval, e.g. '7d' or '12h'")
     .option('--cron <expr>', 'cron expression, e.g. "0 3 * * 1"')
@@ -39,26 +20,30 @@ export function registerScheduleCommands(program: Command): void {
       async (
         file: string | undefined,
         options: SpecOptions &
-          ConnectionOptions & { every?: string; cron?: string; rollouts: string; promptData?: string; id?: string },
+          ServerOptions & { every?: string; cron?: string; rollouts: string; promptData?: string; id?: string },
       ) => {
         const spec = absolutize(await loadSpecOrExit(file, options), process.cwd());
-        await withSchedules(options, async (client) => {
-          const id = await client.schedules.create({
-            spec,
-            every: options.every,
-            cron: options.cron,
-            rollouts: Number(options.rollouts),
-            promptData: options.promptData,
-            scheduleId: options.id,
-          });
-          console.log(id);
-        });
+        await withClient(
+          options,
+          async (client) => {
+            const id = await client.schedules.create({
+              spec,
+              every: options.every,
+              cron: options.cron,
+              rollouts: Number(options.rollouts),
+              promptData: options.promptData,
+              scheduleId: options.id,
+            });
+            console.log(id);
+          },
+          spec.temporal,
+        );
       },
     );
   connectionFlags(schedule.command('list'))
     .description('schedules, with their next start')
-    .action(async (options: ConnectionOptions) => {
-      await withSchedules(options, async (client) => {
+    .action(async (options: ServerOptions) => {
+      await withClient(options, async (client) => {
         for (const s of await client.schedules.list()) {
           console.log(
             `${s.scheduleId.padEnd(32)} ${s.paused ? 'paused ' : 'active '} next ${s.nextActionTimes[0]?.toISOString() ?? '-'}`,
@@ -69,8 +54,8 @@ export function registerScheduleCommands(program: Command): void {
   connectionFlags(schedule.command('describe'))
     .argument('<id>')
     .description('a schedule: state, recent and next starts')
-    .action(async (id: string, options: ConnectionOptions) => {
-      await withSchedules(options, async (client) =>
+    .action(async (id: string, options: ServerOptions) => {
+      await withClient(options, async (client) =>
         console.log(JSON.stringify(await client.schedules.describe(id), null, 2)),
       );
     });
@@ -84,8 +69,8 @@ export function registerScheduleCommands(program: Command): void {
     connectionFlags(schedule.command(name))
       .argument('<id>')
       .description(description)
-      .action(async (id: string, options: ConnectionOptions) => {
-        await withSchedules(options, (client) => fn(client, id));
+      .action(async (id: string, options: ServerOptions) => {
+        await withClient(options, (client) => fn(client, id));
         console.log(`${name}: ${id}`);
       });
   }
