@@ -79,20 +79,27 @@ export async function reachable(spec: Spec, node: NodeSpec): Promise<boolean> {
   }
 }
 
-export async function clusterHealthy(spec: Spec, nodes: NodeSpec[]): Promise<{ healthy: boolean; reason: string }> {
+/** Whether Ray has every node alive with all its GPUs; `missing`: the nodes not alive (all of them when unknown). */
+export async function clusterHealthy(
+  spec: Spec,
+  nodes: NodeSpec[],
+): Promise<{ healthy: boolean; reason: string; missing: NodeSpec[] }> {
   const head = nodes[0]!;
   const dashboard = new RayDashboardClient({ url: dashboardUrlFor(spec, head), timeoutMs: 5000 });
   try {
     const alive = await dashboard.aliveNodes();
     const ips = new Set(alive.map((n) => n.nodeIp));
-    const missing = nodes.filter((n) => !ips.has(nodeIp(n))).map(nodeName);
-    const gpus = alive.filter((n) => nodes.some((x) => nodeIp(x) === n.nodeIp)).reduce((a, n) => a + (n.gpus ?? 0), 0);
+    const missing = nodes.filter((n) => !ips.has(nodeIp(n)));
+    const wanted = new Set(nodes.map(nodeIp));
+    const gpus = alive.filter((n) => wanted.has(n.nodeIp)).reduce((a, n) => a + (n.gpus ?? 0), 0);
     const expected = nodes.reduce((a, n) => a + n.gpus, 0);
-    if (missing.length) return { healthy: false, reason: `nodes not alive in Ray: ${missing.join(', ')}` };
-    if (gpus < expected) return { healthy: false, reason: `${gpus} GPUs registered, expected ${expected}` };
-    return { healthy: true, reason: `${nodes.length} nodes alive with ${gpus} GPUs` };
+    if (missing.length) {
+      return { healthy: false, reason: `nodes not alive in Ray: ${missing.map(nodeName).join(', ')}`, missing };
+    }
+    if (gpus < expected) return { healthy: false, reason: `${gpus} GPUs registered, expected ${expected}`, missing };
+    return { healthy: true, reason: `${nodes.length} nodes alive with ${gpus} GPUs`, missing };
   } catch (error) {
-    return { healthy: false, reason: `dashboard unreachable: ${(error as Error).message}` };
+    return { healthy: false, reason: `dashboard unreachable: ${(error as Error).message}`, missing: nodes };
   }
 }
 
@@ -105,25 +112,38 @@ function rayOwnerFile(spec: Spec, node: NodeSpec): string {
   return join(spec.cluster.stateDir.replaceAll('{node}', nodeName(node)), 'ray-launch');
 }
 
+/**
+ * `work` on every node at once (the executor bounds the commands in flight), heartbeating as each node is done: a
+ * fan-out over 1024 nodes takes longer than a short heartbeat timeout, and must not look like a dead worker.
+ */
+async function onEveryNode<T>(nodes: NodeSpec[], what: string, work: (node: NodeSpec) => Promise<T>): Promise<T[]> {
+  let done = 0;
+  return Promise.all(
+    nodes.map(async (node) => {
+      const result = await work(node);
+      heartbeat({ [what]: ++done, of: nodes.length });
+      return result;
+    }),
+  );
+}
+
 /** Stop keel's own Ray on these nodes (this run's, or another run's left running), and stale Ray when the spec allows it. */
 async function cleanNodes(spec: Spec, runKey: string, nodes: NodeSpec[]): Promise<void> {
   const executor = executorFor(spec);
-  await Promise.all(
-    nodes.map(async (node) => {
-      await executor.stop(target(node), rayLaunchId(runKey, node), { graceMs: 5000 }).catch(() => undefined);
-      // A node runs one Ray: the one another run of keel left there (its cluster outlives the run) holds the ports.
-      const owner = (await executor.readFile(target(node), rayOwnerFile(spec, node)).catch(() => undefined))?.trim();
-      if (owner && owner !== rayLaunchId(runKey, node)) {
-        log.info('stopping the Ray another keel run left on the node', { node: nodeName(node), launch: owner });
-        await executor.stop(target(node), owner, { graceMs: 5000 }).catch(() => undefined);
-      }
-      if (spec.rayHead.stopStaleRay) {
-        await executor
-          .run(target(node), ['ray', 'stop', '--force'], { timeoutMs: 120_000, env: spec.cluster.env })
-          .catch(() => undefined);
-      }
-    }),
-  );
+  await onEveryNode(nodes, 'cleaned', async (node) => {
+    await executor.stop(target(node), rayLaunchId(runKey, node), { graceMs: 5000 }).catch(() => undefined);
+    // A node runs one Ray: the one another run of keel left there (its cluster outlives the run) holds the ports.
+    const owner = (await executor.readFile(target(node), rayOwnerFile(spec, node)).catch(() => undefined))?.trim();
+    if (owner && owner !== rayLaunchId(runKey, node)) {
+      log.info('stopping the Ray another keel run left on the node', { node: nodeName(node), launch: owner });
+      await executor.stop(target(node), owner, { graceMs: 5000 }).catch(() => undefined);
+    }
+    if (spec.rayHead.stopStaleRay) {
+      await executor
+        .run(target(node), ['ray', 'stop', '--force'], { timeoutMs: 120_000, env: spec.cluster.env })
+        .catch(() => undefined);
+    }
+  });
 }
 
 /** Ray's temp dir for a node with its own state dir (see rayTempDirFor). */
@@ -180,17 +200,24 @@ async function joinWorkers(
   );
   const startWorker = (w: NodeSpec) =>
     launchRay(spec, runKey, w, workerArgvs[workers.indexOf(w)]!, Math.max(0, cluster.indexOf(w)));
-  await Promise.all(workers.map(startWorker));
+  await onEveryNode(workers, 'launched', startWorker);
   const restarts = new Map<NodeSpec, number>();
-  await waitFor(spec, cluster, 180_000, async () => {
-    for (const w of workers) {
-      const status = await executor.status(target(w), rayLaunchId(runKey, w)).catch(() => undefined);
-      if (status?.state === 'exited' && (restarts.get(w) ?? 0) < 2) {
-        restarts.set(w, (restarts.get(w) ?? 0) + 1);
-        log.warn('ray start exited on a node; starting it again', { node: nodeName(w), exitCode: status.exitCode });
-        await startWorker(w);
-      }
-    }
+  // Only the nodes Ray does not list yet, all at once (the executor bounds the commands in flight): one by one, every
+  // node at every poll, 1024 nodes took 1023 round trips a poll.
+  await waitFor(spec, cluster, 180_000, async (missing) => {
+    const notListed = new Set(missing);
+    await onEveryNode(
+      workers.filter((w) => notListed.has(w)),
+      'checked',
+      async (w) => {
+        const status = await executor.status(target(w), rayLaunchId(runKey, w)).catch(() => undefined);
+        if (status?.state === 'exited' && (restarts.get(w) ?? 0) < 2) {
+          restarts.set(w, (restarts.get(w) ?? 0) + 1);
+          log.warn('ray start exited on a node; starting it again', { node: nodeName(w), exitCode: status.exitCode });
+          await startWorker(w);
+        }
+      },
+    );
   });
 }
 
@@ -260,16 +287,22 @@ function adjustHeadArg(spec: Spec, arg: string, head: NodeSpec): string {
   return arg;
 }
 
-async function waitFor(spec: Spec, nodes: NodeSpec[], timeoutMs: number, onWait?: () => Promise<void>): Promise<void> {
+async function waitFor(
+  spec: Spec,
+  nodes: NodeSpec[],
+  timeoutMs: number,
+  onWait?: (missing: NodeSpec[]) => Promise<void>,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
     const h = await clusterHealthy(spec, nodes);
     if (h.healthy) return;
-    last = h.reason;
+    // The reason names at most a few nodes: at 1024 nodes the heartbeat and the error stay small.
+    last = h.missing.length > 5 ? `${h.missing.length} of ${nodes.length} nodes not alive in Ray yet` : h.reason;
     heartbeat({ waiting: last });
-    await onWait?.();
-    await sleepMs(1000, activitySignal());
+    // What is checked between two polls runs during the pause, not before it.
+    await Promise.all([onWait?.(h.missing), sleepMs(1000, activitySignal())]);
   }
   throw ApplicationFailure.retryable(`Ray did not come up: ${last}`, 'RayNotReady');
 }
@@ -281,10 +314,8 @@ export function clusterActivities(deps: ActivityDeps) {
     const report: NodeReport = { node: name, reachable: false, problems: [] };
     let text: string;
     try {
-      const r = await executor.run(target(node), buildProbeCommand({ dir: spec.storage.baseDir }), {
-        timeoutMs: 60_000,
-        env: spec.cluster.env,
-      });
+      const argv = buildProbeCommand({ dir: spec.storage.baseDir, nonceFile, requiredDir: spec.slime.dir });
+      const r = await executor.run(target(node), argv, { timeoutMs: 60_000, env: spec.cluster.env });
       text = r.stdout;
       report.reachable = true;
     } catch (error) {
@@ -305,12 +336,10 @@ export function clusterActivities(deps: ActivityDeps) {
       if (report.gpus < node.gpus) report.problems.push(`${report.gpus} GPUs visible, the spec says ${node.gpus}`);
     }
     report.problems.push(...probe.problems);
-    const seen = await executor.readFile(target(node), nonceFile).catch(() => undefined);
-    report.sharedStorage = seen?.trim() === nonce;
+    report.sharedStorage = probe.nonce?.trim() === nonce;
     if (!report.sharedStorage)
       report.problems.push(`${spec.storage.baseDir} is not the shared storage (nonce not seen)`);
-    const slime = await executor.run(target(node), ['test', '-d', spec.slime.dir]).catch(() => ({ exitCode: 1 }));
-    report.slimeDir = slime.exitCode === 0;
+    report.slimeDir = probe.requiredDirExists === true;
     if (!report.slimeDir) report.problems.push(`slime directory ${spec.slime.dir} is missing`);
     return report;
   }
@@ -325,8 +354,7 @@ export function clusterActivities(deps: ActivityDeps) {
     await executor.run(target(first), ['mkdir', '-p', join(spec.storage.baseDir, '.keel')]);
     await executor.writeFile(target(first), nonceFile, nonce);
     try {
-      const reports = await Promise.all(allNodes(spec).map((n) => probeOne(spec, n, nonceFile, nonce)));
-      heartbeat({ probed: reports.length });
+      const reports = await onEveryNode(allNodes(spec), 'probed', (n) => probeOne(spec, n, nonceFile, nonce));
       // Before anything is submitted: every train.py flag against the parsers of the slime on the cluster.
       const flags = await checkFlagsOnCluster(spec);
       log.info('train.py flags checked', { against: flags.checkedAgainst, notes: flags.notes });
@@ -401,7 +429,7 @@ export function clusterActivities(deps: ActivityDeps) {
       ...allNodes(spec),
       ...input.extraNodes.map((n) => ({ host: n.host, name: n.name, gpus: n.gpus ?? spec.cluster.gpusPerNode })),
     ];
-    const answers = await Promise.all(pool.map((n) => reachable(spec, n)));
+    const answers = await onEveryNode(pool, 'reached', (n) => reachable(spec, n));
     const healthy = pool.filter((_, i) => answers[i]);
     const quarantined = pool.filter((_, i) => !answers[i]).map(nodeName);
     const needed = spec.distributed.actorNumNodes;

@@ -1,6 +1,12 @@
 // What activities share: the executor for a spec's cluster, node lookup, heartbeats, cancellation.
 import { Context } from '@temporalio/activity';
-import { LocalExecutor, SshExecutor, type Executor, type NodeTarget } from '../src/exec/index.js';
+import {
+  LocalExecutor,
+  SshExecutor,
+  defaultMaxConcurrentCommands,
+  type Executor,
+  type NodeTarget,
+} from '../src/exec/index.js';
 import type { NodeSpec, Spec } from '../src/spec/schema.js';
 import { absolutize } from '../src/spec/paths.js';
 
@@ -14,17 +20,32 @@ export interface ActivityDeps {
 /** Executors are reused across activities of one worker, one per distinct cluster configuration. */
 const executors = new Map<string, Executor>();
 
+/** Makes every executor of this worker process instead of the spec's (the scale benchmark's simulated nodes). */
+let executorFactory: ((spec: Spec) => Executor) | undefined;
+
+/**
+ * From now on, `executorFor` asks `factory` for the executor of every spec (it may cache them itself). For a worker
+ * that simulates its nodes, e.g. `test/bench/scale-worker.ts`; keel's own workers never call it.
+ */
+export function provideExecutors(factory: (spec: Spec) => Executor): void {
+  executorFactory = factory;
+}
+
 export function executorFor(spec: Spec): Executor {
+  if (executorFactory) return executorFactory(spec);
   const stateDir = (node: NodeTarget): string => spec.cluster.stateDir.replaceAll('{node}', node.name ?? node.host);
   const ex = spec.cluster.executor;
-  const key = JSON.stringify([ex, spec.cluster.stateDir]);
+  // Specs recorded before the field existed have none: the default bound then.
+  const maxConcurrentCommands = spec.cluster.maxConcurrentCommands ?? defaultMaxConcurrentCommands;
+  const key = JSON.stringify([ex, spec.cluster.stateDir, maxConcurrentCommands]);
   let executor = executors.get(key);
   if (!executor) {
     executor =
       ex.kind === 'local'
-        ? new LocalExecutor({ stateDir })
+        ? new LocalExecutor({ stateDir, maxConcurrentCommands })
         : new SshExecutor({
             stateDir,
+            maxConcurrentCommands,
             user: ex.user,
             port: ex.port,
             identityFile: ex.identityFile,

@@ -12,11 +12,26 @@ const sectionPattern = /^@@keel-probe (begin|end) ([\w-]+)(?: (\d+))?@@$/;
 export interface ProbeOptions {
   /** The directory whose filesystem to measure (the shared storage, e.g. the save dir). Default `/`. */
   dir?: string;
+  /** A file to read back (the nonce another node wrote into shared storage): section `nonce`. */
+  nonceFile?: string;
+  /** A directory that must exist (the slime checkout): section `dir-exists`, its exit status the answer. */
+  requiredDir?: string;
 }
 
-/** argv of the probe: `sh -c <script> keel-probe <dir>`. */
+/**
+ * argv of the probe: `sh -c <script> keel-probe <dir> <nonce file> <required dir>` (the last two may be empty). One
+ * command a node: at 1024 nodes every extra round trip is 1024 more ssh sessions.
+ */
 export function buildProbeCommand(options: ProbeOptions = {}): string[] {
-  return ['sh', '-c', probeScript(), 'keel-probe', options.dir ?? '/'];
+  return [
+    'sh',
+    '-c',
+    probeScript(),
+    'keel-probe',
+    options.dir ?? '/',
+    options.nonceFile ?? '',
+    options.requiredDir ?? '',
+  ];
 }
 
 function probeScript(): string {
@@ -33,8 +48,15 @@ function probeScript(): string {
     `  section gpus ${gpuQuery}`,
     `  section gpu-apps ${appsQuery}`,
     'fi',
+    'if [ -n "$2" ]; then section nonce cat -- "$2"; fi',
+    'if [ -n "$3" ]; then section dir-exists test -d "$3"; fi',
     'exit 0',
   ].join('\n');
+}
+
+/** One section as the probe script prints it, for stand-ins that answer the probe with captured output. */
+export function formatProbeSection(name: string, output: string, exitCode = 0): string {
+  return `\n${marker} begin ${name}@@\n${output}\n${marker} end ${name} ${exitCode}@@\n`;
 }
 
 export interface ProbeSection {
@@ -53,6 +75,10 @@ export interface NodeProbe {
   gpus: GpuRecord[];
   gpuApps: ComputeApp[];
   gpuHealth: GpuHealth[];
+  /** What the nonce file held (undefined: not asked, or not readable there). */
+  nonce?: string;
+  /** Whether the required directory exists (undefined: not asked). */
+  requiredDirExists?: boolean;
   /** Sections that failed or could not be read, with their output, for the operator. */
   problems: string[];
   sections: Record<string, ProbeSection>;
@@ -126,6 +152,9 @@ export function parseProbeOutput(text: string): NodeProbe {
     probe.gpuApps = apps === undefined ? [] : parseComputeAppsCsv(apps);
     probe.gpuHealth = assessGpus(probe.gpus, probe.gpuApps);
   }
+  // Answers, not health: a missing nonce or directory is judged by the caller, never a failed section here.
+  if (sections.nonce?.exitCode === 0) probe.nonce = sections.nonce.output;
+  if (sections['dir-exists']) probe.requiredDirExists = sections['dir-exists'].exitCode === 0;
   for (const key of ['cpus', 'memory', 'disk'] as const) if (probe[key] === undefined) delete probe[key];
   return probe;
 }

@@ -4,7 +4,7 @@ export * from './errors.js';
 export { LocalExecutor, type LocalExecutorOptions } from './local.js';
 export { SshExecutor, type SshExecutorOptions } from './ssh.js';
 export { validateLaunchId } from './launch-spec.js';
-export type { CommandListener, StateDir } from './script-executor.js';
+export { defaultMaxConcurrentCommands, type CommandListener, type StateDir } from './script-executor.js';
 export {
   runGang,
   gangMemberId,

@@ -14,6 +14,8 @@ import { loginEnvironment } from './node-environment.js';
 export interface LocalExecutorOptions {
   /** Absolute directory of process records (`<stateDir>/procs/<id>/`), or one per node. */
   stateDir: StateDir;
+  /** Commands at once, over all nodes (processes on this host). Default 64. */
+  maxConcurrentCommands?: number;
   onCommand?: CommandListener;
   /**
    * The environment every command starts with, as a login on the node would have it (default: PATH, HOME, USER,
@@ -28,7 +30,7 @@ export class LocalExecutor extends ScriptExecutor {
   private readonly baseEnv: Record<string, string>;
 
   constructor(options: LocalExecutorOptions) {
-    super(options.stateDir);
+    super(options.stateDir, options.maxConcurrentCommands);
     this.onCommand = options.onCommand;
     this.baseEnv = { ...(options.baseEnv ?? loginEnvironment()) };
   }

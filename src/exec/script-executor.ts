@@ -1,6 +1,7 @@
 // The process-record operations shared by the local and ssh executors, built on one primitive: run an argv on a node
 // (`execOnNode`). Each operation is a constant POSIX sh script with its values passed as positional arguments.
 import { posix } from 'node:path';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { ExecTimeoutError, NodeScriptError, UnknownProcessError } from './errors.js';
 import {
   envArgs,
@@ -55,6 +56,13 @@ export type StateDir = string | ((node: NodeTarget) => string);
 /** Receives every command an executor runs, for debug logging (argv only; secrets never travel in argv). */
 export type CommandListener = (event: { node: string; argv: string[] }) => void;
 
+/**
+ * Commands an executor runs on nodes at once, over all its nodes, unless told otherwise. Each one in flight is a
+ * process on the worker's host (an ssh client, or the command itself for the local executor) with its pipes; a fan-out
+ * over 1024 nodes queues behind this bound instead of starting 1024 processes at once.
+ */
+export const defaultMaxConcurrentCommands = 64;
+
 const defaultTailBytes = 1 << 20;
 const defaultGraceMs = 10_000;
 const timeoutBackstopMs = 10_000;
@@ -64,9 +72,16 @@ const timedOutExitCode = 124;
 export abstract class ScriptExecutor implements Executor {
   abstract readonly kind: 'local' | 'ssh';
 
-  constructor(private readonly stateDirOption: StateDir) {}
+  private readonly limit: LimitFunction;
 
-  /** Runs argv (argv[0] looked up in PATH) on the node; never throws for a non-zero exit. */
+  constructor(
+    private readonly stateDirOption: StateDir,
+    maxConcurrentCommands = defaultMaxConcurrentCommands,
+  ) {
+    this.limit = pLimit(maxConcurrentCommands);
+  }
+
+  /** Runs argv (argv[0] looked up in PATH) on the node; never throws for a non-zero exit. Called within the bound. */
   protected abstract execOnNode(node: NodeTarget, argv: string[], options?: ExecOnNodeOptions): Promise<RawResult>;
 
   async run(node: NodeTarget, argv: string[], options: RunOptions = {}): Promise<RunResult> {
@@ -75,13 +90,21 @@ export abstract class ScriptExecutor implements Executor {
     const timeoutSec = options.timeoutMs === undefined ? '' : String(Math.max(0.001, options.timeoutMs / 1000));
     // coreutils `timeout` on the node ends the program (an ssh client killed on this side would not); the local
     // timer is only a backstop for a node that stops answering.
-    const raw = await this.execOnNode(
-      node,
-      ['sh', '-c', runScript, 'keel-run', options.cwd ?? '', timeoutSec, ...envArgs(options.env), ...argv],
-      {
+    const argvOnNode = [
+      'sh',
+      '-c',
+      runScript,
+      'keel-run',
+      options.cwd ?? '',
+      timeoutSec,
+      ...envArgs(options.env),
+      ...argv,
+    ];
+    const raw = await this.bounded(() =>
+      this.execOnNode(node, argvOnNode, {
         input: options.input,
         ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs + timeoutBackstopMs }),
-      },
+      }),
     );
     if (options.timeoutMs !== undefined && raw.exitCode === timedOutExitCode) {
       throw new ExecTimeoutError(nodeName(node), options.timeoutMs);
@@ -178,6 +201,11 @@ export abstract class ScriptExecutor implements Executor {
 
   async close(): Promise<void> {}
 
+  /** Runs `work` (one command on a node) within the executor's bound on commands at once. */
+  protected bounded<T>(work: () => Promise<T>): Promise<T> {
+    return this.limit(work);
+  }
+
   protected stateDirOf(node: NodeTarget): string {
     const dir = typeof this.stateDirOption === 'string' ? this.stateDirOption : this.stateDirOption(node);
     return requireAbsolute(dir, 'stateDir');
@@ -195,7 +223,9 @@ export abstract class ScriptExecutor implements Executor {
     args: string[],
     options: ExecOnNodeOptions = {},
   ): Promise<RawResult | undefined> {
-    const raw = await this.execOnNode(node, ['sh', '-c', script, `keel-${operation}`, ...args], options);
+    const raw = await this.bounded(() =>
+      this.execOnNode(node, ['sh', '-c', script, `keel-${operation}`, ...args], options),
+    );
     if (raw.exitCode === notFoundExitCode) return undefined;
     if (raw.exitCode !== 0) throw new NodeScriptError(nodeName(node), operation, raw.exitCode, raw.stderr);
     return raw;

@@ -27,6 +27,8 @@ export interface SshExecutorOptions {
   /** Default true (`yes`); `accept-new` trusts unknown hosts on first use but still refuses changed keys. */
   strictHostKeyChecking?: boolean | 'accept-new';
   connectTimeoutSec?: number;
+  /** Commands on nodes at once, over all nodes (ssh client processes on this host). Default 64. */
+  maxConcurrentCommands?: number;
   /** How long an idle control master stays up. Default 60 s. */
   controlPersistSec?: number;
   /** An ssh_config file to use instead of the user's (`-F`). */
@@ -45,7 +47,7 @@ export class SshExecutor extends ScriptExecutor {
   private readonly targets = new Map<string, NodeTarget>();
 
   constructor(private readonly options: SshExecutorOptions) {
-    super(options.stateDir);
+    super(options.stateDir, options.maxConcurrentCommands);
   }
 
   protected async execOnNode(node: NodeTarget, argv: string[], options: ExecOnNodeOptions = {}): Promise<RawResult> {
@@ -76,7 +78,7 @@ export class SshExecutor extends ScriptExecutor {
     await Promise.all(
       targets.map(async (node) => {
         const args = [...(await this.sshArgs(node, false)), '-O', 'exit', '--', node.host];
-        await execa(this.sshPath, args, { reject: false, stdin: 'ignore', timeout: 10_000 });
+        await this.bounded(() => execa(this.sshPath, args, { reject: false, stdin: 'ignore', timeout: 10_000 }));
       }),
     );
     this.controlDir = undefined;

@@ -89,6 +89,15 @@ export const clusterSchema = z
     stateDir: nonEmpty
       .default('/var/lib/keel')
       .describe("per-node directory for process records; '{node}' is replaced by the node name"),
+    maxConcurrentCommands: z
+      .number()
+      .int()
+      .min(1)
+      .max(4096)
+      .default(64)
+      .describe(
+        'commands keel runs on the nodes at once, over all nodes: each is an ssh client process on the worker host',
+      ),
   })
   .strict();
 

@@ -15,9 +15,15 @@ export interface ControlPlane {
   taskQueue: string;
   /**
    * A new control worker process on the task queue (stdout and stderr go to `<root>/worker-<n>.log`), loading the
-   * workflow bundle at `bundlePath` (default: today's workflows, bundled once).
+   * workflow bundle at `bundlePath` (default: today's workflows, bundled once). `script` runs another entry point that
+   * starts the control worker (default `workers/control.ts`); `ipc` opens a message channel to it.
    */
-  startWorker(options?: { bundlePath?: string }): ResultPromise;
+  startWorker(options?: {
+    bundlePath?: string;
+    script?: string;
+    ipc?: boolean;
+    env?: Record<string, string>;
+  }): ResultPromise;
   connect(): Promise<{ client: Client; close: () => Promise<void> }>;
   /** Stop the dev server (SIGTERM) and wait for it. */
   stopServer(): Promise<void>;
@@ -73,7 +79,7 @@ export async function startControlPlane(options: {
     },
     startWorker: (workerOptions = {}) => {
       workers++;
-      return execa('node', ['--import', 'tsx', 'workers/control.ts'], {
+      return execa('node', ['--import', 'tsx', workerOptions.script ?? 'workers/control.ts'], {
         cwd: repoRoot,
         env: {
           KEEL_TEMPORAL_ADDRESS: `127.0.0.1:${port}`,
@@ -81,7 +87,9 @@ export async function startControlPlane(options: {
           KEEL_LOG_LEVEL: 'info',
           KEEL_WORKFLOW_BUNDLE: workerOptions.bundlePath ?? bundlePath,
           ...options.workerEnv,
+          ...workerOptions.env,
         },
+        ipc: workerOptions.ipc ?? false,
         reject: false,
         // A SIGTERM is for the worker to handle (graceful shutdown), never followed by execa's own SIGKILL.
         forceKillAfterDelay: false,

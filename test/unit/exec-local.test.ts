@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -378,3 +378,21 @@ function groupMembers(pgid: number): number[] {
     })
     .map(Number);
 }
+
+test('no more commands run at once than maxConcurrentCommands, over all nodes', async () => {
+  const bounded = new LocalExecutor({ stateDir: path.join(dir, 'bounded'), maxConcurrentCommands: 2 });
+  const seen = path.join(dir, 'in-flight');
+  await mkdir(seen);
+  // Each command marks itself in flight, counts the marks, lingers, and leaves.
+  const script = 'touch "$1/$$"; n=$(ls "$1" | wc -l); sleep 0.1; rm -f "$1/$$"; echo "$n"';
+  const results = await Promise.all(
+    Array.from({ length: 8 }, (_, i) =>
+      bounded.run({ host: 'localhost', name: `n${i}` }, ['sh', '-c', script, 'keel-bound', seen]),
+    ),
+  );
+  const counts = results.map((r) => Number(r.stdout.trim()));
+  assert.ok(
+    counts.every((n) => n >= 1 && n <= 2),
+    `in flight: ${counts.join(', ')}`,
+  );
+});

@@ -135,3 +135,29 @@ test('sections: output without a trailing newline, a section cut short, and exit
   assert.equal(probe.disk, undefined);
   assert.deepEqual(probe.problems, ['df: exit 1: df: /nope: No such file or directory']);
 });
+
+test('one command a node: the nonce file read back and the required directory, answers rather than problems', async () => {
+  const nonceFile = path.join(storage, 'probe nonce $(touch pwned)');
+  await writeFile(nonceFile, 'nonce-42\n');
+  const [file, ...args] = buildProbeCommand({ dir: storage, nonceFile, requiredDir: storage });
+  const seen = parseProbeOutput((await execa(file!, args, { cwd: tmp })).stdout);
+  assert.equal(seen.nonce?.trim(), 'nonce-42');
+  assert.equal(seen.requiredDirExists, true);
+  assert.deepEqual(seen.problems, []);
+
+  const [file2, ...args2] = buildProbeCommand({
+    dir: storage,
+    nonceFile: path.join(storage, 'absent'),
+    requiredDir: path.join(tmp, 'no-slime'),
+  });
+  const unseen = parseProbeOutput((await execa(file2!, args2, { cwd: tmp })).stdout);
+  assert.equal(unseen.nonce, undefined);
+  assert.equal(unseen.requiredDirExists, false);
+  assert.deepEqual(unseen.problems, []);
+  await assert.rejects(readFile(path.join(tmp, 'pwned')), { code: 'ENOENT' });
+
+  // Not asked: no sections, no answers.
+  const plain = parseProbeOutput(await runProbe());
+  assert.equal(plain.nonce, undefined);
+  assert.equal(plain.requiredDirExists, undefined);
+});

@@ -4,8 +4,10 @@ import { resolve } from 'node:path';
 import { logFormats, type LogFormat } from '../../log.js';
 import { execa } from 'execa';
 import { mkdir } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { KeelClient } from '../../client/index.js';
+import { z } from 'zod';
 import {
   describeTarget,
   RunAlreadyLiveError,
@@ -28,9 +30,38 @@ import {
 } from '../connection-flags.js';
 
 export { connectionFlags, withClient, type ServerOptions } from '../connection-flags.js';
+import type { MetricsOptions } from '../../../workers/control.js';
 import { formatRestart, formatTotals, recoveryTotals, restartAccounts } from '../../progress/recovery.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+
+interface WorkerCommandOptions {
+  bundle?: string;
+  logFormat: LogFormat;
+  logFile?: string;
+  metricsPort?: string;
+  metricsHost: string;
+  metricsMaxRuns: string;
+}
+
+const portSchema = z.coerce.number().int().min(0).max(65535);
+const maxRunsSchema = z.coerce.number().int().min(1).max(100_000);
+
+/** The metrics flags, checked; exits 2 naming the flag when one is wrong. */
+function metricsOptionsOrExit(options: WorkerCommandOptions): MetricsOptions | undefined {
+  const fail = (flag: string, value: string, want: string): never => {
+    console.error(`keel worker: ${flag} ${JSON.stringify(value)} is not ${want}`);
+    process.exit(2);
+  };
+  if (options.metricsPort === undefined) return undefined;
+  const port = portSchema.safeParse(options.metricsPort);
+  if (!port.success || options.metricsPort.trim() === '')
+    fail('--metrics-port', options.metricsPort, 'a port (0-65535)');
+  const maxRuns = maxRunsSchema.safeParse(options.metricsMaxRuns);
+  if (!maxRuns.success) fail('--metrics-max-runs', options.metricsMaxRuns, 'a whole number of at least 1');
+  if (isIP(options.metricsHost) === 0) fail('--metrics-host', options.metricsHost, 'an IP address (e.g. 0.0.0.0)');
+  return { port: port.data!, host: options.metricsHost, maxRuns: maxRuns.data! };
+}
 
 export function formatStatus(status: RunStatus): string {
   const lines = [`${status.workflowId}: ${status.runStatus}${status.pipeline ? ` (${status.pipeline.phase})` : ''}`];
@@ -102,7 +133,14 @@ export function registerRunCommands(program: Command): void {
         .default('json'),
     )
     .option('--log-file <file>', 'write the logs to this file (default: stdout)')
-    .action(async (options: ServerOptions & { bundle?: string; logFormat: LogFormat; logFile?: string }) => {
+    .option(
+      '--metrics-port <port>',
+      "serve Prometheus metrics on this port at /metrics: the Temporal SDK's and each run's (docs/metrics.md)",
+    )
+    .option('--metrics-host <ip>', 'address the metrics endpoint listens on', '127.0.0.1')
+    .option('--metrics-max-runs <n>', 'the most runs one scrape reports', '100')
+    .action(async (options: ServerOptions & WorkerCommandOptions) => {
+      const metrics = metricsOptionsOrExit(options);
       const { runControlWorker } = await import('../../../workers/control.js');
       const spec = await specSection(options);
       const target = temporalTarget(flagTarget(options), process.env, spec);
@@ -112,6 +150,7 @@ export function registerRunCommands(program: Command): void {
         spec,
         bundlePath: options.bundle,
         logs: { format: options.logFormat, destination: options.logFile ? resolve(options.logFile) : 1 },
+        metrics,
       }).catch(exitOnConfigError);
     });
 

@@ -13,7 +13,7 @@ const address = process.env.KEEL_TEST_ADDRESS!;
 const say = (line: string) => console.log(`[keel demo] ${line}`);
 const logs = demoLogOutput({ logFormat: process.env.KEEL_TEST_LOG_FORMAT }, process.env.KEEL_TEST_ROOT!);
 say(describeLogOutput(logs.output));
-installWorkerLogging(logs.output, logs.level);
+await installWorkerLogging(logs.output, logs.level);
 
 const nativeConnection = await NativeConnection.connect({ address });
 const worker = await Worker.create({
