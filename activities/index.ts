@@ -6,6 +6,7 @@ import { trainingActivities } from './training.js';
 import { promotionActivities } from './promotion.js';
 import { prepareActivities } from './prepare.js';
 import { steeringActivities } from './steering.js';
+import { notifyActivities } from './notify.js';
 
 export type { ActivityDeps } from './context.js';
 export { closeExecutors } from './context.js';
@@ -18,6 +19,7 @@ export function createActivities(deps: ActivityDeps) {
     ...promotionActivities(deps),
     ...prepareActivities(deps),
     ...steeringActivities(),
+    ...notifyActivities(deps),
   };
 }
 

@@ -26,3 +26,9 @@ export const programFailureTypes = {
 } as const;
 
 export const attemptEndingTypes: string[] = [...nonRetryableTypes, ...Object.values(programFailureTypes)];
+
+/**
+ * A notification no retry can deliver (its variable is unset or holds no http(s) URL, the receiver refused it with a
+ * 4xx): the activity gives up at once and logs. A notification never fails a run, whatever its outcome.
+ */
+export const notificationUndeliverable = 'NotificationUndeliverable';

@@ -20,3 +20,5 @@ export type { Spec, SpecInput, SpecProblem } from './spec/index.js';
 export { plan } from './plan/index.js';
 export type { Plan, Finding } from './plan/index.js';
 export type { PipelineStatus, TrainingStatus, StepStatus } from '../workflows/definitions.js';
+export { notificationKinds } from './notify/events.js';
+export type { NotificationEvent, NotificationKind } from './notify/events.js';

@@ -5,7 +5,7 @@
 // and failed, or a permanent fault, ends the attempt at once (`attemptEndingTypes`).
 import type { ActivityOptions, RetryPolicy } from '@temporalio/workflow';
 import type { Spec } from '../src/spec/schema.js';
-import { attemptEndingTypes, nonRetryableTypes } from '../src/failure-types.js';
+import { attemptEndingTypes, nonRetryableTypes, notificationUndeliverable } from '../src/failure-types.js';
 
 /**
  * Retries that re-attach: from the spec's initial retry interval, doubling up to 5 minutes, 10 attempts in all (an
@@ -67,3 +67,20 @@ export const prepare: ActivityOptions = {
   startToCloseTimeout: '1m',
   retry: { maximumAttempts: 5, initialInterval: '1s', nonRetryableErrorTypes: nonRetryableTypes },
 };
+
+/**
+ * A webhook notification: one POST an attempt, retried from the spec's initial retry interval, doubling, 6 attempts
+ * in all (about 5 minutes at the default 10 s); then the activity gives up and logs. Never fails the run.
+ */
+export function notification(spec: Spec): ActivityOptions {
+  return {
+    startToCloseTimeout: '30s',
+    retry: {
+      initialInterval: spec.policies.initialRetryInterval,
+      backoffCoefficient: 2,
+      maximumInterval: '2m',
+      maximumAttempts: 6,
+      nonRetryableErrorTypes: [notificationUndeliverable],
+    },
+  };
+}

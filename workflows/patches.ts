@@ -12,4 +12,10 @@ export const patches = {
    * restart when the last such heal did not bring training back), and each restart records its recovery timeline.
    */
   recovery: 'keel-0.3-recovery',
+  /**
+   * keel 0.3: runs whose spec has `notify` webhooks schedule `sendNotification` activities -- training when it is
+   * paused for an operator, resumed, waiting for nodes, a node is quarantined, a checkpoint or an eval (opt-in); the
+   * pipeline when it completes or fails (workflows/notify.ts). Checked only when the spec has webhooks.
+   */
+  notifications: 'keel-0.3-notifications',
 } as const;

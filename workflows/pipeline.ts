@@ -46,6 +46,7 @@ import { preparedRun } from '../src/spec/prepare.js';
 import { patches } from './patches.js';
 import { prepare, quick, transfer } from './options.js';
 import { training } from './training.js';
+import { announceRunEnd } from './notify.js';
 
 export interface PipelineResult {
   name: string;
@@ -148,6 +149,7 @@ class PipelineRun {
     const failed = this.failedStep();
     if (failed) {
       this.setPhase('failed');
+      await announceRunEnd(this.spec, this.runKey, 'failed', [...this.steps.values()]);
       throw ApplicationFailure.create({
         type: 'StepFailed',
         message: `step ${failed.id} failed after ${failed.attempts} attempt(s): ${failed.reason ?? 'unknown error'}`,
@@ -155,6 +157,7 @@ class PipelineRun {
       });
     }
     this.setPhase('succeeded');
+    await announceRunEnd(this.spec, this.runKey, 'succeeded', [...this.steps.values()]);
     return { name: this.spec.name, phase: this.phase, steps: [...this.steps.values()] };
   }
 

@@ -33,6 +33,7 @@ import {
 } from './definitions.js';
 import { quick, retention, supervise, transfer } from './options.js';
 import { patches } from './patches.js';
+import { trainingNotifications, type Announced } from './notify.js';
 
 export interface TrainingInput {
   spec: Spec;
@@ -45,6 +46,8 @@ export interface TrainingInput {
     healing?: boolean;
     /** where the last supervision of the current job stopped reading its log (the next one starts there) */
     cursor?: SupervisionCursor;
+    /** what the notifications last announced (workflows/notify.ts) */
+    announced?: Announced;
   };
   /** a stopAfterCheckpoint signal received by an earlier run of the chain, carried across continue-as-new */
   stopAfterCheckpoint?: boolean;
@@ -106,7 +109,9 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
     },
   );
 
+  const notifications = trainingNotifications(spec, runKey, state);
   const setPhase = (phase: string): void => {
+    notifications.observe(phase);
     if (phase === state.phase && phaseShown) return;
     const operatorWaitChanged = (phase === operatorWait) !== (state.phase === operatorWait);
     state.phase = phase;
@@ -257,6 +262,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
           ...(evalAt ? [{ key: keelEvalScore, value: evalAt.score }] : []),
         ]);
         log.info('checkpoint saved', { iteration: outcome.iteration, evalScore: evalAt?.score });
+        notifications.observe();
         state.retention = await r.applyRetention({ spec, scores: state.evals });
         if (stopAfterCheckpoint) {
           await stopJob();
@@ -326,6 +332,8 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       if (isCancellation(error)) setPhase('cancelled');
     }
     throw error;
+  } finally {
+    await notifications.delivered();
   }
 }
 

@@ -21,6 +21,7 @@ const shapes: SecretShape[] = [
   { pattern: /\bBearer\s+[A-Za-z0-9._~+/-]{16,}=*/i, what: 'a bearer token (an Authorization header)' },
   { pattern: /\bBasic\s+[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])/, what: 'basic-auth credentials' },
   { pattern: /\b[a-z][a-z0-9+.-]*:\/\/[^/\s:@]+:[^/\s@]+@/i, what: 'a URL with a password in it' },
+  { pattern: /\bhooks\.slack\.com\/(?:services|workflows|triggers)\/\S+/i, what: 'a Slack webhook URL' },
 ];
 
 /** Values whose meaning comes from a variable or flag name that says "secret": a W&B key, an AWS secret key, ... */
@@ -73,7 +74,8 @@ export function checkSecrets(spec: Spec, findings: Finding[]): void {
       message: `this value looks like ${what}; secrets never go into a spec (it is stored in workflow history, and a job's env is served by the Ray dashboard)`,
       fix:
         'put the secret in an env var on the worker and name it: model.hfTokenEnv for the Hub token, ' +
-        'rayHead.secretEnv: [WANDB_API_KEY] for the training job (never rayHead.jobEnv, extraArgs or a command argv)',
+        'rayHead.secretEnv: [WANDB_API_KEY] for the training job (never rayHead.jobEnv, extraArgs or a command argv), ' +
+        'notify.webhooks[].urlEnv: SLACK_WEBHOOK_URL for a webhook',
     });
   const visit = (value: unknown, path: string, name: string | undefined): void => {
     if (typeof value === 'string') {

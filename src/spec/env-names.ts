@@ -28,3 +28,28 @@ export const secretEnvName = variableName
   .refine((name) => !reserved.test(name), {
     message: 'names a variable that changes how programs start (PATH, LD_*, PYTHON*, RAY_*, ...): not a secret',
   });
+
+/** Values that are URLs (or look like one): a field that names a variable holding a URL never takes the URL itself. */
+const urlLike = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/|^\/\/|^www\.|^[^\s/]+\.[A-Za-z]{2,}(:\d+)?\//;
+
+/**
+ * The name of a variable holding a secret URL (a webhook: whoever has it can post). A URL given instead is refused
+ * with the fix, and never repeated in the message.
+ */
+export function urlVariableName(pattern: RegExp, what: string, example: string) {
+  const name = variableNameMatching(pattern, what);
+  return z.string().superRefine((value, ctx) => {
+    if (urlLike.test(value.trim())) {
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          `must name the env var that holds the URL (e.g. ${example}), not the URL itself: the URL is a secret -- ` +
+          "set it in the worker's environment and name the variable here",
+      });
+      return;
+    }
+    const named = name.safeParse(value);
+    if (!named.success)
+      for (const issue of named.error.issues) ctx.addIssue({ code: 'custom', message: issue.message });
+  });
+}

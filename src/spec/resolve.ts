@@ -159,11 +159,13 @@ export function problemsFromZod(error: z.ZodError): SpecProblem[] {
         const looksSecret = /token|secret|password|apikey|api_key|key$/i.test(key);
         const fix = hint
           ? ` -- did you mean '${hint}'?`
-          : looksSecret
-            ? ' -- secrets are never spec values: name an env var (e.g. hfTokenEnv: HF_TOKEN)'
-            : known.length
-              ? ` -- known fields: ${known.join(', ')}`
-              : '';
+          : /url$/i.test(key) && known.includes(`${key}Env`)
+            ? ` -- the URL is a secret, never a spec value: name the env var that holds it (${key}Env: SLACK_WEBHOOK_URL)`
+            : looksSecret
+              ? ' -- secrets are never spec values: name an env var (e.g. hfTokenEnv: HF_TOKEN)'
+              : known.length
+                ? ` -- known fields: ${known.join(', ')}`
+                : '';
         problems.push({ path: pathToString([...issue.path, key]), message: `unknown field${fix}` });
       }
       continue;

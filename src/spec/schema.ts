@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { durationMs } from './duration.js';
 import { hostProblem, isPrototypeKey, relativePathProblem } from './names.js';
-import { secretEnvName, variableName, variableNameMatching } from './env-names.js';
+import { secretEnvName, urlVariableName, variableName, variableNameMatching } from './env-names.js';
 
 const envVarName = variableName;
 
@@ -512,6 +512,29 @@ export const temporalSchema = z
 
 export type TemporalSection = z.infer<typeof temporalSchema>;
 
+// ---------------------------------------------------------------------------------------------------------------
+// Notifications (docs/notifications.md)
+
+export const webhookSchema = z
+  .object({
+    urlEnv: urlVariableName(/HOOK/, 'contain HOOK (e.g. SLACK_WEBHOOK_URL)', 'urlEnv: SLACK_WEBHOOK_URL').describe(
+      "env var on the control worker holding the webhook's URL (a secret: never a spec value)",
+    ),
+    format: z
+      .enum(['slack', 'json'])
+      .default('json')
+      .describe("'slack': a Slack-compatible incoming-webhook body {\"text\": ...}; 'json': the event's fields"),
+    checkpoints: z.boolean().default(false).describe('also send every checkpoint training saves'),
+    evals: z.boolean().default(false).describe('also send every eval score training logs'),
+  })
+  .strict();
+
+export const notifySchema = z
+  .object({
+    webhooks: list(webhookSchema, 10).min(1, 'needs at least one webhook (or leave notify out)'),
+  })
+  .strict();
+
 export const recipeClaimsSchema = z
   .object({
     stageLayers: z.array(positiveInt).optional().describe("what the recipe's prose says the stages hold"),
@@ -570,6 +593,11 @@ export const specSchema = z
       nodeWaitMax: '5m',
     }),
     temporal: temporalSchema.optional(),
+    notify: notifySchema
+      .optional()
+      .describe(
+        'webhooks told when a run needs a person (paused, waiting for nodes, a node quarantined) and how it ends',
+      ),
     recipeClaims: recipeClaimsSchema.optional(),
     reliability: reliabilitySchema
       .optional()
@@ -584,3 +612,4 @@ export type StepSpec = z.infer<typeof stepSchema>;
 export type StepKind = StepSpec['kind'];
 export type ExecutorSpec = z.infer<typeof executorSchema>;
 export type ReliabilitySpec = z.infer<typeof reliabilitySchema>;
+export type WebhookSpec = z.infer<typeof webhookSchema>;

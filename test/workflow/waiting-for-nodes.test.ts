@@ -2,8 +2,9 @@
 // The pause between probes is spent inside the heal activity (the workflow asks for it, backing off to
 // policies.nodeWaitMax, 5 minutes by default); here the cluster is a stand-in whose probes answer at once, find no
 // nodes until the pauses asked for add up to three days, and then find them: the workflow code, the real worker and
-// the real dev server are what is under test. (Temporal's time-skipping test server would run real timers, but its
-// binary is downloaded at run time and cannot be installed from a package registry.)
+// the real dev server are what is under test; so is the notification of the wait (the real activity, posting to a
+// receiver on loopback): one, however many runs of the chain the wait spans. (Temporal's time-skipping test server
+// would run real timers, but its binary is downloaded at run time and cannot be installed from a package registry.)
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from '@temporalio/worker';
@@ -11,15 +12,18 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startDevServer, workflowBundle } from '../support/temporal.js';
 import { commandSpec, tempDir, uniqueQueue } from '../support/pipeline.js';
 import type { TrainingInput, TrainingResult } from '../../workflows/training.js';
+import { notifyActivities } from '../../activities/notify.js';
+import { startWebhookReceiver } from '../support/webhook-receiver.js';
 
 const threeDaysMs = 3 * 24 * 3600_000;
 
 /** A cluster with no nodes until three days of pauses have passed, then a healthy one whose job trains to the end. */
-function emptyClusterStandIn() {
+function emptyClusterStandIn(env: Record<string, string>) {
   const calls = { probes: 0, pausedMs: 0, longestPauseMs: 0, submissions: 0, stops: 0 };
   return {
     calls,
     activities: {
+      ...notifyActivities({ cwd: '/', env }),
       async healCluster({ pauseMs = 0 }: { pauseMs?: number }) {
         calls.probes++;
         calls.pausedMs += pauseMs;
@@ -61,9 +65,15 @@ describe('waiting for nodes', { timeout: 600_000 }, () => {
       dir,
       steps: { train: { kind: 'train' } },
       // the production pace: 10 s retry interval, backing off to a probe every 5 minutes
-      overrides: { policies: { initialRetryInterval: '10s', nodeWaitMax: '5m' }, rollout: { numRollout: 60 } },
+      overrides: {
+        policies: { initialRetryInterval: '10s', nodeWaitMax: '5m' },
+        rollout: { numRollout: 60 },
+        notify: { webhooks: [{ urlEnv: 'KEEL_TEST_HOOK_URL' }] },
+      },
     });
-    const cluster = emptyClusterStandIn();
+    const receiver = await startWebhookReceiver();
+    t.after(() => receiver.close());
+    const cluster = emptyClusterStandIn({ KEEL_TEST_HOOK_URL: `${receiver.origin}/hook` });
     const queue = uniqueQueue('keel-wait');
     const worker = await Worker.create({
       connection: env.nativeConnection,
@@ -111,5 +121,11 @@ describe('waiting for nodes', { timeout: 600_000 }, () => {
     assert.ok(runs.length >= 2, `the chain continued as new (runs: ${JSON.stringify(runs)})`);
     for (const run of runs) assert.ok(run.events < 10_000, `run ${run.runId} has ${run.events} events`);
     assert.ok(total > 4000, `the wait wrote ${total} events in all: more than one run holds`);
+    // One notification of the wait across every run of the chain, one when it ends.
+    assert.deepEqual(
+      receiver.posts.map((p) => p.body.kind),
+      ['waiting-for-nodes', 'resumed'],
+    );
+    assert.match(String(receiver.posts[0]!.body.waitingFor), /need 4 nodes, 0 healthy/);
   });
 });
