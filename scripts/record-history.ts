@@ -6,7 +6,8 @@
 //
 // writes test/histories/<label>-*.binpb from one scenario on a tiny-local cluster (4 nodes and a spare, ssh off):
 // a pipeline whose training loses a node after its first checkpoint (a restart, a heal that takes the spare) and
-// continues as new (the server suggests it after 40 events), then a retrain of 3 more rollouts.
+// continues as new (the server suggests it after 40 events), then a retrain of 3 more rollouts. The runs post their
+// notifications (every checkpoint and eval too) to a loopback webhook receiver.
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -17,6 +18,7 @@ import { scrubHistory } from './history-scrub.js';
 import { eventually } from '../test/support/pipeline.js';
 import { repoRoot } from '../test/support/temporal.js';
 import { startTinyRig } from '../test/support/tiny-pipeline.js';
+import { startWebhookReceiver } from '../test/support/webhook-receiver.js';
 
 const label = process.argv[2];
 if (!label || !/^[a-z0-9][a-z0-9.-]*$/.test(label)) {
@@ -52,6 +54,8 @@ async function save(client: Client, workflowId: string, name: string): Promise<v
   }
 }
 
+const receiver = await startWebhookReceiver();
+process.env.KEEL_RECORDING_WEBHOOK_URL = `${receiver.origin}/hooks/recording`;
 const rig = await startTinyRig({
   nodes: 4,
   spares: 1,
@@ -65,6 +69,7 @@ try {
     model: { saveDir: 'save-history/' },
     rollout: { numRollout: 9 },
     rayHead: { jobEnv: { TINY_ROLLOUT_SLEEP_S: '1' } },
+    notify: { webhooks: [{ urlEnv: 'KEEL_RECORDING_WEBHOOK_URL', format: 'json', checkpoints: true, evals: true }] },
   });
   const workflowId = 'keel-history';
   const handle = await client.workflow.start('pipeline', { taskQueue: rig.taskQueue, workflowId, args: [spec] });
@@ -78,6 +83,9 @@ try {
   await handle.result();
   const status = await training.query(trainingStatusQuery);
   if (status.restarts < 1) throw new Error('the scenario needs a restart; none happened');
+  console.log(`heals: ${status.failures.map((f) => f.heal ?? '-').join(', ')}`);
+  console.log(`notifications: ${receiver.posts.map((p) => p.body.kind).join(', ')}`);
+  if (receiver.posts.length === 0) throw new Error('the scenario needs notifications; none was posted');
   await save(client, workflowId, 'pipeline');
   await save(client, `${workflowId}-training`, 'training');
   await rig.cluster.reviveNode(2);
@@ -93,4 +101,5 @@ try {
   await save(client, `${retrainId}-pipeline-training`, 'retrain-training');
 } finally {
   await rig.stop();
+  await receiver.close();
 }
