@@ -13,6 +13,7 @@ import {
 } from '../../src/progress/recovery.js';
 import { markLabel, reportData } from '../../src/report/chart.js';
 import { renderReport } from '../../src/report/render.js';
+import { formatStatus } from '../../src/cli/commands/run.js';
 import { drawn } from '../support/report.js';
 
 const t0 = Date.parse('2026-11-29T00:00:00Z');
@@ -134,5 +135,38 @@ describe('recovery accounting', () => {
       markLabel.recovery(restart, 'trainer start-up', 30),
       markLabel.recovery(restart, 'rollouts re-done', 50),
     ]);
+  });
+
+  it("keel status prints each restart's recovery under its failure, and the run's totals", () => {
+    const text = formatStatus({
+      workflowId: 'keel-status-recovery',
+      runStatus: 'COMPLETED',
+      pipeline: {
+        name: 'status-recovery',
+        phase: 'succeeded',
+        paused: false,
+        warnings: [],
+        steps: [
+          {
+            id: 'train',
+            kind: 'train',
+            needs: [],
+            state: 'succeeded',
+            attempts: 1,
+            startedAt: at(0),
+            endedAt: at(440),
+          },
+        ],
+      },
+      training: { phase: 'succeeded', submissions: 2, restarts: 1, numRollout: 40, evals: [], ...training },
+    });
+    const lines = text.split('\n');
+    const failure = lines.findIndex((l) => l.includes('failure') && l.includes('job-crashed'));
+    assert.ok(failure > 0, text);
+    assert.equal(
+      lines[failure + 1]?.trim(),
+      'recovery: detection 1.0 s, keel 5.0 s (Ray kept), trainer start-up 30.0 s, rollouts lost 5',
+    );
+    assert.match(text, /time kept 354\.0 s of 440\.0 s \(ETTR 0\.80\)/);
   });
 });

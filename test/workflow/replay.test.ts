@@ -13,12 +13,17 @@ describe('replay of recorded workflow histories', () => {
     const files = (await readdir(dir)).filter((f) => f.endsWith('.binpb'));
     // keel 0.1's three-command pipeline, and keel 0.2's real runs: a pipeline whose training lost a node, healed and
     // continued as new (two runs of the training chain), and a retraining round (retrain, its pipeline, its training).
+    // keel 0.3's runs of the same scenario post notifications and heal only what a failure touched (the training chain
+    // holds both patches' markers).
     for (const required of [
       'pipeline-three-commands.binpb',
       'keel-0.2-pipeline.binpb',
       'keel-0.2-training-run1.binpb',
       'keel-0.2-training-run2.binpb',
       'keel-0.2-retrain.binpb',
+      'keel-0.3-pipeline.binpb',
+      'keel-0.3-training-run1.binpb',
+      'keel-0.3-retrain-training.binpb',
     ]) {
       assert.ok(files.includes(required), `${required} is committed`);
     }
