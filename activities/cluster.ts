@@ -230,6 +230,18 @@ function knownNodes(spec: Spec, names: string[] | undefined, extra: ExtraNode[])
   }
 }
 
+/**
+ * Is the keel launch that runs the node's Ray (its `ray start --block`) still running? Undefined when no record tells:
+ * a Ray keel did not start, or a node that does not answer the question.
+ */
+async function rayLaunchRunning(spec: Spec, node: NodeSpec): Promise<boolean | undefined> {
+  const executor = executorFor(spec);
+  const owner = (await executor.readFile(target(node), rayOwnerFile(spec, node)).catch(() => undefined))?.trim();
+  if (!owner) return undefined;
+  const status = await executor.status(target(node), owner).catch(() => undefined);
+  return status === undefined ? undefined : status.state === 'running';
+}
+
 /** What a heal did to the Ray cluster. */
 export type HealMode = 'kept' | 'repaired' | 'restarted';
 
@@ -251,9 +263,12 @@ async function repairCluster(
   const alive = await dashboard.aliveNodes().catch(() => undefined);
   if (!alive) return undefined;
   const aliveIps = new Set(alive.map((n) => n.nodeIp));
-  if (!aliveIps.has(nodeIp(head))) return undefined;
+  // Ray's own view lags a node's death (until its health checks fail): keel's record of each node's Ray says at once.
+  const launches = await Promise.all(kept.map((n) => (isHealthy(n) ? rayLaunchRunning(spec, n) : false)));
+  const rayUp = (n: NodeSpec) => aliveIps.has(nodeIp(n)) && launches[kept.indexOf(n)] !== false;
+  if (!rayUp(head)) return undefined;
   const lost = kept.filter((n) => !isHealthy(n));
-  const rayGone = kept.filter((n) => isHealthy(n) && !aliveIps.has(nodeIp(n)));
+  const rayGone = kept.filter((n) => isHealthy(n) && !rayUp(n));
   const replacements = healthy.filter((n) => !kept.some((k) => nodeName(k) === nodeName(n))).slice(0, lost.length);
   if (replacements.length < lost.length) return undefined;
   const nodes = kept.map((n) => (lost.includes(n) ? replacements[lost.indexOf(n)]! : n));
