@@ -204,7 +204,7 @@ async function stopServer(server: ChildProcess): Promise<void> {
 /** Direct children of a process (the per-connection sshd processes of a listener), read from /proc. */
 function descendantPids(root: number): number[] {
   const found: number[] = [];
-  for (let next = [root]; next.length; ) {
+  for (let next = [root]; next.length;) {
     next = next.flatMap((pid) => childPids(pid));
     found.push(...next);
   }
