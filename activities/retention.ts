@@ -3,13 +3,14 @@
 // then on no reader, resume or plan takes it for a checkpoint), then emptied file by file with a heartbeat after
 // each, and a retried attempt first finishes the deletions an earlier attempt began.
 import { log } from '@temporalio/activity';
-import { lstat, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { lstat, readdir, readFile, rename, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inspectSaveDir, iterationDirName } from '../src/progress/checkpoints.js';
 import { planNextDeletion, planRetention } from '../src/progress/retention.js';
 import { modelPaths } from '../src/spec/paths.js';
 import type { Spec } from '../src/spec/schema.js';
 import { activitySignal, heartbeat, localSpec, type ActivityDeps } from './context.js';
+import { promotedFileName } from './promotion.js';
 
 export interface RetentionInput {
   spec: Spec;
@@ -27,7 +28,10 @@ export interface RetentionResult {
 const deletingSuffix = '.keel-deleting';
 
 export function retentionActivities(deps: ActivityDeps) {
-  /** Keep the last K, every M-th and the best by eval; never the tracker's or a partial newer one. Deletes the rest. */
+  /**
+   * Keep the last K, every M-th and the best by eval; never the tracker's, the promoted one or a partial newer one.
+   * Deletes the rest.
+   */
   async function applyRetention(input: RetentionInput): Promise<RetentionResult> {
     const spec = localSpec(input.spec, deps);
     const saveDir = modelPaths(spec).save;
@@ -39,6 +43,14 @@ export function retentionActivities(deps: ActivityDeps) {
     const { keepLast, keepEvery, keepBest } = spec.policies.retention;
     const inspection = await inspectSaveDir(saveDir);
     const scores = new Map(input.scores.map((s) => [s.rollout, s.score]));
+    const promoted = await promotedIteration(saveDir);
+    if (promoted === 'unreadable') {
+      log.warn(`retention: ${promotedFileName} does not name the promoted checkpoint; deleting nothing until it does`, {
+        saveDir,
+      });
+      const all = inspection.iterations.map((it) => it.iteration);
+      return { keep: all, deleted: [], deleteNext: [] };
+    }
     const retention = {
       iterations: inspection.iterations.map((it) => ({
         iteration: it.iteration,
@@ -46,6 +58,7 @@ export function retentionActivities(deps: ActivityDeps) {
         score: scores.get(it.iteration),
       })),
       tracker: inspection.tracker,
+      promoted,
       keepLast: keepLast ?? Number.MAX_SAFE_INTEGER,
       keepEvery,
       keepBest,
@@ -66,6 +79,23 @@ export function retentionActivities(deps: ActivityDeps) {
   }
 
   return { applyRetention };
+}
+
+/**
+ * The iteration retraining promoted (promoted.json): none, or `unreadable` when the file exists and does not name
+ * one -- then nothing is deleted, since it might name a checkpoint that must be kept.
+ */
+async function promotedIteration(saveDir: string): Promise<number | undefined | 'unreadable'> {
+  const text = await readFile(join(saveDir, promotedFileName), 'utf8').catch((error: NodeJS.ErrnoException) =>
+    error.code === 'ENOENT' ? undefined : '',
+  );
+  if (text === undefined) return undefined;
+  try {
+    const iteration = (JSON.parse(text) as { iteration?: unknown }).iteration;
+    return typeof iteration === 'number' && Number.isInteger(iteration) ? iteration : 'unreadable';
+  } catch {
+    return 'unreadable';
+  }
 }
 
 /** Delete a directory tree file by file (then its directories, deepest first), heartbeating after every entry. */

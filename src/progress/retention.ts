@@ -1,11 +1,13 @@
 // Which checkpoints to keep. Pure (no I/O), so workflow code may call it; deleting is an activity's work.
 //
-// Never deleted: the tracker's iteration and the one being written. Kept: the best `keepBest` by eval score, every
+// Never deleted: the tracker's iteration, the one being written and the promoted one (retraining's promoted.json: the
+// checkpoint an operator may be serving). Kept: the best `keepBest` by eval score, every
 // iteration with (iteration + 1) % keepEvery === 0 (slime saves at rollout ids 19, 39, ...: keepEvery counts rollouts),
 // and the last `keepLast` complete ones. An incomplete directory (partial save, damaged) is deleted only once a newer
 // complete checkpoint exists: until then it may be the save in progress.
 
-export type RetentionReason = 'tracker' | 'writing' | 'best' | 'every' | 'last' | 'awaiting-newer-checkpoint';
+export type RetentionReason =
+  'tracker' | 'writing' | 'promoted' | 'best' | 'every' | 'last' | 'awaiting-newer-checkpoint';
 
 export interface RetentionCandidate {
   iteration: number;
@@ -18,6 +20,8 @@ export interface RetentionInput {
   iterations: RetentionCandidate[];
   tracker: number | 'release' | undefined;
   writing?: number | undefined;
+  /** the promoted checkpoint (promoted.json), never deleted */
+  promoted?: number | undefined;
   keepLast: number;
   keepEvery?: number | undefined;
   keepBest?: number | undefined;
@@ -52,6 +56,7 @@ export function planRetention(input: RetentionInput): RetentionPlan {
   for (const candidate of all) {
     if (candidate.iteration === input.tracker) keep(candidate.iteration, 'tracker');
     if (candidate.iteration === input.writing) keep(candidate.iteration, 'writing');
+    if (candidate.iteration === input.promoted) keep(candidate.iteration, 'promoted');
     if (!candidate.complete && (newestComplete === undefined || newestComplete < candidate.iteration)) {
       keep(candidate.iteration, 'awaiting-newer-checkpoint');
     }

@@ -91,3 +91,30 @@ test('deletes file by file with a heartbeat after each; a retry finishes a delet
   assert.deepEqual(again.deleted, []);
   assert.deepEqual(await readdir(iterDir(29)), ['.metadata', '__0_0.distcp', 'common.pt', 'metadata.json']);
 });
+
+test('never deletes the promoted checkpoint; a promoted.json that names none stops every deletion', async () => {
+  await rm(save, { recursive: true, force: true });
+  for (const iteration of [9, 19, 29, 39]) await checkpoint(iteration);
+  await writeFile(path.join(save, 'latest_checkpointed_iteration.txt'), '39');
+  const spec = resolveSpecOrThrow({
+    preset: 'tiny-local',
+    overrides: { ckpt: { save }, policies: { retention: { keepLast: 1 } } },
+  });
+  const { applyRetention } = trainingActivities({ cwd: process.cwd(), env: process.env });
+  const run = (): Promise<Awaited<ReturnType<typeof applyRetention>>> =>
+    new MockActivityEnvironment().run(applyRetention, { spec, scores: [] });
+  // a retraining round promoted 9 (its eval score is not among this run's): keepLast 1 alone would delete it
+  await writeFile(path.join(save, 'promoted.json'), JSON.stringify({ iteration: 9, score: 0.5, history: [] }));
+  let result = await run();
+  assert.deepEqual(result.keep, [9, 39]);
+  assert.deepEqual(result.deleted, [19, 29]);
+  assert.ok(!result.deleteNext.includes(9), 'nor next time');
+  // a damaged promoted.json: nothing is deleted until it names a checkpoint again
+  await checkpoint(49);
+  await writeFile(path.join(save, 'latest_checkpointed_iteration.txt'), '49');
+  await writeFile(path.join(save, 'promoted.json'), '{"iteration": "nine"');
+  result = await run();
+  assert.deepEqual(result.deleted, []);
+  const left = (await readdir(save)).filter((name) => name.startsWith('iter_')).sort();
+  assert.deepEqual(left, ['iter_0000009', 'iter_0000039', 'iter_0000049']);
+});
