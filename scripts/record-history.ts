@@ -9,7 +9,7 @@
 // continues as new (the server suggests it after 40 events), then a retrain of 3 more rollouts. The runs post their
 // notifications (every checkpoint and eval too) to a loopback webhook receiver.
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import proto from '@temporalio/proto';
 import type { Client } from '@temporalio/client';
@@ -27,9 +27,11 @@ if (!label || !/^[a-z0-9][a-z0-9.-]*$/.test(label)) {
 }
 const dir = join(repoRoot, 'test', 'histories');
 const fileFor = (name: string) => join(dir, `${label}-${name}.binpb`);
-// the workflow id each history ran under, which its replay needs (a pipeline names its training child after it)
-const idsFile = join(dir, 'workflow-ids.json');
-const ids = JSON.parse(await readFile(idsFile, 'utf8')) as Record<string, string>;
+// the workflow id each history ran under, which its replay needs (a pipeline names its training child after it): a
+// file of the label's own, as committed files are never edited
+const idsFile = join(dir, `${label}.workflow-ids.json`);
+if (existsSync(idsFile)) throw new Error(`${idsFile} exists: histories are never re-recorded (choose a new label)`);
+const ids: Record<string, string> = {};
 
 /** Every run of a workflow id (continue-as-new makes several), oldest first. */
 async function runsOf(client: Client, workflowId: string): Promise<string[]> {

@@ -28,7 +28,12 @@ describe('replay of recorded workflow histories', () => {
       assert.ok(files.includes(required), `${required} is committed`);
     }
     // The workflow id a history ran under (a pipeline names its training child after it); default: the file name.
-    const ids = JSON.parse(await readFile(`${dir}/workflow-ids.json`, 'utf8')) as Record<string, string>;
+    // (keel 0.2's in workflow-ids.json; each later label's in <label>.workflow-ids.json)
+    const idFiles = (await readdir(dir)).filter((f) => f === 'workflow-ids.json' || f.endsWith('.workflow-ids.json'));
+    const ids = Object.assign(
+      {},
+      ...(await Promise.all(idFiles.map(async (f) => JSON.parse(await readFile(`${dir}/${f}`, 'utf8'))))),
+    ) as Record<string, string>;
     const histories = await Promise.all(
       files.map(async (f) => ({
         workflowId: Object.hasOwn(ids, f) ? ids[f]! : f,
