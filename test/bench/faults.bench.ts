@@ -2,25 +2,14 @@
 // of different kinds injected while training runs (a lost worker node, a hung trainer, a crashed trainer). Prints
 // the effective training time ratio (time on rollouts that were kept / wall time, with and without the trainer's
 // start-up), and per failure: detection, keel's share of the recovery, the trainer's start-up and rollouts lost.
-import { readFile } from 'node:fs/promises';
 import { trainingStatusQuery, type TrainingStatus } from '../../workflows/definitions.js';
-import { nodeProcesses } from '../../src/local/node-processes.js';
 import { describeError } from '../../src/client/index.js';
 import { formatTotals, recoveryTotals, restartAccounts } from '../../src/progress/recovery.js';
 import { eventually } from '../support/pipeline.js';
-import { startTinyRig } from '../support/tiny-pipeline.js';
+import { startTinyRig, trainerPids } from '../support/tiny-pipeline.js';
 
 const NUM_ROLLOUT = 200;
 const SAVE_INTERVAL = 10;
-
-async function trainerPids(stateDir: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const pid of await nodeProcesses(stateDir)) {
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.includes('train.py') && !cmdline.startsWith('bash')) pids.push(pid);
-  }
-  return pids;
-}
 
 const fmt = (seconds: number | undefined) => `${seconds === undefined ? '-' : seconds.toFixed(1)} s`.padStart(9);
 

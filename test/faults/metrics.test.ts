@@ -9,11 +9,10 @@ import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { KeelClient } from '../../src/client/index.js';
 import { freePort } from '../../src/local/net.js';
-import { nodeProcesses } from '../../src/local/node-processes.js';
 import { trainingStatusQuery, type TrainingStatus } from '../../workflows/definitions.js';
 import { eventually, tempDir, uniqueQueue } from '../support/pipeline.js';
 import { repoRoot, workflowBundle } from '../support/temporal.js';
-import { startTinyRig, type TinyRig } from '../support/tiny-pipeline.js';
+import { startTinyRig, trainerPids, type TinyRig } from '../support/tiny-pipeline.js';
 import { parseExposition, sampleValue, type Sample } from '../support/prometheus.js';
 
 interface Scrape {
@@ -218,15 +217,6 @@ describe('worker metrics during a tiny-local run', { timeout: 900_000 }, () => {
     assert.ok(core.length >= 1 && core.every((l) => l.name === 'keel-worker'), 'core log lines forwarded to pino');
   });
 });
-
-async function trainerPids(stateDir: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const pid of await nodeProcesses(stateDir)) {
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.includes('train.py') && !cmdline.startsWith('bash')) pids.push(pid);
-  }
-  return pids;
-}
 
 /** The Prometheus Python client's parser (Ray ships it in the venv) reads the whole exposition. */
 async function assertParsesAsPrometheus(body: string): Promise<void> {

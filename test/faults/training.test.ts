@@ -5,7 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import {
@@ -20,10 +20,9 @@ import { readTracker } from '../../src/progress/checkpoints.js';
 import { describeError } from '../../src/client/index.js';
 import { RayDashboardClient } from '../../src/cluster/ray-dashboard.js';
 import { dashboardUrlFor } from '../../activities/cluster.js';
-import { nodeProcesses } from '../../src/local/node-processes.js';
 import { sshUnavailableReason } from '../support/sshd.js';
 import { eventually, eventuallyWhileRunning } from '../support/pipeline.js';
-import { startTinyRig, type TinyRig } from '../support/tiny-pipeline.js';
+import { startTinyRig, trainerPids, type TinyRig } from '../support/tiny-pipeline.js';
 
 const skip = sshUnavailableReason();
 
@@ -150,11 +149,7 @@ describe('training faults on the local cluster', { skip, timeout: 2_400_000 }, (
     );
     // Freeze the trainer's driver (train.py) on the head node.
     const head = rig.cluster.nodes[0]!;
-    const pids = [];
-    for (const pid of await nodeProcesses(head.stateDir)) {
-      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-      if (cmdline.includes('train.py') && !cmdline.includes('bash')) pids.push(pid);
-    }
+    const pids = await trainerPids(head.stateDir);
     assert.ok(pids.length >= 1, 'found the trainer');
     const before = await rayNodeIds(head.host);
     const frozenAt = Date.now();

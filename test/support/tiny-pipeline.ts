@@ -1,5 +1,7 @@
 // The tiny-local pipeline for end-to-end and fault tests: a local cluster (optionally over sshd), the real dev server
 // and worker, a scaled-down run (few rollouts, short intervals and timeouts).
+import { nodeProcesses } from '../../src/local/node-processes.js';
+import { readFile } from 'node:fs/promises';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -90,4 +92,14 @@ export function tinySpec(cluster: LocalCluster, portBase: number, overrides: Rec
   };
   const raw = deepMerge(deepMerge(deepMerge(presets['tiny-local'], cluster.specOverrides()), scaled), overrides);
   return absolutize(resolveSpecOrThrow(raw), repoRoot);
+}
+
+/** The tiny trainer's driver processes (train.py, not its bash wrapper) among a local node's processes. */
+export async function trainerPids(stateDir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const pid of await nodeProcesses(stateDir)) {
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes('train.py') && !cmdline.startsWith('bash')) pids.push(pid);
+  }
+  return pids;
 }

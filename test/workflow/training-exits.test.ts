@@ -76,6 +76,19 @@ describe('training stops its job on the way out', { timeout: 180_000 }, () => {
     await env?.teardown();
   });
 
+  /** A real worker on a queue of its own, running the workflows with the stand-in's activities. */
+  const standInWorker = async (job: ReturnType<typeof jobStandIn>, options: { shutdownGraceTime?: string } = {}) => {
+    const queue = uniqueQueue('keel-exit');
+    const worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue: queue,
+      workflowBundle: await workflowBundle(),
+      activities: job.activities,
+      ...options,
+    });
+    return { queue, worker };
+  };
+
   const specFor = async (name: string) =>
     commandSpec({
       name,
@@ -86,13 +99,7 @@ describe('training stops its job on the way out', { timeout: 180_000 }, () => {
 
   it('a training that fails stops its job, and the run fails naming the cause', async () => {
     const job = jobStandIn('fails');
-    const queue = uniqueQueue('keel-exit');
-    const worker = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue: queue,
-      workflowBundle: await workflowBundle(),
-      activities: job.activities,
-    });
+    const { queue, worker } = await standInWorker(job);
     const workflowId = `keel-fails-${Date.now()}`;
     await worker.runUntil(async () => {
       const handle = await env.client.workflow.start('pipeline', {
@@ -112,14 +119,7 @@ describe('training stops its job on the way out', { timeout: 180_000 }, () => {
 
   it('terminating the pipeline cancels its training, which stops its job', async () => {
     const job = jobStandIn('runs');
-    const queue = uniqueQueue('keel-exit');
-    const worker = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue: queue,
-      workflowBundle: await workflowBundle(),
-      activities: job.activities,
-      shutdownGraceTime: '1s',
-    });
+    const { queue, worker } = await standInWorker(job, { shutdownGraceTime: '1s' });
     const workflowId = `keel-terminated-${Date.now()}`;
     await worker.runUntil(async () => {
       const handle = await env.client.workflow.start('pipeline', {
@@ -141,13 +141,7 @@ describe('training stops its job on the way out', { timeout: 180_000 }, () => {
 
   it('two checkpoints saved between two polls are both recorded, with their evals', async () => {
     const job = jobStandIn('saves-twice');
-    const queue = uniqueQueue('keel-exit');
-    const worker = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue: queue,
-      workflowBundle: await workflowBundle(),
-      activities: job.activities,
-    });
+    const { queue, worker } = await standInWorker(job);
     const workflowId = `keel-saves-twice-${Date.now()}`;
     const training = await worker.runUntil(async () => {
       const handle = await env.client.workflow.start('pipeline', {
