@@ -2,7 +2,7 @@
 // last heartbeated (the live position in the job's log) and the node pool of its spec. Pure: the collector gathers
 // the inputs, the registry exposes the result, and docs/metrics.md defines each figure.
 import { z } from 'zod';
-import { healthyPace, restartAccounts } from '../progress/recovery.js';
+import { healthyPace, outageSeconds, restartAccounts } from '../progress/recovery.js';
 
 const isoTime = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO time');
 
@@ -136,21 +136,7 @@ export function trainingFigures(sample: TrainingSample, now: number): TrainingFi
  * resume are not in it: they are `rolloutsLost`.
  */
 export function secondsLost(status: TrainingStatusSample, live: LiveCursor | undefined, now: number): number {
-  let lostMs = 0;
-  let outageSince: number | undefined;
-  for (const f of status.failures) {
-    outageSince ??= Date.parse(f.lastProgressAt ?? f.detectedAt ?? f.at);
-    if (f.recoveredAt) {
-      lostMs += Math.max(0, Date.parse(f.recoveredAt) - outageSince);
-      outageSince = undefined;
-    }
-  }
-  if (outageSince !== undefined) {
-    const resumedAt = live?.firstRolloutAt ? Date.parse(live.firstRolloutAt) : undefined;
-    const end = resumedAt !== undefined && resumedAt >= outageSince ? resumedAt : now;
-    lostMs += Math.max(0, end - outageSince);
-  }
-  return lostMs / 1000;
+  return outageSeconds(status.failures, new Date(now).toISOString(), live?.firstRolloutAt);
 }
 
 /** Where the restarts' time went, and the lost rollouts' time, as keel status accounts them. */

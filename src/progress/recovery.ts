@@ -105,9 +105,10 @@ export function healthyPace(training: Pick<TrainingStatus, 'checkpoints' | 'fail
 /**
  * Seconds training made no progress because of failures: failures in a row before training came back (a crash loop,
  * an operator's pause after it) are one outage, from the progress before the first to the first rollout after the
- * last; an outage still open at `endedAt` counts until then.
+ * last. An outage still open counts until `resumedAt` (the current job's first rollout, when one was seen after the
+ * outage began), else until `endedAt`.
  */
-export function outageSeconds(failures: FailureRecord[], endedAt: string): number {
+export function outageSeconds(failures: FailureRecord[], endedAt: string, resumedAt?: string): number {
   let total = 0;
   let openedAt: string | undefined;
   for (const f of failures.filter((x) => !endsTheRun.has(x.kind))) {
@@ -117,7 +118,10 @@ export function outageSeconds(failures: FailureRecord[], endedAt: string): numbe
       openedAt = undefined;
     }
   }
-  if (openedAt) total += seconds(openedAt, endedAt) ?? 0;
+  if (openedAt) {
+    const resumed = resumedAt !== undefined && Date.parse(resumedAt) >= Date.parse(openedAt);
+    total += seconds(openedAt, resumed ? resumedAt : endedAt) ?? 0;
+  }
   return total;
 }
 
