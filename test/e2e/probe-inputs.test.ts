@@ -111,12 +111,14 @@ describe('probe: training inputs on every node, storage not shared', { skip, tim
     );
 
   it('Python run in the slime checkout on 2 of 4 nodes (__pycache__) leaves the inputs the same', async () => {
+    const env = { ...process.env };
+    delete env.PYTHONDONTWRITEBYTECODE; // Python as a node runs it: writing bytecode next to what it imports
     for (const i of [1, 3]) {
-      execFileSync(join(repoRoot, '.venv', 'bin', 'python3'), [
-        '-c',
-        'import sys; sys.path.insert(0, sys.argv[1]); import slime_contract',
-        join(local(i), 'slime'),
-      ]);
+      execFileSync(
+        join(repoRoot, '.venv', 'bin', 'python3'),
+        ['-c', 'import sys; sys.path.insert(0, sys.argv[1]); import slime_contract', join(local(i), 'slime')],
+        { env },
+      );
       // no .gitignore in the checkout: keel itself leaves __pycache__ out
       assert.ok((await readdir(join(local(i), 'slime', '__pycache__'))).length > 0);
     }

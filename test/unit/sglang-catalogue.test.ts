@@ -91,9 +91,12 @@ describe('the SGLang catalogue from the real wheels (sglang 0.5.15.post1, sglang
 describe("the probe's on-node path: the same script, sglang found where the node's Python would import it", () => {
   it('builds the same SGLang catalogue from the installed packages', async () => {
     const site = await tempDir('keel-site-');
+    // the packages as pip would lay them out (only the files the catalogue reads, and the packages' __init__.py)
     const unpack = `import sys, zipfile
 for wheel in sys.argv[2:]:
-    zipfile.ZipFile(wheel).extractall(sys.argv[1])`;
+    z = zipfile.ZipFile(wheel)
+    z.extractall(sys.argv[1], [n for n in z.namelist() if n.split('/')[-1] in
+        ('__init__.py', 'server_args.py', 'router_args.py', 'version.py', '_version.py') and n.count('/') <= 2])`;
     execFileSync(python, ['-c', unpack, site, wheels.sglang, wheels.router]);
     const raw = deepMerge(presets['tiny-local'], {
       cluster: { env: { PATH: '.venv/bin:/usr/local/bin:/usr/bin:/bin', PYTHONPATH: site } },
