@@ -39,4 +39,5 @@ done
 out="$here/src/plan/slime-args/slime-${full:0:8}.json"
 python3 "$here/scripts/slime_args_catalogue.py" --slime "$work/slime" --megatron "$work/megatron" \
   --sglang-wheel "${wheels[0]}" --sglang-router-wheel "${wheels[1]}" "${patches[@]}" --out "$out"
+(cd "$here" && npx prettier --log-level warn --write "$out")
 echo "wrote $out (slime $full, Megatron-LM $megatron_commit with slime's patches, SGLang $sglang_version with $(( ${#patches[@]} / 2 )) of slime's patches, sglang-router $router_version)"

@@ -742,12 +742,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     parser.add_argument('--out', type=Path, help='write here instead of stdout')
     args = parser.parse_args(argv)
-    unpacked = tempfile.TemporaryDirectory(prefix='keel-sglang-')
-    if args.sglang_wheel:
+    unpacked = tempfile.TemporaryDirectory(prefix='keel-sglang-') if args.sglang_wheel or args.sglang_router_wheel else None
+    if unpacked and args.sglang_wheel:
         args.sglang = from_wheel(args.sglang_wheel, Path(unpacked.name) / 'sglang', SGLANG_FILES + SGLANG_VERSION_FILES)
         for patch in args.sglang_patch:
             apply_patch(patch, args.sglang, SGLANG_FILES[0])
-    if args.sglang_router_wheel:
+    if unpacked and args.sglang_router_wheel:
         args.sglang_router = from_wheel(
             args.sglang_router_wheel, Path(unpacked.name) / 'router', ROUTER_FILES + ROUTER_VERSION_FILES
         )
