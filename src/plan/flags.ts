@@ -161,7 +161,7 @@ export function checkArgv(
     }
     if (abbreviates) abbreviations.push(`${flag} (${abbreviates})`);
     if (!option) {
-      if (flag.startsWith('--sglang-') && !catalogue.sglangIncluded) {
+      if (/^--(sglang|router)-/.test(flag) && !catalogue.sglangIncluded) {
         unchecked.push(flag);
         continue;
       }
@@ -196,7 +196,7 @@ export function checkArgv(
     findings.push({
       severity: 'info',
       path: 'sglang',
-      message: `${unchecked.join(', ')} go to SGLang's server arguments, which ${from} does not list: not checked here (the probe checks them against the cluster's SGLang)`,
+      message: `${unchecked.join(', ')} go to SGLang's parser (server and router arguments), which ${from} does not list: not checked here (the probe checks them against the cluster's SGLang)`,
     });
   }
   return findings;
