@@ -25,6 +25,8 @@ import { durationMs as msToNumber } from '../src/spec/duration.js';
 import type { StepInput } from './steps.js';
 import { checkFlagsOnCluster } from './flag-check.js';
 import { checkInputsOnNodes } from './input-check.js';
+import { checkWorkerStorageView } from './storage-view.js';
+import { importProblems } from './import-check.js';
 
 export interface NodeReport {
   node: string;
@@ -356,6 +358,7 @@ export function clusterActivities(deps: ActivityDeps) {
       report.problems.push(`${spec.storage.baseDir} is not the shared storage (nonce not seen)`);
     report.slimeDir = probe.requiredDirExists === true;
     if (!report.slimeDir) report.problems.push(`slime directory ${spec.slime.dir} is missing`);
+    else report.problems.push(...(await importProblems(spec, node)));
     return report;
   }
 
@@ -369,6 +372,8 @@ export function clusterActivities(deps: ActivityDeps) {
     await executor.run(target(first), ['mkdir', '-p', join(spec.storage.baseDir, '.keel')]);
     await executor.writeFile(target(first), nonceFile, nonce);
     try {
+      // The worker sees baseDir as the nodes do (it casts, checks the conversion and applies retention there).
+      await checkWorkerStorageView(spec, nonceFile, nonce, nodeName(first));
       const reports = await onEveryNode(allNodes(spec), 'probed', (n) => probeOne(spec, n, nonceFile, nonce));
       // Before anything is submitted: every train.py flag against the parsers of the slime on the cluster.
       const flags = await checkFlagsOnCluster(spec);

@@ -1,10 +1,11 @@
 // The probe asks the cluster's own slime checkout for its argument catalogue (scripts/slime_args_catalogue.py, sent
-// as `python3 -c`, reading the parsers of slime, Megatron and the SGLang installed there) and refuses the run before
+// as `python3 -c`, reading the parsers of slime, Megatron and the sglang and sglang_router installed there, without
+// importing them) and refuses the run before
 // anything is submitted when train.py would get an unknown flag or a value its parsers reject.
 import { ApplicationFailure, log } from '@temporalio/activity';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { parseCatalogue } from '../src/plan/catalogue.js';
+import { parseCatalogue, withShippedSglang } from '../src/plan/catalogue.js';
 import { checkTrainFlags, describeCatalogue, type ArgCatalogue } from '../src/plan/flags.js';
 import { headNode } from '../src/recipe/commands.js';
 import type { Spec } from '../src/spec/schema.js';
@@ -30,8 +31,9 @@ export async function clusterCatalogue(spec: Spec): Promise<ArgCatalogue | undef
 /** Fail at once (ConfigError) when a train.py flag is unknown to, or rejected by, the slime that will run. */
 export async function checkFlagsOnCluster(spec: Spec): Promise<{ checkedAgainst?: string; notes: string[] }> {
   if (!Object.values(spec.steps).some((s) => s.kind === 'train')) return { notes: [] };
-  const catalogue = await clusterCatalogue(spec);
-  if (!catalogue) return { notes: ['the argument catalogue of the cluster could not be read: flags not checked'] };
+  const onNode = await clusterCatalogue(spec);
+  if (!onNode) return { notes: ['the argument catalogue of the cluster could not be read: flags not checked'] };
+  const { catalogue, notes } = await withShippedSglang(onNode);
   const findings = checkTrainFlags(spec, catalogue);
   const errors = findings.filter((f) => f.severity === 'error');
   if (errors.length) {
@@ -41,5 +43,8 @@ export async function checkFlagsOnCluster(spec: Spec): Promise<{ checkedAgainst?
       failureTypes.configError,
     );
   }
-  return { checkedAgainst: describeCatalogue(catalogue), notes: findings.map((f) => `${f.path}: ${f.message}`) };
+  return {
+    checkedAgainst: describeCatalogue(catalogue),
+    notes: [...notes, ...findings.map((f) => `${f.path}: ${f.message}`)],
+  };
 }

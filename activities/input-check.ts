@@ -1,7 +1,9 @@
 // Every input path training reads must be on every node, and the same there: the prompt and eval data (slime's
 // RolloutManager runs on whichever node Ray picks), --hf-checkpoint, --ref-load, and the slime and Megatron
-// checkouts. One POSIX sh script per node fingerprints them (a file: size and sha256; a directory: the names and
-// sizes of its files, .git left out, and the checkout's commit); paths travel as arguments, never in the script.
+// checkouts. One POSIX sh script per node fingerprints them (a file: size and sha256; a git checkout: its HEAD and the
+// content of every file that differs from it; another directory: the names and sizes of its files). What running
+// Python writes (__pycache__, *.pyc) is left out: the conversion runs Python in the slime checkout on some nodes only.
+// Paths travel as arguments, never in the script.
 import { ApplicationFailure } from '@temporalio/activity';
 import { nodeName } from '../src/recipe/commands.js';
 import type { NodeSpec, Spec } from '../src/spec/schema.js';
@@ -13,10 +15,20 @@ const fingerprintScript = [
   'for p in "$@"; do',
   '  if [ -f "$p" ]; then',
   '    printf "file %s %s\\n" "$(wc -c < "$p" | tr -d " ")" "$(sha256sum < "$p" | cut -d " " -f 1)"',
-  '  elif [ -d "$p" ]; then',
+  '  elif [ -d "$p" ] && [ "$(git -C "$p" rev-parse --show-toplevel 2>/dev/null)" = "$(cd "$p" && pwd -P)" ]; then',
+  // a git checkout: HEAD, and the content of every file that differs from it (tracked or not, ignored ones left out)
   '    head=$(git -C "$p" rev-parse HEAD 2>/dev/null || echo -)',
-  '    list=$(cd "$p" && find . -name .git -prune -o -type f -printf "%P %s\\n" | LC_ALL=C sort)',
-  '    printf "dir %s %s %s\\n" "$(printf "%s" "$list" | grep -c .)" "$head" "$(printf "%s" "$list" | sha256sum | cut -d " " -f 1)"',
+  '    list=$(git -C "$p" --no-optional-locks status --porcelain --untracked-files=all 2>/dev/null | grep -v -e "__pycache__/" -e "\\.pyc\\"\\{0,1\\}\\$" | while IFS= read -r line; do',
+  '      f=${line#???}; f=${f##* -> }',
+  '      if [ -f "$p/$f" ]; then s=$(sha256sum < "$p/$f" | cut -d " " -f 1); else s=deleted; fi',
+  '      printf "%s %s\\n" "$s" "$f"',
+  '    done | LC_ALL=C sort)',
+  '    first=$(printf "%s\\n" "$list" | head -n 1 | cut -d " " -f 2-)',
+  '    printf "git %s %s %s %s\\n" "$head" "$(printf "%s" "$list" | grep -c .)" "$(printf "%s" "$list" | sha256sum | cut -d " " -f 1)" "$first"',
+  '  elif [ -d "$p" ]; then',
+  // what running Python leaves behind (__pycache__, *.pyc) is not an input
+  '    list=$(cd "$p" && find . \\( -name .git -o -name __pycache__ \\) -prune -o -type f ! -name "*.pyc" -printf "%P %s\\n" | LC_ALL=C sort)',
+  '    printf "dir %s %s\\n" "$(printf "%s" "$list" | grep -c .)" "$(printf "%s" "$list" | sha256sum | cut -d " " -f 1)"',
   '  else',
   '    echo missing',
   '  fi',
@@ -40,7 +52,13 @@ async function fingerprints(spec: Spec, node: NodeSpec, paths: string[]): Promis
 function describe(fingerprint: string): string {
   const [kind, a, b] = fingerprint.split(' ');
   if (kind === 'file') return `a file of ${a} bytes, sha256 ${b?.slice(0, 12)}`;
-  if (kind === 'dir') return `a directory of ${a} files${b && b !== '-' ? ` at commit ${b.slice(0, 12)}` : ''}`;
+  if (kind === 'dir') return `a directory of ${a} files`;
+  if (kind === 'git') {
+    const first = fingerprint.split(' ').slice(4).join(' ');
+    const commit = a === '-' ? 'with no commit' : `at commit ${a?.slice(0, 12)}`;
+    if (b === '0') return `a clean git checkout ${commit}`;
+    return `a git checkout ${commit} with ${b} local change${b === '1' ? '' : 's'} (${first}${b === '1' ? '' : ', ...'})`;
+  }
   return fingerprint;
 }
 

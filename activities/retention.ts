@@ -37,7 +37,7 @@ export function retentionActivities(deps: ActivityDeps) {
     const saveDir = modelPaths(spec).save;
     const progress = { files: 0 };
     // Deletions an interrupted attempt began: finish them before planning.
-    for (const name of await readdir(saveDir).catch(() => [])) {
+    for (const name of await readSaveDir(saveDir)) {
       if (name.endsWith(deletingSuffix)) await deleteTree(join(saveDir, name), progress);
     }
     const { keepLast, keepEvery, keepBest } = spec.policies.retention;
@@ -95,6 +95,23 @@ async function promotedIteration(saveDir: string): Promise<number | undefined | 
     return typeof iteration === 'number' && Number.isInteger(iteration) ? iteration : 'unreadable';
   } catch {
     return 'unreadable';
+  }
+}
+
+/**
+ * The save dir's entries: none before the first save (ENOENT); any other failure (permissions, a stale mount) is an
+ * error, never "no checkpoints": read as empty, retention would keep every checkpoint until storage fills.
+ */
+async function readSaveDir(saveDir: string): Promise<string[]> {
+  try {
+    return await readdir(saveDir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new Error(
+      `retention cannot read the save dir ${saveDir} on the keel worker (${(error as Error).message}): the worker must ` +
+        'see storage.baseDir as the nodes do (docs/operations.md)',
+      { cause: error },
+    );
   }
 }
 

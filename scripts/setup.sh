@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # keel setup: idempotent. Installs the Node packages, a project .venv with the pinned
-# Python tools (Temporal CLI, Ray, torch CPU, huggingface_hub, safetensors, numpy) and,
+# Python tools (Temporal CLI, Ray, torch CPU, huggingface_hub, safetensors, numpy), the
+# sglang and sglang-router wheels slime pins (downloaded, not installed: .cache/wheels) and,
 # when running as root, the Debian packages the tests need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,9 @@ if ! cmp -s "$PY_REQS" "$stamp" 2>/dev/null; then
   .venv/bin/python -m pip install --disable-pip-version-check -q -r "$PY_REQS" 2> >(grep -v "is ignored" >&2)
   cp "$PY_REQS" "$stamp"
 fi
+
+# --- SGLang's wheels, read (never installed) for its argument catalogue --------
+bash scripts/sglang-wheels.sh >/dev/null || say "could not download the sglang wheels (scripts/sglang-wheels.sh): the SGLang catalogue test fails without them"
 
 # --- Debian packages the tests use ------------------------------------------
 need=()

@@ -16,13 +16,32 @@ const optionSchema = z.object({
   nargs: z.union([z.number().int(), z.string()]).nullable(),
   action: z.string().nullable().optional(),
   default: z.string().nullable().optional(),
+  /** 'sglang': an option of slime's separate SGLang parser (SGLang's server args, the router's, slime's own) */
+  parser: z.literal('sglang').optional(),
+});
+
+/** How slime adds SGLang's arguments, as read from its slime/backends/sglang_utils/arguments.py. */
+const sglangWiringSchema = z.object({
+  from: z.string(),
+  skipped: z.array(z.string()),
+  router: z.object({ prefix: z.string(), excludeHostPort: z.boolean() }).nullable(),
+  /** slime's SGLang parser is an argparse parser with allow_abbrev (the default): unique prefixes are accepted */
+  allowAbbrev: z.boolean(),
 });
 
 /** What scripts/slime_args_catalogue.py prints: one entry per option string. */
 export const argCatalogueSchema = z.object({
   format: z.literal('keel-slime-args/1'),
-  sources: z.record(z.string(), z.object({ commit: z.string().nullable(), files: z.record(z.string(), z.string()) })),
+  sources: z.record(
+    z.string(),
+    z.object({
+      commit: z.string().nullable(),
+      version: z.string().optional(),
+      files: z.record(z.string(), z.string()),
+    }),
+  ),
   sglangIncluded: z.boolean(),
+  sglang: sglangWiringSchema.optional(),
   unresolved: z.array(z.string()),
   options: z.record(z.string(), optionSchema),
 });
@@ -38,6 +57,32 @@ export interface ParsedFlag {
 }
 
 const looksLikeFlag = (token: string) => token.startsWith('--') || (token.startsWith('-') && !/^-\d/.test(token));
+
+/** What argparse makes of one option string: the option, the one it abbreviates, or the ones it could abbreviate. */
+export interface Lookup {
+  option?: ArgOption;
+  /** the full flag when `flag` is an abbreviation slime's SGLang parser accepts */
+  abbreviates?: string;
+  /** two or more SGLang-parser flags `flag` is a prefix of: that parser stops slime with "ambiguous option" */
+  ambiguous?: string[];
+}
+
+/**
+ * slime parses SGLang's flags with a parser of their own (parse_known_args, allow_abbrev left on), then Megatron's
+ * and its own with allow_abbrev=False. So a flag is taken when either parser knows it exactly, or when it is a unique
+ * prefix of the SGLang parser's flags; a prefix of several is an error in that parser, even for a flag the other
+ * parser knows exactly.
+ */
+export function lookupFlag(catalogue: ArgCatalogue, flag: string): Lookup {
+  const exact = catalogue.options[flag];
+  if (exact?.parser === 'sglang' || !catalogue.sglang?.allowAbbrev || !flag.startsWith('--')) return { option: exact };
+  const matches = Object.keys(catalogue.options).filter(
+    (f) => f.startsWith(flag) && catalogue.options[f]!.parser === 'sglang',
+  );
+  if (matches.length > 1) return { option: exact, ambiguous: matches.sort() };
+  if (exact) return { option: exact };
+  return matches.length === 1 ? { option: catalogue.options[matches[0]!], abbreviates: matches[0] } : {};
+}
 
 /** How many values a flag takes (argparse's nargs), or 'greedy' for '+' and '*'. */
 function arity(option: ArgOption | undefined): number | 'optional' | 'greedy' {
@@ -60,7 +105,7 @@ export function parseFlags(argv: readonly string[], catalogue: ArgCatalogue | un
       out.push({ flag: token.slice(0, eq), values: [token.slice(eq + 1)], path: `${path}[${i}]` });
       continue;
     }
-    const take = catalogue ? arity(catalogue.options[token]) : 'greedy';
+    const take = catalogue ? arity(lookupFlag(catalogue, token).option) : 'greedy';
     const values: string[] = [];
     const limit = typeof take === 'number' ? take : take === 'optional' ? 1 : Infinity;
     while (values.length < limit && i + 1 < argv.length && !looksLikeFlag(argv[i + 1]!)) values.push(argv[++i]!);
@@ -100,10 +145,23 @@ export function checkArgv(
   const findings: Finding[] = [];
   const known = Object.keys(catalogue.options).filter((f) => f.startsWith('--'));
   const unchecked: string[] = [];
+  const abbreviations: string[] = [];
   for (const { flag, values, path } of flags) {
-    const option = catalogue.options[flag];
+    const { option, abbreviates, ambiguous } = lookupFlag(catalogue, flag);
+    if (ambiguous) {
+      findings.push({
+        severity,
+        path,
+        message:
+          `${flag} is a prefix of ${ambiguous.length} flags of slime's SGLang parser (${ambiguous.slice(0, 4).join(', ')}` +
+          `${ambiguous.length > 4 ? ', ...' : ''}), which accepts abbreviations: it stops slime with "ambiguous option" at start-up`,
+        fix: `spell out the flag you mean`,
+      });
+      continue;
+    }
+    if (abbreviates) abbreviations.push(`${flag} (${abbreviates})`);
     if (!option) {
-      if (flag.startsWith('--sglang-') && !catalogue.sglangIncluded) {
+      if (/^--(sglang|router)-/.test(flag) && !catalogue.sglangIncluded) {
         unchecked.push(flag);
         continue;
       }
@@ -127,11 +185,18 @@ export function checkArgv(
       });
     }
   }
+  if (abbreviations.length) {
+    findings.push({
+      severity: 'info',
+      path: 'sglang',
+      message: `abbreviations slime's SGLang parser accepts: ${abbreviations.join(', ')}; spelt out, they stay right when SGLang adds a flag with the same start`,
+    });
+  }
   if (unchecked.length) {
     findings.push({
       severity: 'info',
       path: 'sglang',
-      message: `${unchecked.join(', ')} go to SGLang's server arguments, which ${from} does not list: not checked here (the probe checks them against the cluster's SGLang)`,
+      message: `${unchecked.join(', ')} go to SGLang's parser (server and router arguments), which ${from} does not list: not checked here (the probe checks them against the cluster's SGLang)`,
     });
   }
   return findings;
@@ -161,7 +226,12 @@ export function describeCatalogue(catalogue: ArgCatalogue): string {
     return s ? `${name}${s.commit ? ` ${s.commit.slice(0, 8)}` : ''}` : undefined;
   };
   const main = short('slime') ?? short('stand-in') ?? 'the slime checkout';
-  const rest = ['megatron', 'sglang'].map(short).filter(Boolean);
+  const rest = ['megatron', 'sglang', 'sglang-router']
+    .map((name) => {
+      const s = catalogue.sources[name];
+      return s?.version && !s.commit ? `${name} ${s.version}` : short(name);
+    })
+    .filter(Boolean);
   return rest.length ? `${main} (${rest.join(', ')})` : main;
 }
 

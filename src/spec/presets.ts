@@ -15,8 +15,15 @@ const datasetSteps = {
     repoType: 'dataset',
     repo: 'zhuzilin/dapo-math-17k',
     localDir: 'dapo-math-17k',
+    needs: ['probe'] as string[],
   },
-  'eval-data': { kind: 'hf-download', repoType: 'dataset', repo: 'zhuzilin/aime-2024', localDir: 'aime-2024' },
+  'eval-data': {
+    kind: 'hf-download',
+    repoType: 'dataset',
+    repo: 'zhuzilin/aime-2024',
+    localDir: 'aime-2024',
+    needs: ['probe'] as string[],
+  },
 } as const;
 
 /**
@@ -35,7 +42,13 @@ const deepseekR1: SpecInput = {
     gpuMemoryGiB: 80,
   },
   storage: { baseDir: '/data/keel' },
-  slime: { dir: '/root/slime', megatronPath: '/root/Megatron-LM/', python: 'python3' },
+  slime: {
+    dir: '/root/slime',
+    megatronPath: '/root/Megatron-LM/',
+    python: 'python3',
+    // what train.py needs on every node, imported by the probe with the job's environment
+    imports: ['sglang', 'deep_ep', 'megatron', 'slime'],
+  },
   model: {
     repo: 'deepseek-ai/DeepSeek-R1',
     revision: 'main',
@@ -76,7 +89,14 @@ const deepseekR1: SpecInput = {
   rayHead: {
     port: 6379,
     dashboardPort: 8265,
-    jobEnv: { CUDA_DEVICE_MAX_CONNECTIONS: '1', NVSHMEM_DISABLE_NCCL: '1' },
+    // upstream's job environment (scripts/run-deepseek-r1.sh at slime 624b824a): its runtime_env, and the
+    // PYTHONUNBUFFERED it exports before `ray job submit`
+    jobEnv: {
+      CUDA_DEVICE_MAX_CONNECTIONS: '1',
+      NVSHMEM_DISABLE_NCCL: '1',
+      LD_LIBRARY_PATH: '/usr/local/nvidia/lib:/usr/local/nvidia/lib64:/sgl-workspace/nvshmem/install/lib/',
+      PYTHONUNBUFFERED: '1',
+    },
   },
   distributed: { actorNumNodes: 16, actorNumGpusPerNode: 8, colocate: true },
   ckpt: {
@@ -167,7 +187,8 @@ const deepseekR1: SpecInput = {
   },
   steps: {
     probe: { kind: 'probe' },
-    download: { kind: 'hf-download' },
+    // after the probe: it checks that the worker sees storage.baseDir as the nodes do before 689 GB arrive there
+    download: { kind: 'hf-download', needs: ['probe'] },
     ...datasetSteps,
     // keel's native cast: no GPU, no Python, 2.6x faster than slime's tool on an H200 node, and the same bytes
     // in every file (likeSlime); `engine: slime` runs slime's tools/fp8_cast_bf16.py instead
@@ -298,7 +319,8 @@ const qwen3_4b: SpecInput = {
   },
   steps: {
     probe: { kind: 'probe' },
-    download: { kind: 'hf-download' },
+    // after the probe: it checks that the worker sees storage.baseDir as the nodes do before 689 GB arrive there
+    download: { kind: 'hf-download', needs: ['probe'] },
     ...datasetSteps,
     convert: { kind: 'torch-dist-convert', needs: ['download', 'probe'] },
     cluster: { kind: 'ray-cluster', needs: ['convert'] },

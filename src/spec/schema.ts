@@ -116,6 +116,14 @@ export const slimeSchema = z
     dir: nonEmpty.default('/root/slime'),
     megatronPath: nonEmpty.default('/root/Megatron-LM/'),
     python: nonEmpty.default('python3'),
+    imports: z
+      .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/, 'must be a Python module name'))
+      .max(50)
+      .default([])
+      .describe(
+        "Python modules the probe imports on every node before training, in slime.dir with the job's environment " +
+          '(e.g. sglang, deep_ep, megatron, slime): a missing one names the node and the error',
+      ),
   })
   .strict();
 
@@ -197,7 +205,7 @@ export const grpoSchema = z
     advantageEstimator: z.enum(['grpo', 'gspo', 'reinforce_plus_plus', 'reinforce_plus_plus_baseline', 'ppo']),
     useKlLoss: z.boolean().default(false),
     klLossCoef: z.number().nonnegative().optional(),
-    klLossType: z.enum(['kl', 'k2', 'k3', 'low_var_kl']).optional(),
+    klLossType: z.enum(['k1', 'k2', 'k3', 'low_var_kl']).optional(),
     entropyCoef: z.number().nonnegative().optional(),
     epsClip: z.number().positive(),
     epsClipHigh: z.number().positive().optional(),
@@ -550,7 +558,12 @@ export const specSchema = z
     preset: nonEmpty.optional().describe('the preset this spec was built from, if any'),
     cluster: clusterSchema,
     storage: storageSchema,
-    slime: slimeSchema.default({ dir: '/root/slime', megatronPath: '/root/Megatron-LM/', python: 'python3' }),
+    slime: slimeSchema.default({
+      dir: '/root/slime',
+      megatronPath: '/root/Megatron-LM/',
+      python: 'python3',
+      imports: [],
+    }),
     model: modelSchema,
     conversion: conversionSchema,
     rayHead: rayHeadSchema.default({

@@ -7,6 +7,9 @@
 // 4-node run first, so neither start-up nor another count's state is measured.
 // KEEL_SCALE_NODES=16,128 picks the counts; KEEL_SIM_LATENCY_MS and KEEL_SIM_RAY_REGISTRATION_MS the simulation;
 // KEEL_SCALE_MAX_COMMANDS the spec's cluster.maxConcurrentCommands (default 64).
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import proto from '@temporalio/proto';
 import type { Client } from '@temporalio/client';
 import type { ResultPromise } from 'execa';
@@ -23,7 +26,14 @@ const latencyMs = Number(process.env.KEEL_SIM_LATENCY_MS ?? 50);
 const rayRegistrationMs = Number(process.env.KEEL_SIM_RAY_REGISTRATION_MS ?? 1000);
 const maxConcurrentCommands = Number(process.env.KEEL_SCALE_MAX_COMMANDS ?? defaultMaxConcurrentCommands);
 const gpusPerNode = 4; // the captured H200 node's
-const paths = { baseDir: '/sim/shared', slime: '/sim/slime', megatron: '/sim/megatron', state: '/sim/state/{node}' };
+// The shared storage is a real directory of this host (the worker reads the probe's nonce file there, as a worker
+// that mounts the nodes' storage does); everything else exists only in the simulation.
+const paths = {
+  baseDir: join(tmpdir(), `keel-scale-shared-${process.pid}`),
+  slime: '/sim/slime',
+  megatron: '/sim/megatron',
+  state: '/sim/state/{node}',
+};
 
 type IpcWorker = ResultPromise<{ ipc: true }>;
 
@@ -99,6 +109,7 @@ async function measure(
     rayRegistrationMs,
     sharedDirs: [paths.baseDir],
     existingDirs: [paths.slime, paths.megatron, paths.baseDir],
+    sharedOnDisk: true,
   };
   const worker = cp.startWorker({
     script: 'test/bench/scale-worker.ts',
@@ -170,5 +181,6 @@ export async function run(): Promise<void> {
   } finally {
     await close();
     await cp.stopServer();
+    await rm(paths.baseDir, { recursive: true, force: true });
   }
 }

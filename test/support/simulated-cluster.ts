@@ -5,10 +5,10 @@
 // launched process, and the node-side record scripts from an in-memory table. A stand-in of the Ray dashboard's
 // state API lists a node as ALIVE `rayRegistrationMs` after its `ray start` was launched. Anything else it was not
 // built to answer fails with exit 127 and says so: it never pretends.
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { buildProbeCommand, formatProbeSection } from '../../src/cluster/node-probe.js';
 import { notFoundExitCode } from '../../src/exec/node-scripts.js';
@@ -25,6 +25,11 @@ export interface SimulatedClusterOptions {
   sharedDirs: string[];
   /** Directories that exist on every node (the slime checkout, say). */
   existingDirs: string[];
+  /**
+   * Files written into the shared directories also land on this host's disk at the same path, as on a worker that
+   * mounts the nodes' storage (the probe checks that the worker reads the nonce file a node wrote).
+   */
+  sharedOnDisk?: boolean;
 }
 
 interface SimProcess {
@@ -207,10 +212,16 @@ export class SimulatedExecutor extends ScriptExecutor {
         const content = this.cluster.files.get(this.cluster.fileKey(node, args[0]!));
         return content === undefined ? answer('', notFoundExitCode) : answer(content);
       }
-      case 'keel-writeFile':
+      case 'keel-writeFile': {
         this.cluster.count('writeFile');
-        this.cluster.files.set(this.cluster.fileKey(node, args[0]!), options.input ?? '');
+        const key = this.cluster.fileKey(node, args[0]!);
+        this.cluster.files.set(key, options.input ?? '');
+        if (this.cluster.options.sharedOnDisk && key.startsWith('shared:')) {
+          mkdirSync(dirname(args[0]!), { recursive: true });
+          writeFileSync(args[0]!, options.input ?? '');
+        }
         return answer('');
+      }
       default:
         return this.unknown(node, argv);
     }

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { plan, type Finding } from '../../src/plan/index.js';
-import { loadCatalogue, parseCatalogue } from '../../src/plan/catalogue.js';
-import type { ArgCatalogue } from '../../src/plan/flags.js';
+import { loadCatalogue, parseCatalogue, withShippedSglang } from '../../src/plan/catalogue.js';
+import { trainFlags, type ArgCatalogue } from '../../src/plan/flags.js';
 import { resolveSpecOrThrow, type PresetName } from '../../src/spec/index.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
@@ -34,7 +34,10 @@ describe('train.py flags against the shipped catalogue (slime 624b824a, Megatron
     it(`${preset}: every rendered flag exists and every value is accepted`, () => {
       const p = planWith({}, slime, preset);
       assert.deepEqual(errors(p.findings), []);
-      assert.match(p.flagsCheckedAgainst ?? '', /^slime 624b824a \(megatron 1dcf0daf\)$/);
+      assert.match(
+        p.flagsCheckedAgainst ?? '',
+        /^slime 624b824a \(megatron 1dcf0daf, sglang 0\.5\.15\.post1, sglang-router 0\.3\.2\)$/,
+      );
     });
   }
   it('a misspelt extraArgs flag is an error that suggests the real one', () => {
@@ -52,10 +55,54 @@ describe('train.py flags against the shipped catalogue (slime 624b824a, Megatron
     );
     const messages = errors(p.findings).map((f) => `${f.path}: ${f.message}`);
     assert.deepEqual(messages, [
-      "extraArgs[0]: --empty-unused-memory-level '5' is not one of 0, 1, 2: slime 624b824a (megatron 1dcf0daf) rejects it at start-up",
-      "extraArgs[2]: --seed 'x1' is not an integer: slime 624b824a (megatron 1dcf0daf) rejects it at start-up",
-      'extraArgs[4]: --distributed-timeout-minutes takes one value, got 0: slime 624b824a (megatron 1dcf0daf) rejects it at start-up',
+      "extraArgs[0]: --empty-unused-memory-level '5' is not one of 0, 1, 2: slime 624b824a (megatron 1dcf0daf, sglang 0.5.15.post1, sglang-router 0.3.2) rejects it at start-up",
+      "extraArgs[2]: --seed 'x1' is not an integer: slime 624b824a (megatron 1dcf0daf, sglang 0.5.15.post1, sglang-router 0.3.2) rejects it at start-up",
+      'extraArgs[4]: --distributed-timeout-minutes takes one value, got 0: slime 624b824a (megatron 1dcf0daf, sglang 0.5.15.post1, sglang-router 0.3.2) rejects it at start-up',
     ]);
+  });
+});
+
+describe("SGLang's flags as slime parses them (a parser of their own, abbreviations allowed)", () => {
+  it('a misspelt --sglang-* flag is an error that suggests the real one', () => {
+    const p = planWith({ extraArgs: ['--sglang-mem-fraction-statc', '0.7'] }, slime);
+    const [e, ...rest] = errors(p.findings);
+    assert.equal(rest.length, 0);
+    assert.match(e!.message, /^--sglang-mem-fraction-statc is not a flag of slime 624b824a/);
+    assert.equal(e!.fix, 'did you mean --sglang-mem-fraction-static?');
+  });
+  it("the router's flags (--router-*) are flags", () => {
+    const p = planWith({ extraArgs: ['--router-balance-abs-threshold', '10'] }, slime);
+    assert.deepEqual(errors(p.findings), []);
+  });
+  it("R1's own --sglang-* flags are checked, values included", () => {
+    const p = planWith({}, slime);
+    assert.equal(p.findings.filter((f) => /not checked here/.test(f.message)).length, 0);
+    const r1 = trainFlags(resolveSpecOrThrow({ preset: 'deepseek-r1-128xh100', overrides: {} }), slime);
+    const sglang = r1.filter((f) => f.flag.startsWith('--sglang-'));
+    assert.ok(sglang.length >= 8);
+    for (const { flag } of sglang) assert.equal(slime.options[flag]?.parser, 'sglang', flag);
+    const bad = planWith(
+      { extraArgs: ['--sglang-cuda-graph-max-bs', 'many', '--sglang-dsa-prefill-backend', 'x'] },
+      slime,
+    );
+    assert.deepEqual(
+      errors(bad.findings).map((f) => f.message.split(':')[0]),
+      [
+        "--sglang-cuda-graph-max-bs 'many' is not an integer",
+        "--sglang-dsa-prefill-backend 'x' is not one of flashmla_sparse, flashmla_kv, flashmla_auto, fa3, tilelang, aiter, trtllm",
+      ],
+    );
+  });
+  it('a unique prefix is accepted (noted); a prefix of several stops slime ("ambiguous option")', () => {
+    const ok = planWith({ extraArgs: ['--sglang-mem-frac', '0.7'] }, slime);
+    assert.deepEqual(errors(ok.findings), []);
+    assert.ok(ok.findings.some((f) => f.message.includes('--sglang-mem-frac (--sglang-mem-fraction-static)')));
+    const [e] = errors(planWith({ extraArgs: ['--sglang-enable-dp'] }, slime).findings);
+    assert.match(e!.message, /--sglang-enable-dp is a prefix of 3 flags of slime's SGLang parser/);
+  });
+  it('Megatron and slime flags are not abbreviated (allow_abbrev=False there)', () => {
+    const [e] = errors(planWith({ extraArgs: ['--kl-loss-co', '0.01'] }, slime).findings);
+    assert.equal(e?.fix, 'did you mean --kl-loss-coef?');
   });
 });
 
@@ -116,5 +163,29 @@ describe("the stand-in's catalogue, read by the same script", () => {
     assert.deepEqual(errors(planWith({}, standIn, 'tiny-local').findings), []);
     const p = planWith({ extraArgs: ['--kl-los-coef', '0.01'] }, standIn, 'tiny-local');
     assert.equal(errors(p.findings)[0]?.fix, 'did you mean --kl-loss-coef?');
+  });
+});
+
+describe("the shipped catalogue chosen by the slime commit the probe finds (when the node's Python finds no sglang)", () => {
+  const withoutSglang = (commit: string): ArgCatalogue => ({
+    ...slime,
+    sglangIncluded: false,
+    sources: { slime: { ...slime.sources.slime!, commit } },
+    options: Object.fromEntries(Object.entries(slime.options).filter(([, o]) => o.src !== 'sglang')),
+  });
+  it('the same commit: SGLang flags from the shipped catalogue, with a note', async () => {
+    const { catalogue, notes } = await withShippedSglang(withoutSglang(slime.sources.slime!.commit!));
+    assert.equal(catalogue.options['--sglang-mem-fraction-static']?.type, 'float');
+    assert.match(notes[0]!, /checked against the catalogue keel ships for slime 624b824a/);
+  });
+  it('a commit keel ships nothing for: a clear note naming the commit and the script', async () => {
+    const { catalogue, notes } = await withShippedSglang(withoutSglang('0123456789abcdef0123456789abcdef01234567'));
+    assert.equal(catalogue.options['--sglang-mem-fraction-static'], undefined);
+    assert.match(
+      notes[0]!,
+      /keel ships no catalogue for slime 01234567 \(it ships: 624b824a\): SGLang's flags are not checked; make one with scripts\/make-slime-catalogue\.sh 0123456789abcdef/,
+    );
+    const p = planWith({ extraArgs: ['--sglang-mem-fraction-statc', '0.7'] }, catalogue);
+    assert.ok(p.findings.some((f) => /not checked here/.test(f.message)));
   });
 });

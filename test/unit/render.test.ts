@@ -114,6 +114,11 @@ describe('render of the deepseek-r1-128xh100 preset, flag by flag against the re
     assert.equal(job.envVars.PYTHONPATH, '/root/Megatron-LM/');
     assert.equal(job.envVars.CUDA_DEVICE_MAX_CONNECTIONS, '1');
     assert.equal(job.envVars.NVSHMEM_DISABLE_NCCL, '1');
+    assert.equal(
+      job.envVars.LD_LIBRARY_PATH,
+      '/usr/local/nvidia/lib:/usr/local/nvidia/lib64:/sgl-workspace/nvshmem/install/lib/',
+    );
+    assert.equal(job.envVars.PYTHONUNBUFFERED, '1');
     assert.equal(job.envVars.MASTER_ADDR, 'node01');
     assert.match(job.envVars.no_proxy!, /localhost,127\.0\.0\.1,0\.0\.0\.0,node01/);
     assert.match(job.entrypoint, /^cd \/root\/slime && bash -c /);

@@ -118,3 +118,14 @@ test('never deletes the promoted checkpoint; a promoted.json that names none sto
   const left = (await readdir(save)).filter((name) => name.startsWith('iter_')).sort();
   assert.deepEqual(left, ['iter_0000009', 'iter_0000039', 'iter_0000049']);
 });
+
+test('a save dir the worker cannot read is an error naming it, never "no checkpoints"', async () => {
+  const notADir = path.join(await mkdtemp(path.join(os.tmpdir(), 'keel-retention-')), 'save');
+  await writeFile(notADir, 'a file where the save dir should be'); // readdir fails with ENOTDIR, as on a stale mount
+  const spec = resolveSpecOrThrow({ preset: 'tiny-local', overrides: { ckpt: { save: notADir } } });
+  const { applyRetention } = trainingActivities({ cwd: process.cwd(), env: process.env });
+  await assert.rejects(new MockActivityEnvironment().run(applyRetention, { spec, scores: [] }), (error: Error) =>
+    error.message.startsWith(`retention cannot read the save dir ${notADir} on the keel worker`),
+  );
+  await rm(path.dirname(notADir), { recursive: true, force: true });
+});
