@@ -103,6 +103,11 @@ export function formatStatus(status: RunStatus): string {
     }
   }
   if (status.failure) lines.push(`  failed: ${status.failure}`);
+  if (status.source === 'history') {
+    const why = status.workerPolling === false ? ': no worker polls its task queue' : '';
+    const gaps = status.partial ? `; not recorded there: ${status.partial}` : '';
+    lines.push(`  (read from the run's history${why}${gaps})`);
+  }
   return lines.join('\n');
 }
 
