@@ -4,7 +4,7 @@
 // their history holds: a completed pipeline's steps (its result), and the training record as the last run of its
 // chain started (the state continue-as-new carried).
 import type { Client, WorkflowExecutionDescription, WorkflowHandle } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 import {
   recordMemoKey,
   statusQuery,
@@ -35,7 +35,7 @@ export async function workerPolls(client: Client, taskQueue: string): Promise<bo
   const answer = await client.workflowService.describeTaskQueue({
     namespace: client.options.namespace,
     taskQueue: { name: taskQueue },
-    taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
   });
   return (answer.pollers ?? []).length > 0;
 }
