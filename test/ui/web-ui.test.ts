@@ -196,19 +196,25 @@ describe('Web UI: start a run from the Start Workflow form', { timeout: 1_200_00
   });
 
   it("shows keel's story on the run's pages: step names on the timeline, training's rollout and last eval", async () => {
-    await page.goto(`${rig.uiUrl}/namespaces/default/workflows/keel-tiny-local`);
-    // the activities carry their step's name (workflows/pipeline.ts stepSummary)
-    for (const summary of ['check download', 'cast (cast FP8 to BF16)', 'cluster (start the Ray cluster)']) {
-      await page.getByText(summary, { exact: true }).first().waitFor({ timeout: 30_000 });
+    try {
+      await page.goto(`${rig.uiUrl}/namespaces/default/workflows/keel-tiny-local`);
+      // the timeline names each activity by its step (workflows/pipeline.ts stepSummary): `checkStep • check download`
+      for (const summary of ['checkStep • check download', 'cast FP8 to BF16', 'cluster (start the Ray cluster)']) {
+        await page.getByText(summary).first().waitFor({ timeout: 30_000 });
+      }
+      await page.screenshot({ path: join(artifacts, 'web-ui-pipeline-story.png'), fullPage: true });
+      // the current details (markdown set by the workflow, workflows/record.ts), as the page renders them
+      await page.goto(`${rig.uiUrl}/namespaces/default/workflows/keel-tiny-local-training`);
+      await page.getByRole('tab', { name: 'User Metadata' }).click();
+      await page.getByText('rollout 19 / 20').first().waitFor({ timeout: 30_000 });
+      const score = (await client.status('keel-tiny-local')).training!.evals.at(-1)!;
+      await page
+        .getByText(`last eval: ${score.score} at rollout ${score.rollout}`)
+        .first()
+        .waitFor({ timeout: 30_000 });
+    } finally {
+      await page.screenshot({ path: join(artifacts, 'web-ui-training-details.png'), fullPage: true });
     }
-    await page.getByText('keel tiny-local: tiny-local, 20 rollouts').first().waitFor({ timeout: 30_000 });
-    await page.screenshot({ path: join(artifacts, 'web-ui-pipeline-story.png'), fullPage: true });
-    await page.goto(`${rig.uiUrl}/namespaces/default/workflows/keel-tiny-local-training`);
-    // the current details (markdown set by the workflow, workflows/record.ts), as the page renders them
-    await page.getByText('rollout 19 / 20').first().waitFor({ timeout: 30_000 });
-    const score = (await client.status('keel-tiny-local')).training!.evals.at(-1)!;
-    await page.getByText(`last eval: ${score.score} at rollout ${score.rollout}`).first().waitFor({ timeout: 30_000 });
-    await page.screenshot({ path: join(artifacts, 'web-ui-training-details.png'), fullPage: true });
   });
 
   it('a continuation: keel report charts the whole run, rollouts 0 to the last, the boundary marked', async () => {
@@ -216,6 +222,10 @@ describe('Web UI: start a run from the Start Workflow form', { timeout: 1_200_00
     const more = JSON.parse(inputs.good) as { overrides: { rollout: { numRollout: number } } };
     more.overrides.rollout.numRollout = 26;
     await client.start(more);
+    // a run started by keel carries its summary (src/client/index.ts runSummary)
+    await page.goto(`${rig.uiUrl}/namespaces/default/workflows/${workflowId}`);
+    await page.getByRole('tab', { name: 'User Metadata' }).click();
+    await page.getByText('keel tiny-local: tiny-local, 26 rollouts').first().waitFor({ timeout: 30_000 });
     const handle = rig.env.client.workflow.getHandle(workflowId);
     await handle.result();
     const out = join(artifacts, `report-${workflowId}-continued.svg`);
