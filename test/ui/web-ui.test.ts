@@ -225,7 +225,7 @@ describe('Web UI: start a run from the Start Workflow form', { timeout: 1_200_00
     // a run started by keel carries its summary (src/client/index.ts runSummary)
     await page.goto(`${rig.uiUrl}/namespaces/default/workflows/${workflowId}`);
     await page.getByRole('tab', { name: 'User Metadata' }).click();
-    await page.getByText('keel tiny-local: tiny-local, 26 rollouts').first().waitFor({ timeout: 30_000 });
+    await shownInFrames(page, 'keel tiny-local: tiny-local, 26 rollouts');
     const handle = rig.env.client.workflow.getHandle(workflowId);
     await handle.result();
     const out = join(artifacts, `report-${workflowId}-continued.svg`);
@@ -268,6 +268,22 @@ describe('Web UI: start a run from the Start Workflow form', { timeout: 1_200_00
     assert.equal(drawn(await readFile(out, 'utf8'), 'reward').length, 26);
   });
 });
+
+/** The UI renders summaries and details (markdown) in frames of their own: wait until one of them shows `text`. */
+async function shownInFrames(page: Page, text: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    for (const frame of page.frames()) {
+      const shown = await frame
+        .locator('body')
+        .innerText({ timeout: 1000 })
+        .catch(() => '');
+      if (shown.includes(text)) return;
+    }
+    if (Date.now() > deadline) throw new Error(`the page shows no '${text}' after ${timeoutMs / 1000} s`);
+    await page.waitForTimeout(500);
+  }
+}
 
 function keelCli(rig: WebUiRig, ...args: string[]) {
   return execa(process.execPath, ['--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), ...args], {
