@@ -30,15 +30,27 @@ export interface ExecutionRecord {
   partial?: string;
 }
 
-/** Whether any worker polled this task queue's workflow tasks recently (the server keeps about a minute of pollers). */
+/**
+ * Whether a worker polls this task queue's workflow tasks: one seen in the last 90 s (a live worker's long poll is
+ * renewed about every minute; the server lists pollers it saw minutes ago).
+ */
 export async function workerPolls(client: Client, taskQueue: string): Promise<boolean> {
   const answer = await client.workflowService.describeTaskQueue({
     namespace: client.options.namespace,
     taskQueue: { name: taskQueue },
     taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
   });
-  return (answer.pollers ?? []).length > 0;
+  const since = Date.now() / 1000 - 90;
+  return (answer.pollers ?? []).some((p) => Number(p.lastAccessTime?.seconds ?? 0) >= since);
 }
+
+/** A query answered by a worker, or undefined when none answers in time (a worker that just stopped). */
+async function answered<T>(client: Client, ask: () => Promise<T>): Promise<T | undefined> {
+  return client.connection.withDeadline(Date.now() + queryDeadlineMs, ask).catch(() => undefined);
+}
+
+/** Long enough for a worker to replay a run's history (continue-as-new keeps it to a few thousand events). */
+const queryDeadlineMs = 15_000;
 
 /**
  * The record of one execution of a pipeline (the newest when runId is not given) and of its training chain. `live`:
@@ -62,7 +74,7 @@ export async function readExecution(
   const fromMemo = memoRecord<PipelineStatus>(description);
   if (fromMemo) record.pipeline = fromMemo;
   else if (options.live) {
-    record.pipeline = await handle.query(statusQuery).catch(() => undefined);
+    record.pipeline = await answered(client, () => handle.query(statusQuery));
     if (record.pipeline) record.source = 'worker';
   }
   if (!record.pipeline) {
@@ -148,8 +160,8 @@ async function readTraining(
   const fromMemo = memoRecord<TrainingStatus>(description);
   if (fromMemo) return { record: fromMemo, source: 'history' };
   if (live) {
-    const answered = await handle.query(trainingStatusQuery).catch(() => undefined);
-    if (answered) return { record: answered, source: 'worker' };
+    const answer = await answered(client, () => handle.query(trainingStatusQuery));
+    if (answer) return { record: answer, source: 'worker' };
   }
   // The state the run started with: carried by continue-as-new, so it holds the chain's record up to that point.
   const carried = await startedState(client, handle);
