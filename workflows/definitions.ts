@@ -117,6 +117,8 @@ export const addNodesUpdate = defineUpdate<
 >('addNodes');
 
 export const statusQuery = defineQuery<PipelineStatus>('status');
+/** The memo key under which a run (pipeline or training) keeps its final record (keel 0.4+; workflows/record.ts). */
+export const recordMemoKey = 'keelRecord';
 export const trainingStatusQuery = defineQuery<TrainingStatus>('trainingStatus');
 
 export { failureTypes, nonRetryableTypes } from '../src/failure-types.js';

@@ -18,4 +18,10 @@ export const patches = {
    * pipeline when it completes or fails (workflows/notify.ts). Checked only when the spec has webhooks.
    */
   notifications: 'keel-0.3-notifications',
+  /**
+   * keel 0.4: the pipeline and training write their final record (steps, or the training record: checkpoints, evals,
+   * rewards, failures and their recovery timeline) to the memo `keelRecord` as they end, however they end (completed,
+   * failed, cancelled), so that `keel status` and `keel report` read a finished run with no worker (workflows/record.ts).
+   */
+  finalRecord: 'keel-0.4-final-record',
 } as const;

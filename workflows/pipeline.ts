@@ -3,6 +3,7 @@
 // already complete. Operators steer it with Updates (pause, resume, stopAfterCheckpoint, cancel).
 import {
   ActivityFailure,
+  type ActivityInterfaceFor,
   allHandlersFinished,
   ApplicationFailure,
   CancellationScope,
@@ -47,6 +48,7 @@ import { patches } from './patches.js';
 import { prepare, quick, transfer } from './options.js';
 import { training } from './training.js';
 import { announceRunEnd } from './notify.js';
+import { keepFinalRecord, pipelineDetails, showDetails } from './record.js';
 
 export interface PipelineResult {
   name: string;
@@ -88,8 +90,8 @@ class PipelineRun {
   private changed = 0;
   private readonly scope = new CancellationScope();
   private readonly runKey = workflowInfo().workflowId;
-  private readonly quickActivities: Activities;
-  private readonly transferActivities: Activities;
+  private readonly quickActivities: ActivityInterfaceFor<Activities>;
+  private readonly transferActivities: ActivityInterfaceFor<Activities>;
 
   constructor(
     private readonly spec: Spec,
@@ -120,11 +122,7 @@ class PipelineRun {
           if (running.has(id)) continue;
           running.set(
             id,
-            this.scope
-              .run(() => this.runStep(id))
-              .finally(() => {
-                this.changed++;
-              }),
+            this.scope.run(() => this.runStep(id)).finally(() => this.touch()),
           );
         }
         if (this.failedStep()) break;
@@ -143,12 +141,14 @@ class PipelineRun {
     if (this.cancelRequested) {
       const result = await this.cancelAll(running);
       if (this.legacy) return result;
+      keepFinalRecord(this.status());
       await condition(allHandlersFinished);
       throw cancelled ?? new CancelledFailure(this.cancelReason ?? 'cancelled');
     }
     const failed = this.failedStep();
     if (failed) {
       this.setPhase('failed');
+      keepFinalRecord(this.status());
       await announceRunEnd(this.spec, this.runKey, 'failed', [...this.steps.values()]);
       throw ApplicationFailure.create({
         type: 'StepFailed',
@@ -157,6 +157,7 @@ class PipelineRun {
       });
     }
     this.setPhase('succeeded');
+    keepFinalRecord(this.status());
     await announceRunEnd(this.spec, this.runKey, 'succeeded', [...this.steps.values()]);
     return { name: this.spec.name, phase: this.phase, steps: [...this.steps.values()] };
   }
@@ -197,10 +198,14 @@ class PipelineRun {
     const step = this.spec.steps[id]!;
     status.state = 'running';
     status.startedAt = new Date().toISOString();
-    this.changed++;
+    this.touch();
     log.info('step started', { step: id, kind: step.kind });
     try {
-      const before = await this.quickActivities.checkStep({ spec: this.spec, stepId: id });
+      const check = () =>
+        this.quickActivities.checkStep.executeWithOptions({ summary: `check ${id}` }, [
+          { spec: this.spec, stepId: id },
+        ]);
+      const before = await check();
       if (before.complete) {
         status.state = 'skipped';
         status.reason = `outputs already complete: ${before.reason}`;
@@ -209,7 +214,7 @@ class PipelineRun {
       }
       status.outputs = await this.runWithRetries(id, step, status);
       if (before.checkable !== false) {
-        const after = await this.quickActivities.checkStep({ spec: this.spec, stepId: id });
+        const after = await check();
         if (!after.complete) {
           throw ApplicationFailure.nonRetryable(
             `ran, but outputs are not complete: ${after.reason}`,
@@ -239,7 +244,7 @@ class PipelineRun {
     const { maxAttempts, initialRetryInterval } = this.spec.policies;
     for (;;) {
       status.attempts++;
-      this.changed++;
+      this.touch();
       try {
         return await this.runOnce(id, step, status.attempts);
       } catch (error) {
@@ -255,21 +260,23 @@ class PipelineRun {
   private async runOnce(id: string, step: StepSpec, attempt: number): Promise<Record<string, unknown>> {
     const input = { spec: this.spec, stepId: id, runKey: this.runKey, attempt, since: this.steps.get(id)!.startedAt };
     const a = this.transferActivities;
+    // the summary the Web UI shows on the run's timeline: what the step does, and its name
+    const named = { summary: stepSummary(id, step) };
     switch (step.kind) {
       case 'probe':
-        return { nodes: await this.quickActivities.probeNodes(input) };
+        return { nodes: await this.quickActivities.probeNodes.executeWithOptions(named, [input]) };
       case 'hf-download':
-        return await a.downloadModel(input);
+        return await a.downloadModel.executeWithOptions(named, [input]);
       case 'fp8-cast':
-        return await a.castWeights(input);
+        return await a.castWeights.executeWithOptions(named, [input]);
       case 'torch-dist-convert':
-        return await a.convertCheckpoint(input);
+        return await a.convertCheckpoint.executeWithOptions(named, [input]);
       case 'ray-cluster':
-        return await a.startRayCluster(input);
+        return await a.startRayCluster.executeWithOptions(named, [input]);
       case 'command':
-        return await a.runCommandStep(input);
+        return await a.runCommandStep.executeWithOptions(named, [input]);
       case 'gang':
-        return await a.runGangStep(input);
+        return await a.runGangStep.executeWithOptions(named, [input]);
       case 'train': {
         const result = await executeChild(training, {
           workflowId: `${this.runKey}-training`,
@@ -415,6 +422,13 @@ class PipelineRun {
     if (phase === this.phase) return;
     this.phase = phase;
     upsertSearchAttributes([{ key: keelPhase, value: phase }]);
+    showDetails(pipelineDetails(this.status()));
+  }
+
+  /** Something changed: the main loop looks again, and the Web UI's details follow. */
+  private touch(): void {
+    this.changed++;
+    showDetails(pipelineDetails(this.status()));
   }
 
   private status(): PipelineStatus {
@@ -429,6 +443,23 @@ class PipelineRun {
       warnings: this.warnings,
     };
   }
+}
+
+const stepVerbs: Record<StepSpec['kind'], string> = {
+  probe: 'probe nodes',
+  'hf-download': 'download',
+  'fp8-cast': 'cast FP8 to BF16',
+  'torch-dist-convert': 'convert to torch_dist',
+  'ray-cluster': 'start the Ray cluster',
+  command: 'run',
+  gang: 'run on a gang of nodes',
+  train: 'train',
+};
+
+/** The step's id and what it does (`cast (cast FP8 to BF16)`); the verb alone when it starts with the id. */
+function stepSummary(id: string, step: StepSpec): string {
+  const verb = stepVerbs[step.kind];
+  return verb === id || verb.startsWith(`${id} `) ? verb : `${id} (${verb})`;
 }
 
 /** A permanent failure anywhere in the chain (an activity's, or a training child's own activity's): no new attempt. */

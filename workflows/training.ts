@@ -34,6 +34,7 @@ import {
 import { quick, retention, supervise, transfer } from './options.js';
 import { patches } from './patches.js';
 import { trainingNotifications, type Announced } from './notify.js';
+import { keepFinalRecord, showDetails, trainingDetails } from './record.js';
 
 export interface TrainingInput {
   spec: Spec;
@@ -116,6 +117,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
     const operatorWaitChanged = (phase === operatorWait) !== (state.phase === operatorWait);
     state.phase = phase;
     phaseShown = true;
+    showDetails(trainingDetails(state));
     upsertSearchAttributes([{ key: keelPhase, value: `training:${phase}` }]);
     // The pipeline answers `resume` for its training: it must know when training waits for an operator.
     const parent = workflowInfo().parent;
@@ -242,6 +244,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
         if (!state.evals.some((x) => x.rollout === e.rollout)) state.evals.push(e);
       }
       state.rewards = mergeRewards(state.rewards ?? [], outcome.rewards ?? []);
+      showDetails(trainingDetails(state));
 
       if (outcome.kind === 'checkpoint') {
         // Every checkpoint saved since the last one recorded: a poll can miss one the trainer superseded quickly.
@@ -322,7 +325,9 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
   };
 
   try {
-    return await supervised();
+    const ended = await supervised();
+    keepFinalRecord(trainingRecord(state));
+    return ended;
   } catch (error) {
     // Every way out but continue-as-new stops the job: cancelled (the run, this child, or the pipeline terminated --
     // its parent-close policy cancels this workflow), failed, or a bug. The GPUs must not run unsupervised.
@@ -331,6 +336,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       state.jobId = undefined;
       if (isCancellation(error)) setPhase('cancelled');
     }
+    if (!(error instanceof ContinueAsNew)) keepFinalRecord(trainingRecord(state));
     throw error;
   } finally {
     await notifications.delivered();
@@ -364,6 +370,19 @@ function crashLoop(spec: Spec, state: NonNullable<TrainingInput['state']>): bool
   const now = Date.now();
   const recent = state.restartTimes.filter((t) => now - Date.parse(t) < windowMs);
   return recent.length >= spec.policies.crashLoop.maxRestarts;
+}
+
+/** The training record (what `trainingStatus` answers) without the state that only the next run of the chain needs. */
+function trainingRecord(state: NonNullable<TrainingInput['state']>): TrainingStatus {
+  const {
+    restartTimes: _restartTimes,
+    extraNodes: _extraNodes,
+    healing: _healing,
+    cursor: _cursor,
+    announced: _announced,
+    ...record
+  } = state;
+  return record;
 }
 
 function result(state: NonNullable<TrainingInput['state']>, stoppedEarly: boolean): TrainingResult {

@@ -19,16 +19,15 @@ import {
   pauseUpdate,
   resumeSignal,
   resumeUpdate,
-  statusQuery,
   stopAfterCheckpointSignal,
   stopAfterCheckpointUpdate,
-  trainingStatusQuery,
   type PipelineStatus,
   type SteeringAnswer,
   type TrainingStatus,
 } from '../../workflows/definitions.js';
 import type { SignalDefinition, UpdateDefinition } from '@temporalio/common';
 import { connectionOptions, temporalTarget, type TemporalTarget } from './connection.js';
+import { executionsOf, readExecution, workerPolls, type RecordSource } from './record.js';
 
 export {
   connectionOptions,
@@ -59,11 +58,20 @@ export class RunAlreadyLiveError extends Error {
 
 export interface RunStatus {
   workflowId: string;
+  /** the execution this status is of (a run name has one per start: re-runs, continuations) */
+  runId?: string;
   runStatus: string;
+  startTime?: Date;
   pipeline?: PipelineStatus;
   training?: TrainingStatus;
   result?: unknown;
   failure?: string;
+  /** read from a worker's answers to queries, or from the run's history with no worker (src/client/record.ts) */
+  source?: RecordSource;
+  /** what history could not give */
+  partial?: string;
+  /** whether a worker polled the task queue when the status was read */
+  workerPolling?: boolean;
 }
 
 export type ProgressEvent =
@@ -114,6 +122,8 @@ export class KeelClient {
         workflowId,
         args: [spec],
         workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
+        // what the Web UI shows at the top of the run's page
+        staticSummary: runSummary(spec),
         typedSearchAttributes: [
           { key: keelPreset, value: spec.preset ?? 'custom' },
           { key: keelPhase, value: 'starting' },
@@ -126,23 +136,42 @@ export class KeelClient {
     return { workflowId, spec };
   }
 
-  async status(workflowId: string): Promise<RunStatus> {
-    const handle = this.client.workflow.getHandle(workflowId);
-    const description = await handle.describe();
-    const status: RunStatus = { workflowId, runStatus: description.status.name };
-    status.pipeline = await handle.query(statusQuery).catch(() => undefined);
-    status.training = await this.client.workflow
-      .getHandle(`${workflowId}-training`)
-      .query(trainingStatusQuery)
-      .catch(() => undefined);
-    if (description.status.name === 'COMPLETED') status.result = await handle.result().catch(() => undefined);
-    if (description.status.name === 'FAILED') {
+  /**
+   * The run's status: its newest execution (or `runId`'s), read from a worker's answers while one polls the task queue,
+   * else from the run's history (`source` says which; `partial` what history could not give).
+   */
+  async status(workflowId: string, options: { runId?: string; live?: boolean } = {}): Promise<RunStatus> {
+    const live = options.live ?? (await workerPolls(this.client, this.target.taskQueue));
+    const record = await readExecution(this.client, workflowId, { runId: options.runId, live });
+    const handle = this.client.workflow.getHandle(workflowId, record.runId);
+    const status: RunStatus = {
+      workflowId,
+      runId: record.runId,
+      runStatus: record.runStatus,
+      startTime: record.startTime,
+      pipeline: record.pipeline,
+      training: record.training,
+      source: record.source,
+      workerPolling: live,
+      ...(record.partial ? { partial: record.partial } : {}),
+    };
+    if (record.runStatus === 'COMPLETED') status.result = await handle.result().catch(() => undefined);
+    if (record.runStatus === 'FAILED') {
       status.failure = await handle.result().then(
         () => undefined,
         (error: Error) => describeError(error),
       );
     }
     return status;
+  }
+
+  /** The status of every execution of a run name (re-runs, continuations), oldest first: a run's whole record. */
+  async history(workflowId: string): Promise<RunStatus[]> {
+    const live = await workerPolls(this.client, this.target.taskQueue);
+    const runs = await executionsOf(this.client, workflowId);
+    const out: RunStatus[] = [];
+    for (const run of runs) out.push(await this.status(workflowId, { runId: run.runId, live }));
+    return out;
   }
 
   /** Progress events until the run ends (polls the status query). */
@@ -286,6 +315,7 @@ export class KeelSchedules {
         workflowType: 'retrain',
         taskQueue: this.taskQueue,
         workflowId: scheduleId,
+        staticSummary: `keel retraining of ${resolved.spec.name}: ${request.rollouts} more rollouts a time`,
         args: [{ spec: resolved.spec, rollouts: request.rollouts, promptData: request.promptData }],
       },
       policies: { overlap: ScheduleOverlapPolicy.SKIP },
@@ -328,6 +358,11 @@ export class KeelSchedules {
   async delete(scheduleId: string): Promise<void> {
     await this.client.schedule.getHandle(scheduleId).delete();
   }
+}
+
+/** One line for the Web UI: preset, name, rollouts. */
+export function runSummary(spec: Spec): string {
+  return `keel ${spec.preset ?? 'custom spec'}: ${spec.name}, ${spec.rollout.numRollout} rollouts`;
 }
 
 export function describeError(error: unknown): string {

@@ -22,6 +22,8 @@ export interface WebUiRig {
   address: string;
   cluster: LocalCluster;
   worker: Worker;
+  /** stop the control worker (the server, the UI and the cluster stay up); idempotent */
+  stopWorker(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -55,15 +57,19 @@ export async function startWebUiRig(options: { nodes?: number; spares?: number }
     const worker = await createTestWorker(env, TASK_QUEUE, { cwd: root });
     const running = worker.run();
     const c = cluster;
+    const stopWorker = async () => {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running.catch(() => undefined);
+    };
     return {
       env,
       uiUrl: `http://127.0.0.1:${uiPort}`,
       address: env.address,
       cluster: c,
       worker,
+      stopWorker,
       stop: async () => {
-        worker.shutdown();
-        await running.catch(() => undefined);
+        await stopWorker();
         await c.stop();
         await env.teardown();
         await rm(root, { recursive: true, force: true });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { markLabel, reportData } from '../../src/report/chart.js';
-import { KeelClient } from '../../src/client/index.js';
+import { KeelClient, type RunStatus } from '../../src/client/index.js';
 import { nodeProcesses } from '../../src/local/node-processes.js';
 import { TASK_QUEUE, trainingStatusQuery } from '../../workflows/definitions.js';
 import { eventually } from '../support/pipeline.js';
@@ -194,4 +194,100 @@ describe('Web UI: start a run from the Start Workflow form', { timeout: 1_200_00
     const png = await readFile(outputs.png!);
     assert.equal(png.subarray(1, 4).toString('latin1'), 'PNG');
   });
+
+  it("shows keel's story on the run's pages: step names on the timeline, training's rollout and last eval", async () => {
+    try {
+      await page.goto(`${rig.uiUrl}/namespaces/default/workflows/keel-tiny-local`);
+      // the timeline names each activity by its step (workflows/pipeline.ts stepSummary): `checkStep • check download`
+      for (const summary of ['checkStep • check download', 'cast FP8 to BF16', 'cluster (start the Ray cluster)']) {
+        await page.getByText(summary).first().waitFor({ timeout: 30_000 });
+      }
+      await page.screenshot({ path: join(artifacts, 'web-ui-pipeline-story.png'), fullPage: true });
+      // the current details (markdown set by the workflow, workflows/record.ts), as the page renders them
+      await page.goto(`${rig.uiUrl}/namespaces/default/workflows/keel-tiny-local-training`);
+      await page.getByRole('tab', { name: 'User Metadata' }).click();
+      await page.getByText('rollout 19 / 20').first().waitFor({ timeout: 30_000 });
+      const score = (await client.status('keel-tiny-local')).training!.evals.at(-1)!;
+      await page
+        .getByText(`last eval: ${score.score} at rollout ${score.rollout}`)
+        .first()
+        .waitFor({ timeout: 30_000 });
+    } finally {
+      await page.screenshot({ path: join(artifacts, 'web-ui-training-details.png'), fullPage: true });
+    }
+  });
+
+  it('a continuation: keel report charts the whole run, rollouts 0 to the last, the boundary marked', async () => {
+    const workflowId = 'keel-tiny-local';
+    const more = JSON.parse(inputs.good) as { overrides: { rollout: { numRollout: number } } };
+    more.overrides.rollout.numRollout = 26;
+    await client.start(more);
+    // a run started by keel carries its summary (src/client/index.ts runSummary)
+    await page.goto(`${rig.uiUrl}/namespaces/default/workflows/${workflowId}`);
+    await page.getByRole('tab', { name: 'User Metadata' }).click();
+    await shownInFrames(page, 'keel tiny-local: tiny-local, 26 rollouts');
+    const handle = rig.env.client.workflow.getHandle(workflowId);
+    await handle.result();
+    const out = join(artifacts, `report-${workflowId}-continued.svg`);
+    const { stdout } = await keelCli(rig, 'report', workflowId, '--out', out);
+    assert.match(stdout, /, 2 executions/);
+    const chart = await readFile(out, 'utf8');
+    const rewards = drawn(chart, 'reward').map((label) => Number(/rollout=(\d+)/.exec(label)![1]));
+    assert.deepEqual(
+      rewards,
+      Array.from({ length: 26 }, (_, i) => i),
+      'every rollout of both executions',
+    );
+    assert.deepEqual(drawn(chart, 'boundary'), [markLabel.boundary(20, 2)]);
+    // --execution: the continuation alone
+    const runs = await client.history(workflowId);
+    assert.equal(runs.length, 2);
+    const single = join(artifacts, `report-${workflowId}-second.svg`);
+    await keelCli(rig, 'report', workflowId, '--out', single, '--execution', runs[1]!.runId!);
+    const second = drawn(await readFile(single, 'utf8'), 'reward');
+    assert.equal(second[0], markLabel.reward(20, runs[1]!.training!.rewards![0]!.reward));
+  });
+
+  it('with every worker stopped, keel status and keel report read the finished run from its history', async () => {
+    const workflowId = 'keel-tiny-local';
+    const withWorker = await client.status(workflowId);
+    await rig.stopWorker();
+    const { stdout: status } = await keelCli(rig, 'status', workflowId);
+    assert.match(status, /keel-tiny-local: COMPLETED \(succeeded\)/);
+    for (const step of withWorker.pipeline!.steps)
+      assert.match(status, new RegExp(`^  ${step.id}\\s+${step.state}`, 'm'));
+    for (const c of withWorker.training!.checkpoints) assert.match(status, new RegExp(`checkpoint ${c.iteration}\\b`));
+    assert.match(status, /training {3}succeeded, rollout 25 of 26/);
+    assert.match(status, /read from the run's history/);
+    const json = JSON.parse((await keelCli(rig, 'status', workflowId, '--json')).stdout) as RunStatus;
+    assert.deepEqual(json.training?.checkpoints, withWorker.training?.checkpoints);
+    assert.deepEqual(json.pipeline?.steps, withWorker.pipeline?.steps);
+    const out = join(artifacts, `report-${workflowId}-no-worker.svg`);
+    const { stdout } = await keelCli(rig, 'report', workflowId, '--out', out);
+    assert.match(stdout, /26 rewards, .*2 executions \(read from the run's history\)/);
+    assert.equal(drawn(await readFile(out, 'utf8'), 'reward').length, 26);
+  });
 });
+
+/** The UI renders summaries and details (markdown) in frames of their own: wait until one of them shows `text`. */
+async function shownInFrames(page: Page, text: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    for (const frame of page.frames()) {
+      const shown = await frame
+        .locator('body')
+        .innerText({ timeout: 1000 })
+        .catch(() => '');
+      if (shown.includes(text)) return;
+    }
+    if (Date.now() > deadline) throw new Error(`the page shows no '${text}' after ${timeoutMs / 1000} s`);
+    await page.waitForTimeout(500);
+  }
+}
+
+function keelCli(rig: WebUiRig, ...args: string[]) {
+  return execa(process.execPath, ['--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), ...args], {
+    cwd: repoRoot,
+    env: { KEEL_TEMPORAL_ADDRESS: rig.address },
+  });
+}

@@ -84,4 +84,96 @@ describe('keel report chart', () => {
     assert.equal(reportFormatOf('run.htm'), 'html');
     assert.equal(reportFormatOf('run.pdf'), undefined);
   });
+
+  it('charts every execution of a run name: rollouts 0 to the last, the boundary marked, the later value kept', async () => {
+    // a continuation: the second execution resumed from checkpoint 19 and ran rollouts 20-29 (its eval before rollout
+    // 20 re-done), with a restart of its own; steps of both executions, named by execution
+    const continuation: RunStatus = {
+      workflowId: status.workflowId,
+      runStatus: 'COMPLETED',
+      pipeline: {
+        ...status.pipeline!,
+        steps: [
+          {
+            id: 'train',
+            kind: 'train',
+            needs: [],
+            state: 'succeeded',
+            attempts: 1,
+            startedAt: at(200),
+            endedAt: at(300),
+          },
+        ],
+      },
+      training: {
+        phase: 'succeeded',
+        submissions: 2,
+        restarts: 1,
+        numRollout: 30,
+        checkpoints: [{ iteration: 29, at: at(290), evalScore: 0.7 }],
+        evals: [
+          { rollout: 20, score: 0.55 },
+          { rollout: 29, score: 0.7 },
+        ],
+        rewards: Array.from({ length: 10 }, (_, i) => ({ rollout: 20 + i, reward: 0.9 })),
+        failures: [{ at: at(250), kind: 'job-crashed', message: 'exit 1', lastRollout: 24, tracker: 19 }],
+      },
+    };
+    const data = reportData([status, continuation]);
+    assert.equal(data.executions, 2);
+    assert.deepEqual(
+      data.rewards.map((r) => r.rollout),
+      Array.from({ length: 30 }, (_, i) => i),
+    );
+    const svg = (await renderReport(data, 'svg')) as string;
+    assert.deepEqual(drawn(svg, 'boundary'), [markLabel.boundary(20, 2)]);
+    assert.deepEqual(
+      drawn(svg, 'checkpoint'),
+      [9, 19, 29].map((i) => markLabel.checkpoint(i)),
+    );
+    assert.deepEqual(drawn(svg, 'restart'), [markLabel.restart(13, 'node-lost'), markLabel.restart(24, 'job-crashed')]);
+    assert.deepEqual(drawn(svg, 'step'), [
+      'step run 1: probe succeeded',
+      'step run 1: train succeeded',
+      'step run 2: train succeeded',
+    ]);
+    assert.match(svg, /2 executions/);
+    // one execution alone (--execution): no boundary, its own rollouts only
+    const one = reportData(continuation);
+    assert.deepEqual(one.boundaries, []);
+    assert.equal(one.rewards[0]?.rollout, 20);
+  });
+
+  it('dates the time axis in UTC on a 24-hour clock', async () => {
+    const evening = (h: number) => new Date(Date.parse('2026-11-29T22:55:00Z') + h * 3_600_000).toISOString();
+    const late: RunStatus = {
+      ...status,
+      pipeline: {
+        ...status.pipeline!,
+        steps: [
+          {
+            id: 'train',
+            kind: 'train',
+            needs: [],
+            state: 'succeeded',
+            attempts: 1,
+            startedAt: evening(0),
+            endedAt: evening(3),
+          },
+        ],
+      },
+    };
+    const svg = (await renderReport(reportData(late), 'svg')) as string;
+    const ticks = [...svg.matchAll(/>(2026-1[12]-\d\d \d\d:\d\d)</g)].map((m) => m[1]!);
+    assert.ok(ticks.length >= 2, `dated ticks on the time axis: ${ticks.join(', ')}`);
+    assert.ok(
+      ticks.some((t) => t.startsWith('2026-11-29 23:')),
+      ticks.join(', '),
+    );
+    assert.ok(
+      ticks.some((t) => t.startsWith('2026-11-30 0')),
+      `the next day, 24-hour: ${ticks.join(', ')}`,
+    );
+    assert.match(svg, /time \(UTC\)/);
+  });
 });

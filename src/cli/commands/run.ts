@@ -103,6 +103,11 @@ export function formatStatus(status: RunStatus): string {
     }
   }
   if (status.failure) lines.push(`  failed: ${status.failure}`);
+  if (status.source === 'history') {
+    const why = status.workerPolling === false ? ': no worker polls its task queue' : '';
+    const gaps = status.partial ? `; not recorded there: ${status.partial}` : '';
+    lines.push(`  (read from the run's history${why}${gaps})`);
+  }
   return lines.join('\n');
 }
 
@@ -118,8 +123,11 @@ export function registerRunCommands(program: Command): void {
       await mkdir('.keel', { recursive: true });
       const args = ['server', 'start-dev', '--ip', options.ip, '--port', options.port, '--ui-port', options.uiPort];
       args.push('--db-filename', options.db, ...devServerSearchAttributeArgs(), '--log-level', 'warn');
+      const ui = `http://${options.ip}:${options.uiPort}`;
+      console.log(`Temporal dev server on ${options.ip}:${options.port}; Web UI ${ui}`);
+      // keel's runs alone; add the Keel* columns with Configure Columns (docs/operations.md, "The Web UI")
       console.log(
-        `Temporal dev server on ${options.ip}:${options.port}; Web UI http://${options.ip}:${options.uiPort}`,
+        `keel's runs: ${ui}/namespaces/default/workflows?query=${encodeURIComponent('WorkflowType = "pipeline"')}`,
       );
       await execa(`${repoRoot}.venv/bin/temporal`, args, { stdio: 'inherit' });
     });
