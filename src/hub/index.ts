@@ -2,10 +2,11 @@
 // directory holds exactly that. Used by the hf-download step's check.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { describeName, relativePathProblem } from '../spec/names.js';
+import { readFileBounded, StorageError, writeFileSafely } from '../storage/index.js';
 
 export interface RepoFile {
   path: string;
@@ -127,9 +128,11 @@ export async function compareWithListing(dir: string, listing: RepoListing, veri
 
 /** The listing a finished download saw, kept beside the files so that a check works when the Hub is unreachable. */
 export const manifestName = '.keel-download.json';
+/** A listing of a large repository is well under this. */
+const manifestMaxBytes = 16 * 1024 * 1024;
 
 export async function writeManifest(dir: string, listing: RepoListing): Promise<void> {
-  await writeFile(join(dir, manifestName), JSON.stringify(listing, null, 2));
+  await writeFileSafely(join(dir, manifestName), JSON.stringify(listing, null, 2));
 }
 
 /** The saved listing, or undefined when there is none; a manifest naming files outside the directory is an error. */
@@ -137,8 +140,11 @@ export async function readManifest(dir: string): Promise<RepoListing | undefined
   const file = join(dir, manifestName);
   let raw: unknown;
   try {
-    raw = JSON.parse(await readFile(file, 'utf8'));
-  } catch {
+    const text = await readFileBounded(file, { maxBytes: manifestMaxBytes });
+    if (text === undefined) return undefined;
+    raw = JSON.parse(text);
+  } catch (error) {
+    if (error instanceof StorageError) throw error;
     return undefined;
   }
   return checkedListing(raw, file);
