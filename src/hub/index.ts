@@ -6,6 +6,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { describeName, relativePathProblem } from '../spec/names.js';
+import { classifyReply, responseText } from '../net/bounded-body.js';
 import { readFileBounded, StorageError, writeFileSafely } from '../storage/index.js';
 
 export interface RepoFile {
@@ -21,6 +22,8 @@ export interface RepoListing {
 }
 
 export const defaultHubEndpoint = 'https://huggingface.co';
+/** A listing with blobs of a very large repository is a few MB: a larger reply is refused. */
+const listingMaxBytes = 64 * 1024 * 1024;
 
 /** Why a Hub endpoint value is unusable, in words that never repeat the value (it may be a secret named by mistake). */
 export function endpointProblem(value: string): string | undefined {
@@ -77,8 +80,18 @@ export async function listRepoFiles(options: {
     headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
     signal: options.signal ?? AbortSignal.timeout(30_000),
   });
-  if (!response.ok) throw new Error(`the Hub answered ${response.status} for ${options.repo}@${options.revision}`);
-  const body = (await response.json()) as {
+  if (!response.ok) {
+    await response.body?.cancel().catch(() => undefined);
+    throw new Error(`the Hub answered ${response.status} for ${options.repo}@${options.revision}`);
+  }
+  const text = await responseText(response, listingMaxBytes, `the Hub listing of ${options.repo}`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new Error(`the Hub listing of ${options.repo}@${options.revision} is not JSON (${classifyReply(text)})`);
+  }
+  const body = (parsed ?? {}) as {
     sha?: string;
     siblings?: { rfilename: string; size?: number; lfs?: { sha256?: string; size?: number } }[];
   };

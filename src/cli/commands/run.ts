@@ -32,6 +32,7 @@ import {
 export { connectionFlags, withClient, type ServerOptions } from '../connection-flags.js';
 import type { MetricsOptions } from '../../../workers/control.js';
 import { formatRestart, formatTotals, recoveryTotals, restartAccounts } from '../../progress/recovery.js';
+import { printable } from '../printable.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -103,7 +104,7 @@ export function formatStatus(status: RunStatus): string {
     }
   }
   if (status.failure) lines.push(`  failed: ${status.failure}`);
-  return lines.join('\n');
+  return printable(lines.join('\n'));
 }
 
 export function registerRunCommands(program: Command): void {
