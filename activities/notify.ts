@@ -8,6 +8,7 @@ import { idempotencyKey, notificationBody } from '../src/notify/body.js';
 import type { NotificationEvent, NotificationTarget } from '../src/notify/events.js';
 import { classifyReply, responseText } from '../src/net/bounded-body.js';
 import type { ActivityDeps } from './context.js';
+import { envNameRefusal } from './env-allowlist.js';
 
 export interface SendNotificationInput {
   webhook: NotificationTarget;
@@ -42,6 +43,8 @@ export function notifyActivities(deps: ActivityDeps) {
       });
     };
 
+    const refusal = envNameRefusal('notify.webhooks[].urlEnv', webhook.urlEnv, deps.allowEnv);
+    if (refusal) return giveUp(refusal);
     const url = webhookUrl(deps.env, webhook.urlEnv);
     if (typeof url === 'string') return giveUp(url);
     let response: Response;

@@ -43,6 +43,7 @@ interface WorkerCommandOptions {
   metricsPort?: string;
   metricsHost: string;
   metricsMaxRuns: string;
+  allowEnv?: string[];
 }
 
 const portSchema = z.coerce.number().int().min(0).max(65535);
@@ -140,6 +141,11 @@ export function registerRunCommands(program: Command): void {
     )
     .option('--metrics-host <ip>', 'address the metrics endpoint listens on', '127.0.0.1')
     .option('--metrics-max-runs <n>', 'the most runs one scrape reports', '100')
+    .option(
+      '--allow-env <names...>',
+      'environment variables a spec may name beyond their own kind (secretEnv, hfTokenEnv, hfEndpointEnv, urlEnv); ' +
+        'also KEEL_ALLOW_ENV (docs/security.md)',
+    )
     .action(async (options: ServerOptions & WorkerCommandOptions) => {
       const metrics = metricsOptionsOrExit(options);
       const { runControlWorker } = await import('../../../workers/control.js');
@@ -152,6 +158,7 @@ export function registerRunCommands(program: Command): void {
         bundlePath: options.bundle,
         logs: { format: options.logFormat, destination: options.logFile ? resolve(options.logFile) : 1 },
         metrics,
+        allowEnv: options.allowEnv,
       }).catch(exitOnConfigError);
     });
 
