@@ -13,6 +13,8 @@ export interface RepoFile {
   path: string;
   size: number;
   sha256?: string;
+  /** git's blob id (sha1 of `blob <size>\0<content>`): what the Hub lists for a file not stored in LFS */
+  blobId?: string;
 }
 
 export interface RepoListing {
@@ -46,6 +48,7 @@ const repoFileSchema = z.object({
   }),
   size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   sha256: z.string().max(128).optional(),
+  blobId: z.string().max(128).optional(),
 });
 const listingSchema = z.object({
   revision: z.string(),
@@ -93,12 +96,13 @@ export async function listRepoFiles(options: {
   }
   const body = (parsed ?? {}) as {
     sha?: string;
-    siblings?: { rfilename: string; size?: number; lfs?: { sha256?: string; size?: number } }[];
+    siblings?: { rfilename: string; size?: number; blobId?: string; lfs?: { sha256?: string; size?: number } }[];
   };
   const files = (body.siblings ?? []).map((s) => ({
     path: s.rfilename,
     size: s.lfs?.size ?? s.size ?? -1,
     ...(s.lfs?.sha256 === undefined ? {} : { sha256: s.lfs.sha256 }),
+    ...(s.lfs === undefined && typeof s.blobId === 'string' ? { blobId: s.blobId } : {}),
   }));
   if (files.some((f) => f.size < 0)) throw new Error(`the Hub listing of ${options.repo} has files without sizes`);
   const listing = { revision: options.revision, ...(body.sha === undefined ? {} : { sha: body.sha }), files };
@@ -132,11 +136,24 @@ export async function compareWithListing(dir: string, listing: RepoListing, veri
       problems.push(`${file.path} has ${size} bytes, the Hub lists ${file.size}`);
       continue;
     }
-    if (verifySha256 && file.sha256 && (await sha256File(local)) !== file.sha256) {
-      problems.push(`${file.path} does not match its sha256`);
+    if (!verifySha256) continue;
+    if (file.sha256) {
+      if ((await sha256File(local)) !== file.sha256) problems.push(`${file.path} does not match its sha256`);
+    } else if (file.blobId) {
+      if ((await gitBlobId(local, size)) !== file.blobId) problems.push(`${file.path} does not match its git blob id`);
+    } else {
+      problems.push(`${file.path} is unverified: the listing gives neither a sha256 nor a git blob id for it`);
     }
   }
   return problems;
+}
+
+/** git's id of a file's content (`git hash-object`): sha1 of `blob <size>\0` and the bytes. */
+export async function gitBlobId(path: string, size: number): Promise<string> {
+  const hash = createHash('sha1');
+  hash.update(`blob ${size}\0`);
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
 }
 
 /** The listing a finished download saw, kept beside the files so that a check works when the Hub is unreachable. */

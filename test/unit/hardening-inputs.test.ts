@@ -2,6 +2,7 @@
 // Each row's attack gets a clear error naming the field, or a safe result; properties over random inputs check that
 // the parsers never produce a value a search attribute cannot hold.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,6 +12,7 @@ import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { formatStatus } from '../../src/cli/commands/run.js';
 import { RayApiError, RayHttp } from '../../src/cluster/ray-http.js';
+import { compareWithListing, gitBlobId } from '../../src/hub/index.js';
 import { ReplyTooLargeError } from '../../src/net/bounded-body.js';
 import { secretIn } from '../../src/plan/secrets.js';
 import { CheckpointTrackerError, readTracker } from '../../src/progress/checkpoints.js';
@@ -229,5 +231,50 @@ describe('row 15: a key beside preset in a spec file', () => {
     await writeFile(file, 'preset: tiny-local\noverrides:\n  rollout:\n    numRollout: 7\n');
     const good = await loadSpec({ file });
     assert.ok(good.ok && good.spec.rollout.numRollout === 7);
+  });
+});
+
+describe('row 12: no file existence or size oracle on the worker', () => {
+  const withSteps = (steps: Record<string, unknown>) =>
+    resolveSpecInput({ preset: 'tiny-local', overrides: { storage: { baseDir: '/srv/keel' }, steps } });
+  it('a step `creates` or an hf-download `localDir` outside storage.baseDir is refused, naming the field', () => {
+    for (const [field, step] of [
+      ['creates', { kind: 'command', argv: ['true'], creates: '/root/.ssh/id_rsa' }],
+      ['creates', { kind: 'command', argv: ['true'], creates: '../../etc/shadow' }],
+      ['localDir', { kind: 'hf-download', localDir: '/' }],
+    ] as const) {
+      const result = withSteps({ x: step });
+      assert.equal(result.ok, false, JSON.stringify(step));
+      if (!result.ok) {
+        const problem = result.problems.find((p) => p.path === `steps.x.${field}`);
+        assert.ok(problem, JSON.stringify(result.problems));
+        assert.match(problem.message, /is outside storage\.baseDir \(\/srv\/keel\)/);
+      }
+    }
+    assert.equal(withSteps({ x: { kind: 'command', argv: ['true'], creates: 'out/done.txt' } }).ok, true);
+    assert.equal(withSteps({ x: { kind: 'command', argv: ['true'], creates: '/srv/keel/done' } }).ok, true);
+  });
+});
+
+describe('row 13: verifySha256 checks the files the Hub keeps outside LFS by their git blob id', () => {
+  it('a matching file passes, a same-size edit is found, a file without any id is reported unverified', async () => {
+    const dir = await workspace();
+    await writeFile(join(dir, 'config.json'), '{"hidden_size": 64}\n');
+    await writeFile(join(dir, 'modeling.py'), 'print(1)\n');
+    const blobId = execFileSync('git', ['hash-object', join(dir, 'config.json')], { encoding: 'utf8' }).trim();
+    const listing = {
+      revision: 'main',
+      files: [
+        { path: 'config.json', size: 20, blobId },
+        { path: 'modeling.py', size: 9 },
+      ],
+    };
+    assert.equal(await gitBlobId(join(dir, 'config.json'), 20), blobId, 'the same id as git hash-object');
+    assert.deepEqual(await compareWithListing(dir, listing, true), [
+      'modeling.py is unverified: the listing gives neither a sha256 nor a git blob id for it',
+    ]);
+    await writeFile(join(dir, 'config.json'), '{"hidden_size": 65}\n');
+    assert.deepEqual((await compareWithListing(dir, listing, true))[0], 'config.json does not match its git blob id');
+    assert.deepEqual(await compareWithListing(dir, listing, false), [], 'sizes alone when verifySha256 is off');
   });
 });
