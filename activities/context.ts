@@ -15,6 +15,8 @@ export interface ActivityDeps {
   cwd: string;
   /** Worker environment, where named secrets and endpoints are read from. */
   env: NodeJS.ProcessEnv;
+  /** Variables a spec may name beyond each field's own kind (activities/env-allowlist.ts): `--allow-env`. */
+  allowEnv?: readonly string[];
 }
 
 /** Executors are reused across activities of one worker, one per distinct cluster configuration. */

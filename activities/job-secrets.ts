@@ -10,6 +10,7 @@ import { nodeName } from '../src/recipe/commands.js';
 import type { NodeSpec, Spec } from '../src/spec/schema.js';
 import { executorFor, target } from './context.js';
 import { failureTypes } from '../src/failure-types.js';
+import { assertEnvNameAllowed } from './env-allowlist.js';
 
 /** Where the job's secret file lives on the head node (one per submission id), or undefined without secrets. */
 export function jobSecretFile(spec: Spec, head: NodeSpec, jobId: string): string | undefined {
@@ -22,7 +23,14 @@ const writeSecretFileScript =
   'umask 077 && mkdir -p -- "$(dirname -- "$1")" && cat > "$1.tmp" && mv -f -- "$1.tmp" "$1"';
 
 /** Write the secret file for a submission; the values come from `env` by the names the spec gives. */
-export async function placeJobSecrets(spec: Spec, head: NodeSpec, file: string, env: NodeJS.ProcessEnv): Promise<void> {
+export async function placeJobSecrets(
+  spec: Spec,
+  head: NodeSpec,
+  file: string,
+  env: NodeJS.ProcessEnv,
+  allowEnv: readonly string[] = [],
+): Promise<void> {
+  for (const name of spec.rayHead.secretEnv) assertEnvNameAllowed('rayHead.secretEnv', name, allowEnv);
   const names = Object.fromEntries(spec.rayHead.secretEnv.map((name) => [name, name]));
   let content: string | undefined;
   try {

@@ -6,7 +6,9 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { notificationUndeliverable } from '../src/failure-types.js';
 import { idempotencyKey, notificationBody } from '../src/notify/body.js';
 import type { NotificationEvent, NotificationTarget } from '../src/notify/events.js';
+import { classifyReply, responseText } from '../src/net/bounded-body.js';
 import type { ActivityDeps } from './context.js';
+import { envNameRefusal } from './env-allowlist.js';
 
 export interface SendNotificationInput {
   webhook: NotificationTarget;
@@ -15,6 +17,8 @@ export interface SendNotificationInput {
 
 /** One post waits this long for the receiver's answer. */
 const postTimeoutMs = 15_000;
+/** A receiver's reply is read up to this (an error code or a short page); a larger one is not read. */
+const replyMaxBytes = 64 * 1024;
 /** A receiver's `Retry-After` is honoured up to this long. */
 const longestRetryAfterMs = 5 * 60_000;
 
@@ -39,6 +43,8 @@ export function notifyActivities(deps: ActivityDeps) {
       });
     };
 
+    const refusal = envNameRefusal('notify.webhooks[].urlEnv', webhook.urlEnv, deps.allowEnv);
+    if (refusal) return giveUp(refusal);
     const url = webhookUrl(deps.env, webhook.urlEnv);
     if (typeof url === 'string') return giveUp(url);
     let response: Response;
@@ -59,8 +65,16 @@ export function notifyActivities(deps: ActivityDeps) {
       if (context.cancellationSignal.aborted) throw error;
       return retry(`the receiver was not reached (${networkReason(error)})`);
     }
-    const answer = redacted(await response.text().catch(() => ''), url);
-    const said = answer ? `: ${answer}` : '';
+    // The reply's text is never recorded (a receiver must not write into run history): a one-word error code
+    // (Slack's `no_text`, `invalid_payload`) is shown, anything else only as its kind and size.
+    const answer = await responseText(response, replyMaxBytes, 'the receiver').catch(() => undefined);
+    const code = answer?.trim();
+    const said =
+      answer === undefined
+        ? ' (a reply too large to read)'
+        : code && /^[a-z][a-z0-9_]{0,39}$/.test(code)
+          ? `: ${redacted(code, url)}`
+          : ` (${classifyReply(answer)})`;
     if (response.ok) return { status: response.status };
     if (response.status === 408 || response.status === 425 || response.status === 429 || response.status >= 500) {
       return retry(
@@ -100,8 +114,7 @@ function networkReason(error: unknown): string {
 }
 
 /**
- * The first line of the receiver's answer (a Slack-compatible receiver says what was wrong: `no_text`,
- * `invalid_payload`), short, with the URL and its parts removed: a server's 404 page often repeats the path, which is
+ * The first line of the receiver's answer, short, with the URL and its parts removed: a server's 404 page often repeats the path, which is
  * the secret part of a webhook's URL.
  */
 export function redacted(answer: string, url: URL): string {

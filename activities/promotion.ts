@@ -1,10 +1,11 @@
 // Retraining's bookkeeping: where training stands (the tracker), and promotion of a better checkpoint.
 import { log } from '@temporalio/activity';
-import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { readTracker } from '../src/progress/checkpoints.js';
 import { modelPaths } from '../src/spec/paths.js';
 import type { Spec } from '../src/spec/schema.js';
+import { readFileBounded, writeFileSafely } from '../src/storage/index.js';
 import { localSpec, type ActivityDeps } from './context.js';
 
 export interface Promotion {
@@ -21,6 +22,31 @@ export interface PromotedFile extends Promotion {
 
 export const promotedFileName = 'promoted.json';
 
+/** promoted.json as keel writes it: anything else in the file (another writer's strings) is dropped, never copied. */
+const promotionSchema = z.object({
+  iteration: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  score: z.number().finite(),
+  runId: z.string().max(200),
+  promotedAt: z.string().max(64),
+});
+const promotedFileSchema = promotionSchema.extend({ history: z.array(promotionSchema).max(1000) });
+
+/** The promotion recorded in `file`; undefined when there is none or it is not one keel wrote (then a warning). */
+async function readPromoted(file: string): Promise<PromotedFile | undefined> {
+  const text = await readFileBounded(file, { maxBytes: 1024 * 1024 });
+  if (text === undefined) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    raw = undefined;
+  }
+  const parsed = promotedFileSchema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  log.warn(`${file} is not a promotion keel wrote; it is replaced at the next promotion`);
+  return undefined;
+}
+
 export function promotionActivities(deps: ActivityDeps) {
   async function readLatestCheckpoint(input: { spec: Spec }): Promise<{ tracker: number }> {
     const tracker = await readTracker(modelPaths(localSpec(input.spec, deps)).save);
@@ -31,10 +57,7 @@ export function promotionActivities(deps: ActivityDeps) {
   async function promoteIfBetter(input: { spec: Spec; iteration?: number; score?: number; runId: string }) {
     const saveDir = modelPaths(localSpec(input.spec, deps)).save;
     const file = join(saveDir, promotedFileName);
-    const current = await readFile(file, 'utf8').then(
-      (text) => JSON.parse(text) as PromotedFile,
-      () => undefined,
-    );
+    const current = await readPromoted(file);
     const previous = current ? { iteration: current.iteration, score: current.score, runId: current.runId } : undefined;
     if (input.iteration === undefined || input.score === undefined) {
       return {
@@ -71,8 +94,7 @@ export function promotionActivities(deps: ActivityDeps) {
           ]
         : [],
     };
-    await writeFile(`${file}.tmp`, JSON.stringify(next, null, 2));
-    await rename(`${file}.tmp`, file);
+    await writeFileSafely(file, JSON.stringify(next, null, 2));
     log.info('checkpoint promoted', { iteration: input.iteration, score: input.score });
     return {
       promoted: true,

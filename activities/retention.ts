@@ -3,12 +3,13 @@
 // then on no reader, resume or plan takes it for a checkpoint), then emptied file by file with a heartbeat after
 // each, and a retried attempt first finishes the deletions an earlier attempt began.
 import { log } from '@temporalio/activity';
-import { lstat, readdir, readFile, rename, rm, rmdir } from 'node:fs/promises';
+import { readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inspectSaveDir, iterationDirName } from '../src/progress/checkpoints.js';
 import { planNextDeletion, planRetention } from '../src/progress/retention.js';
 import { modelPaths } from '../src/spec/paths.js';
 import type { Spec } from '../src/spec/schema.js';
+import { readFileBounded, removeTreeIn } from '../src/storage/index.js';
 import { activitySignal, heartbeat, localSpec, type ActivityDeps } from './context.js';
 import { promotedFileName } from './promotion.js';
 
@@ -26,6 +27,8 @@ export interface RetentionResult {
 
 /** A checkpoint being deleted: `iter_0000039.keel-deleting` (not a name slime or keel reads as a checkpoint). */
 const deletingSuffix = '.keel-deleting';
+/** Only such names are finished by a later attempt: another `*.keel-deleting` entry is not keel's to delete. */
+const deletingPattern = /^iter_\d{7,}\.keel-deleting$/;
 
 export function retentionActivities(deps: ActivityDeps) {
   /**
@@ -38,7 +41,7 @@ export function retentionActivities(deps: ActivityDeps) {
     const progress = { files: 0 };
     // Deletions an interrupted attempt began: finish them before planning.
     for (const name of await readSaveDir(saveDir)) {
-      if (name.endsWith(deletingSuffix)) await deleteTree(join(saveDir, name), progress);
+      if (deletingPattern.test(name)) await deleteTree(saveDir, name, progress);
     }
     const { keepLast, keepEvery, keepBest } = spec.policies.retention;
     const inspection = await inspectSaveDir(saveDir);
@@ -69,7 +72,7 @@ export function retentionActivities(deps: ActivityDeps) {
       const doomed = `${dir}${deletingSuffix}`;
       log.info('retention: deleting checkpoint', { iteration, dir });
       await rename(dir, doomed);
-      await deleteTree(doomed, progress, iteration);
+      await deleteTree(saveDir, `${iterationDirName(iteration)}${deletingSuffix}`, progress, iteration);
     }
     return {
       keep: plan.keep.map((k) => k.iteration),
@@ -86,13 +89,11 @@ export function retentionActivities(deps: ActivityDeps) {
  * one -- then nothing is deleted, since it might name a checkpoint that must be kept.
  */
 async function promotedIteration(saveDir: string): Promise<number | undefined | 'unreadable'> {
-  const text = await readFile(join(saveDir, promotedFileName), 'utf8').catch((error: NodeJS.ErrnoException) =>
-    error.code === 'ENOENT' ? undefined : '',
-  );
+  const text = await readFileBounded(join(saveDir, promotedFileName), { maxBytes: promotedMaxBytes }).catch(() => '');
   if (text === undefined) return undefined;
   try {
     const iteration = (JSON.parse(text) as { iteration?: unknown }).iteration;
-    return typeof iteration === 'number' && Number.isInteger(iteration) ? iteration : 'unreadable';
+    return typeof iteration === 'number' && Number.isSafeInteger(iteration) ? iteration : 'unreadable';
   } catch {
     return 'unreadable';
   }
@@ -115,25 +116,25 @@ async function readSaveDir(saveDir: string): Promise<string[]> {
   }
 }
 
-/** Delete a directory tree file by file (then its directories, deepest first), heartbeating after every entry. */
-async function deleteTree(root: string, progress: { files: number }, iteration?: number): Promise<void> {
-  const signal = activitySignal();
-  const walk = async (dir: string): Promise<void> => {
-    for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-      signal?.throwIfAborted();
-      const path = join(dir, entry.name);
-      if (entry.isDirectory()) await walk(path);
-      else await rm(path, { force: true });
-      progress.files++;
-      heartbeat({ deleting: root, iteration, filesDeleted: progress.files });
-    }
-    await rmdir(dir).catch(async (error: NodeJS.ErrnoException) => {
-      if (error.code !== 'ENOENT') throw error;
-    });
-  };
-  if (!(await lstat(root).catch(() => undefined))?.isDirectory()) {
-    await rm(root, { force: true });
-    return;
-  }
-  await walk(root);
+/** promoted.json is a few KB; a larger one is not keel's (and is unreadable, so nothing is deleted). */
+const promotedMaxBytes = 1024 * 1024;
+
+/**
+ * Delete `name` in the save dir and everything under it (src/storage: never through a symlink, never off its file
+ * system), heartbeating after every entry.
+ */
+async function deleteTree(
+  saveDir: string,
+  name: string,
+  progress: { files: number },
+  iteration?: number,
+): Promise<void> {
+  const before = progress.files;
+  await removeTreeIn(saveDir, name, {
+    signal: activitySignal(),
+    onProgress: (removed) => {
+      progress.files = before + removed;
+      heartbeat({ deleting: join(saveDir, name), iteration, filesDeleted: progress.files });
+    },
+  });
 }

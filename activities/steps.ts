@@ -1,5 +1,6 @@
 // Step activities: a check per kind (are the outputs already complete?) and a run per kind. Each takes one input
 // object: the spec, the step id, the run key (workflow id) and the attempt.
+import { assertEnvNameAllowed } from './env-allowlist.js';
 import { ApplicationFailure, log } from '@temporalio/activity';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -58,6 +59,7 @@ export interface CheckResult {
 
 export function stepActivities(deps: ActivityDeps) {
   const hubToken = (spec: Spec): string | undefined => {
+    if (spec.model.hfTokenEnv) assertEnvNameAllowed('model.hfTokenEnv', spec.model.hfTokenEnv, deps.allowEnv);
     const token = spec.model.hfTokenEnv ? deps.env[spec.model.hfTokenEnv] : undefined;
     registerSecretValue(token);
     return token;
@@ -74,6 +76,7 @@ export function stepActivities(deps: ActivityDeps) {
         );
       return fromWorker;
     }
+    assertEnvNameAllowed('model.hfEndpointEnv', spec.model.hfEndpointEnv, deps.allowEnv);
     const endpoint = deps.env[spec.model.hfEndpointEnv];
     if (!endpoint) {
       throw ApplicationFailure.nonRetryable(

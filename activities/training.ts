@@ -53,7 +53,8 @@ export function trainingActivities(deps: ActivityDeps) {
     const tracker = await readTracker(paths.save).catch(() => undefined);
     // Secrets named by rayHead.secretEnv go to a 0600 file on the head node, written once per submission id.
     const secretFile = jobSecretFile(spec, head, jobId);
-    if (secretFile && !(await jobs.getJob(jobId))) await placeJobSecrets(spec, head, secretFile, deps.env);
+    if (secretFile && !(await jobs.getJob(jobId)))
+      await placeJobSecrets(spec, head, secretFile, deps.env, deps.allowEnv);
     const job = trainJob(spec, { head, secretFile });
     const { created } = await jobs.submitJob({
       entrypoint: job.entrypoint,

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
+import { allowedEnvNames } from '../activities/env-allowlist.js';
 import { closeExecutors, createActivities } from '../activities/index.js';
 import { connectionOptions, temporalTarget, type TemporalTarget } from '../src/client/connection.js';
 import type { LogOutput } from '../src/log.js';
@@ -42,6 +43,8 @@ export interface WorkerOptions {
   logLevel?: string;
   /** serve Prometheus metrics: the SDK's own and keel's per-run figures */
   metrics?: MetricsOptions;
+  /** environment variables a spec may name beyond each field's own kind (also KEEL_ALLOW_ENV) */
+  allowEnv?: string[];
 }
 
 export interface ControlWorker {
@@ -65,7 +68,11 @@ export async function createControlWorker(options: WorkerOptions = {}): Promise<
     namespace: target.namespace,
     taskQueue: target.taskQueue,
     ...(bundlePath ? { workflowBundle: { codePath: bundlePath } } : { workflowsPath }),
-    activities: createActivities({ cwd: options.cwd ?? process.cwd(), env: process.env }),
+    activities: createActivities({
+      cwd: options.cwd ?? process.cwd(),
+      env: process.env,
+      allowEnv: allowedEnvNames(options.allowEnv, process.env),
+    }),
     shutdownGraceTime: '10s',
   });
   if (!options.metrics) return { worker, connection, target };

@@ -26,6 +26,7 @@ import { durationMs as msToNumber } from '../src/spec/duration.js';
 import type { Activities } from '../activities/index.js';
 import type { Spec, StepSpec } from '../src/spec/schema.js';
 import { keelPhase, keelPreset } from '../src/search-attributes.js';
+import { cancelRequest, firstProblem, searchKeyword, trainingPhasePayload } from './inputs.js';
 import {
   cancelSignal,
   cancelUpdate,
@@ -110,7 +111,7 @@ class PipelineRun {
   }
 
   async execute(): Promise<PipelineResult> {
-    upsertSearchAttributes([{ key: keelPreset, value: this.spec.preset ?? 'custom' }]);
+    upsertSearchAttributes([{ key: keelPreset, value: searchKeyword(this.spec.preset ?? 'custom') }]);
     this.setPhase('running');
     const running = new Map<string, Promise<void>>();
     let cancelled: unknown;
@@ -308,23 +309,29 @@ class PipelineRun {
         if (!['pending', 'running'].includes(train.state)) throw new Error(`the train step is ${train.state}`);
       },
     });
-    setHandler(cancelUpdate, (request) => this.cancel(request?.reason), {
+    setHandler(cancelUpdate, (request) => this.cancel(cancelReasonOf(request)), {
       validator: (request) => {
         this.refuseIfEnded('cancel');
         if (this.cancelReason) throw new Error(`already being cancelled (${this.cancelReason})`);
-        if (request !== undefined && request !== null && typeof request !== 'object') {
-          throw new Error('cancel takes { "reason": "..." } or nothing');
+        const parsed = cancelRequest.safeParse(request);
+        if (!parsed.success) {
+          throw new Error(`cancel takes { "reason": "..." } or nothing (${firstProblem(parsed.error)})`);
         }
       },
     });
-    setHandler(trainingPhaseSignal, ({ phase }) => {
-      this.trainingPhase = phase;
+    setHandler(trainingPhaseSignal, (payload) => {
+      const parsed = trainingPhasePayload.safeParse(payload);
+      if (!parsed.success) {
+        log.warn('trainingPhase signal ignored: not { phase: string }', { problem: firstProblem(parsed.error) });
+        return;
+      }
+      this.trainingPhase = parsed.data.phase;
     });
     // Clients of keel 0.1 still send signals: the same actions, without an answer.
     setHandler(pauseSignal, () => void this.pause());
     setHandler(resumeSignal, () => void this.resume(true).catch(() => undefined));
     setHandler(stopAfterCheckpointSignal, () => void this.requestStopAfterCheckpoint().catch(() => undefined));
-    setHandler(cancelSignal, (request) => void this.cancel(request?.reason).catch(() => undefined));
+    setHandler(cancelSignal, (request) => void this.cancel(cancelReasonOf(request)).catch(() => undefined));
   }
 
   private refuseIfEnded(what: string): void {
@@ -398,7 +405,7 @@ class PipelineRun {
       );
     });
     setHandler(cancelSignal, (request) => {
-      log.info('cancel requested', { reason: request?.reason });
+      log.info('cancel requested', { reason: cancelReasonOf(request) });
       this.cancelRequested = true;
       this.scope.cancel();
     });
@@ -484,4 +491,10 @@ function describeFailure(error: unknown): string {
     e = e.cause as typeof e;
   }
   return parts.filter((p) => p !== 'Activity task failed').join(': ') || String(error);
+}
+
+/** A cancel's reason: a string (cut to 2000 characters), or none whatever else the request carried. */
+function cancelReasonOf(request: unknown): string | undefined {
+  const reason = (request as { reason?: unknown } | null | undefined)?.reason;
+  return typeof reason === 'string' ? reason.slice(0, 2000) : undefined;
 }

@@ -31,6 +31,7 @@ import {
   trainingStatusQuery,
   type TrainingStatus,
 } from './definitions.js';
+import { addNodesArgs, firstProblem, maxExtraNodes, searchDouble, searchInt } from './inputs.js';
 import { quick, retention, supervise, transfer } from './options.js';
 import { patches } from './patches.js';
 import { trainingNotifications, type Announced } from './notify.js';
@@ -103,9 +104,11 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       return { added: nodes.map((n) => n.name ?? n.host) };
     },
     {
-      validator: ({ nodes }) => {
-        if (!Array.isArray(nodes) || nodes.length === 0) throw new Error('addNodes needs at least one node');
-        for (const n of nodes) if (typeof n.host !== 'string' || !n.host) throw new Error('every node needs a host');
+      validator: (args) => {
+        const parsed = addNodesArgs.safeParse(args);
+        if (!parsed.success) throw new Error(`addNodes refused: ${firstProblem(parsed.error)}`);
+        if (state.extraNodes.length + parsed.data.nodes.length > maxExtraNodes)
+          throw new Error(`addNodes refused: at most ${maxExtraNodes} added nodes in all`);
       },
     },
   );
@@ -236,9 +239,11 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
         lastFailure.jobRunningAt ??= outcome.jobRunningAt;
       if (lastFailure && !lastFailure.recoveredAt && outcome.firstRolloutAt)
         lastFailure.recoveredAt = outcome.firstRolloutAt;
-      if (outcome.lastRollout !== undefined && outcome.lastRollout !== state.lastRollout) {
-        state.lastRollout = outcome.lastRollout;
-        upsertSearchAttributes([{ key: keelRollout, value: outcome.lastRollout }]);
+      // Search attributes take bounded values only: an out-of-range one would fail every workflow task.
+      const lastRollout = searchInt(outcome.lastRollout);
+      if (lastRollout !== undefined && lastRollout !== state.lastRollout) {
+        state.lastRollout = lastRollout;
+        upsertSearchAttributes([{ key: keelRollout, value: lastRollout }]);
       }
       for (const e of outcome.evals) {
         if (!state.evals.some((x) => x.rollout === e.rollout)) state.evals.push(e);
@@ -260,10 +265,12 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
           at: new Date().toISOString(),
           evalScore: evalAt?.score,
         });
-        upsertSearchAttributes([
-          { key: keelCheckpoint, value: outcome.iteration },
-          ...(evalAt ? [{ key: keelEvalScore, value: evalAt.score }] : []),
-        ]);
+        const evalScore = searchDouble(evalAt?.score);
+        const attributes = [
+          ...(searchInt(outcome.iteration) === undefined ? [] : [{ key: keelCheckpoint, value: outcome.iteration }]),
+          ...(evalScore === undefined ? [] : [{ key: keelEvalScore, value: evalScore }]),
+        ];
+        if (attributes.length > 0) upsertSearchAttributes(attributes);
         log.info('checkpoint saved', { iteration: outcome.iteration, evalScore: evalAt?.score });
         notifications.observe();
         state.retention = await r.applyRetention({ spec, scores: state.evals });

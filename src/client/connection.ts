@@ -151,7 +151,38 @@ export async function connectionOptions(
     options.apiKey = apiKey;
     options.tls ??= {};
   }
+  refuseCredentialsForSpecAddress(target, options, env);
   return options;
+}
+
+/** Confirms an address a spec file chose, so that keel sends it the credentials (API key, client certificate). */
+export const trustAddressEnv = 'KEEL_TEMPORAL_TRUST_ADDRESS';
+
+/**
+ * A spec file may say where to connect, but not which local secret to send there: a credential goes to an address
+ * from a spec only when the user confirms that address (a flag, KEEL_TEMPORAL_ADDRESS, or KEEL_TEMPORAL_TRUST_ADDRESS).
+ */
+function refuseCredentialsForSpecAddress(
+  target: TemporalTarget,
+  options: ConnectionOptions & { apiKey?: string },
+  env: NodeJS.ProcessEnv,
+): void {
+  const origin = target.origins?.address;
+  if (!origin?.startsWith('temporal.')) return;
+  const tls = typeof options.tls === 'object' ? options.tls : undefined;
+  const sends = [
+    ...(options.apiKey !== undefined ? [`the API key in ${target.apiKeyEnv} (${target.origins?.apiKeyEnv})`] : []),
+    ...(tls?.clientCertPair ? [`the client certificate (${target.origins?.tls})`] : []),
+  ];
+  if (sends.length === 0) return;
+  const trusted = (env[trustAddressEnv] ?? '').split(',').map((a) => a.trim());
+  if (trusted.includes(target.address)) return;
+  throw new TemporalConfigError(
+    `${origin}: ${target.address} comes from the spec file, and keel would send it ${sends.join(' and ')}; ` +
+      'a spec may say where to connect, not which local secret to send there. If this is your Temporal server, ' +
+      `confirm it: --address ${target.address}, KEEL_TEMPORAL_ADDRESS=${target.address} or ` +
+      `${trustAddressEnv}=${target.address}`,
+  );
 }
 
 /** One line for a person: where keel connects, and where that came from. */

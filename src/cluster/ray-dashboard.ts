@@ -70,7 +70,14 @@ export class RayDashboardClient {
   /** Every node the GCS knows, alive and dead (a dead node stays listed with state DEAD). */
   async listNodes(signal?: AbortSignal): Promise<RayNode[]> {
     const body = nodesResponse.parse(await this.http.json('/api/v0/nodes?limit=10000&detail=false', { signal }));
-    if (!body.result) throw new RayApiError('GET', `${this.url}/api/v0/nodes`, 200, body.msg ?? 'result false');
+    if (!body.result)
+      throw new RayApiError(
+        'GET',
+        `${this.url}/api/v0/nodes`,
+        200,
+        body.msg ?? '',
+        'the dashboard answered result: false',
+      );
     return body.data.result.result.map((node) => {
       const resources = node.resources_total ?? {};
       const record: RayNode = {

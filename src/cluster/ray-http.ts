@@ -5,13 +5,18 @@
 // job submission and stop impossible.
 import http from 'node:http';
 import https from 'node:https';
+import { BoundedBody, classifyReply, ReplyTooLargeError } from '../net/bounded-body.js';
 
 export interface RayHttpOptions {
   /** Dashboard base URL, e.g. `http://127.0.0.1:8265`. */
   url: string;
   /** Per-request timeout. Default 10 s. */
   timeoutMs?: number;
+  /** The largest reply read (a larger one is refused, not buffered). Default 64 MiB. */
+  maxBodyBytes?: number;
 }
+
+const defaultMaxBodyBytes = 64 * 1024 * 1024;
 
 export interface RequestOptions {
   method?: 'GET' | 'POST' | 'DELETE';
@@ -20,14 +25,19 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
+/**
+ * A refused request. The message names the status and the kind of reply (never its text: a dashboard, or whatever
+ * answers at its address, must not write into recorded reasons); `reason` is keel's own words, when it has them.
+ */
 export class RayApiError extends Error {
   constructor(
     readonly method: string,
     readonly url: string,
     readonly status: number,
     readonly body: string,
+    reason?: string,
   ) {
-    super(`${method} ${url} -> HTTP ${status}: ${lastLine(body)}`);
+    super(`${method} ${url} -> HTTP ${status}: ${reason ?? classifyReply(body)}`);
     this.name = 'RayApiError';
   }
 }
@@ -47,10 +57,12 @@ export class RayUnreachableError extends Error {
 export class RayHttp {
   private readonly base: string;
   private readonly timeoutMs: number;
+  private readonly maxBodyBytes: number;
 
   constructor(options: RayHttpOptions) {
     this.base = options.url.replace(/\/+$/, '');
     this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.maxBodyBytes = options.maxBodyBytes ?? defaultMaxBodyBytes;
   }
 
   get url(): string {
@@ -69,7 +81,7 @@ export class RayHttp {
     try {
       return JSON.parse(body) as unknown;
     } catch {
-      throw new RayApiError(options.method ?? 'GET', this.base + path, 200, `not JSON: ${body.slice(0, 200)}`);
+      throw new RayApiError(options.method ?? 'GET', this.base + path, 200, body, `not JSON (${classifyReply(body)})`);
     }
   }
 
@@ -81,10 +93,11 @@ export class RayHttp {
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
     const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
     try {
-      const { status, body } = await request(url, method, payload, signal);
+      const { status, body } = await request(url, method, payload, signal, this.maxBodyBytes);
       return { status, body, url, method };
     } catch (error) {
       if (options.signal?.aborted) throw options.signal.reason ?? error;
+      if (error instanceof ReplyTooLargeError) throw error;
       throw new RayUnreachableError(method, url, timeout.aborted ? timeout.reason : error);
     }
   }
@@ -95,6 +108,7 @@ function request(
   method: string,
   payload: string | undefined,
   signal: AbortSignal,
+  maxBodyBytes: number,
 ): Promise<{ status: number; body: string }> {
   const headers: http.OutgoingHttpHeaders = { accept: 'application/json' };
   if (payload !== undefined) {
@@ -104,19 +118,25 @@ function request(
   const transport = url.startsWith('https:') ? https : http;
   return new Promise((resolve, reject) => {
     const req = transport.request(url, { method, headers, signal }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      const body = new BoundedBody(maxBodyBytes);
+      res.on('data', (chunk: Buffer) => {
+        if (body.add(chunk)) return;
+        // past the cap: stop reading (the reply is refused, never buffered whole)
+        reject(new ReplyTooLargeError(`${method} ${url}`, maxBodyBytes));
+        req.destroy();
+      });
       res.on('error', reject);
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('end', () => {
+        try {
+          resolve({ status: res.statusCode ?? 0, body: body.text() });
+        } catch (error) {
+          reject(error as Error);
+        }
+      });
     });
     req.on('error', reject);
     req.end(payload);
   });
-}
-
-function lastLine(body: string): string {
-  const lines = body.trim().split('\n');
-  return (lines.at(-1) ?? '').slice(0, 300);
 }
 
 function describeCause(cause: unknown): string {

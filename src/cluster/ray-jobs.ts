@@ -129,7 +129,14 @@ export class RayJobsClient {
       throw new RayApiError(response.method, response.url, response.status, response.body);
     }
     const job = await this.getJob(input.submissionId, signal);
-    if (!job) throw new RayApiError('GET', `${this.http.url}/api/jobs/${input.submissionId}`, 404, 'job vanished');
+    if (!job)
+      throw new RayApiError(
+        'GET',
+        `${this.http.url}/api/jobs/${input.submissionId}`,
+        404,
+        '',
+        'the job vanished after its submission',
+      );
     if (!accepted && job.entrypoint !== input.entrypoint) throw new RayJobConflictError(input.submissionId, job);
     return { job, created: accepted };
   }
@@ -170,7 +177,7 @@ export class RayJobsClient {
    */
   async tailLogs(submissionId: string, lines: number, signal?: AbortSignal): Promise<string> {
     const job = await this.getJob(submissionId, signal);
-    if (!job) throw new RayApiError('GET', `${this.http.url}/api/jobs/${submissionId}`, 404, 'no such job');
+    if (!job) throw new RayApiError('GET', `${this.http.url}/api/jobs/${submissionId}`, 404, '', 'no such job');
     if (!job.driverNodeId) {
       const { text } = await this.getLogs(submissionId, 0, signal);
       return lastLines(text, lines);

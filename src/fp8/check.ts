@@ -2,24 +2,32 @@
 // name no `_scale_inv` tensor, and every shard of the input must be present with a header whose sizes add up and
 // whose tensors are exactly the ones the output index places there. Shard names from either index go through the
 // same name check as every other file name from outside: a name that leaves the directory is refused, never opened.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { describeName, relativePathProblem } from '../spec/names.js';
+import { readFileBounded } from '../storage/index.js';
 import { openRegularFile } from './safetensors.js';
 
 export const indexFileName = 'model.safetensors.index.json';
+/** DeepSeek-V3's index is ~9 MB: a larger one is refused rather than read into memory. */
+export const indexMaxBytes = 64 * 1024 * 1024;
 
 const indexSchema = z.object({ weight_map: z.record(z.string(), z.string()) });
 
 /** The weight map of an index file (tensor -> shard, without a prototype), or the reason it is unusable. */
 async function readWeightMap(file: string): Promise<{ map?: Map<string, string>; problem?: string }> {
+  let text: string | undefined;
+  try {
+    text = await readFileBounded(file, { maxBytes: indexMaxBytes });
+  } catch (error) {
+    return { problem: (error as Error).message };
+  }
+  if (text === undefined) return { problem: `${file} is missing (it is written last)` };
   let raw: unknown;
   try {
-    raw = JSON.parse(await readFile(file, 'utf8'));
-  } catch (error) {
-    const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
-    return { problem: `${file} is missing${missing ? '' : ' or incomplete (not valid JSON)'} (it is written last)` };
+    raw = JSON.parse(text);
+  } catch {
+    return { problem: `${file} is missing or incomplete (not valid JSON) (it is written last)` };
   }
   // zod's record drops a `__proto__` key: read the entries of the parsed JSON itself once the shape is known.
   if (!indexSchema.safeParse(raw).success) return { problem: `${file} has no weight_map of tensor -> shard file` };

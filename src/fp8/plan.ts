@@ -1,10 +1,10 @@
 // What a cast will do, decided from the input's index and shard headers before any output is touched: per shard, the
 // output layout and one job per tensor (cast or copy). Every inconsistency -- a truncated shard, a header that lies, a
 // missing or misshapen scale -- is an error here, naming the file and the tensor.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeName, relativePathProblem } from '../spec/names.js';
-import { indexFileName } from './check.js';
+import { readFileBounded } from '../storage/index.js';
+import { indexFileName, indexMaxBytes } from './check.js';
 import {
   layoutFile,
   openRegularFile,
@@ -58,12 +58,14 @@ export class CastInputError extends Error {
 
 async function readIndex(inputDir: string): Promise<Record<string, string>> {
   const file = join(inputDir, indexFileName);
-  let text: string;
+  let text: string | undefined;
   try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    throw new CastInputError(`${file} is missing: the cast reads the shard list and scale locations from it`);
+    text = await readFileBounded(file, { maxBytes: indexMaxBytes });
+  } catch (error) {
+    throw new CastInputError((error as Error).message);
   }
+  if (text === undefined)
+    throw new CastInputError(`${file} is missing: the cast reads the shard list and scale locations from it`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

@@ -21,6 +21,11 @@ const shapes: SecretShape[] = [
   { pattern: /\bBearer\s+[A-Za-z0-9._~+/-]{16,}=*/i, what: 'a bearer token (an Authorization header)' },
   { pattern: /\bBasic\s+[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])/, what: 'basic-auth credentials' },
   { pattern: /\b[a-z][a-z0-9+.-]*:\/\/[^/\s:@]+:[^/\s@]+@/i, what: 'a URL with a password in it' },
+  // header.payload.signature, both JSON objects base64url-encoded (`{"` is `eyJ`): Temporal Cloud API keys, OIDC tokens
+  {
+    pattern: /\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/,
+    what: 'a JWT (e.g. a Temporal Cloud API key)',
+  },
   { pattern: /\bhooks\.slack\.com\/(?:services|workflows|triggers)\/\S+/i, what: 'a Slack webhook URL' },
 ];
 

@@ -2,6 +2,7 @@
 // release/ checkpoint and slime's dataset state. The tracker file is the truth; a directory it never named is partial.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { readFileBounded, StorageError } from '../storage/index.js';
 
 export const trackerFileName = 'latest_checkpointed_iteration.txt';
 const iterationDirPattern = /^iter_(\d{7,})$/;
@@ -40,6 +41,17 @@ export function iterationDirName(iteration: number): string {
   return `iter_${String(iteration).padStart(7, '0')}`;
 }
 
+/**
+ * The iteration an `iter_*` name is the checkpoint of, when it is the name Megatron writes (`iter_{:07d}`): a stray
+ * `iter_00000019` is not iteration 19's directory, and neither slime nor keel (retention, resume) takes it for one.
+ */
+export function iterationOfDirName(name: string): number | undefined {
+  const match = iterationDirPattern.exec(name);
+  if (!match) return undefined;
+  const iteration = Number(match[1]);
+  return Number.isSafeInteger(iteration) && iterationDirName(iteration) === name ? iteration : undefined;
+}
+
 export function datasetStatePath(saveDir: string, rolloutId: number): string {
   return path.join(saveDir, 'rollout', `global_dataset_state_dict_${rolloutId}.pt`);
 }
@@ -52,7 +64,8 @@ export async function readTracker(saveDir: string): Promise<Tracker | undefined>
   const value = content.trim();
   if (value === '') return undefined;
   if (value === 'release') return 'release';
-  if (!/^\d+$/.test(value)) throw new CheckpointTrackerError(file, content);
+  // A tracker is a small integer: anything else (400 digits read as Infinity) is unreadable, never a checkpoint.
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new CheckpointTrackerError(file, content);
   return Number(value);
 }
 
@@ -61,9 +74,8 @@ export async function inspectSaveDir(saveDir: string): Promise<SaveDirInspection
   const entries = await readDirIfExists(saveDir);
   const iterations: IterationDir[] = [];
   for (const entry of entries) {
-    const match = iterationDirPattern.exec(entry.name);
-    if (!match || !entry.isDirectory()) continue;
-    const iteration = Number(match[1]);
+    const iteration = iterationOfDirName(entry.name);
+    if (iteration === undefined || !entry.isDirectory()) continue;
     const dir = path.join(saveDir, entry.name);
     const named = typeof tracker === 'number' && iteration <= tracker;
     const layoutProblems = named ? await torchDistLayoutProblems(dir) : [];
@@ -89,9 +101,8 @@ export async function inspectSaveDir(saveDir: string): Promise<SaveDirInspection
 export async function completeIterationsBetween(saveDir: string, after: number, tracker: number): Promise<number[]> {
   const found: number[] = [];
   for (const entry of await readDirIfExists(saveDir)) {
-    const match = iterationDirPattern.exec(entry.name);
-    if (!match || !entry.isDirectory()) continue;
-    const iteration = Number(match[1]);
+    const iteration = iterationOfDirName(entry.name);
+    if (iteration === undefined || !entry.isDirectory()) continue;
     if (iteration <= after || iteration > tracker) continue;
     if ((await torchDistLayoutProblems(path.join(saveDir, entry.name))).length === 0) found.push(iteration);
   }
@@ -130,7 +141,14 @@ export async function torchDistLayoutProblems(dir: string): Promise<string[]> {
   if (!names.has('.metadata')) problems.push('.metadata is missing');
   if (names.has('.metadata.tmp')) problems.push('.metadata.tmp is present (save not finished)');
   if (![...names].some((name) => distcpPattern.test(name))) problems.push('no __*_*.distcp shard');
-  const metadata = names.has('metadata.json') ? await readTextIfExists(path.join(dir, 'metadata.json')) : undefined;
+  let metadata: string | undefined;
+  try {
+    metadata = names.has('metadata.json') ? await readTextIfExists(path.join(dir, 'metadata.json')) : undefined;
+  } catch (error) {
+    if (!(error instanceof StorageError)) throw error;
+    problems.push(`metadata.json ${error.message.slice(error.path.length + 2)}`);
+    return problems;
+  }
   if (metadata === undefined) problems.push('metadata.json is missing');
   else if (shardedBackend(metadata) !== 'torch_dist')
     problems.push('metadata.json does not name sharded_backend torch_dist');
@@ -180,13 +198,9 @@ function shardedBackend(json: string): unknown {
   }
 }
 
-async function readTextIfExists(file: string): Promise<string | undefined> {
-  try {
-    return await fs.readFile(file, 'utf8');
-  } catch (error) {
-    if (isNotFound(error)) return undefined;
-    throw error;
-  }
+/** A small file on shared storage (the tracker, metadata.json): bounded, never a FIFO (src/storage). */
+function readTextIfExists(file: string): Promise<string | undefined> {
+  return readFileBounded(file, { maxBytes: 1024 * 1024 });
 }
 
 async function readDirIfExists(dir: string) {

@@ -165,9 +165,26 @@ export function parseSlimeLogLine(rawLine: string, options: ParseOptions = {}): 
   if (text.trim() === '') return undefined;
   for (const matcher of matchers) {
     const event = matcher(text, options);
+    if (event && !countsInRange(event)) return undefined;
     if (event) return source ? { ...event, source } : event;
   }
   return undefined;
+}
+
+/** Rollout, step and iteration ids, engine indexes and counts: whole numbers up to 10^12, else the line is not slime's. */
+const maxLoggedCount = 1e12;
+
+function countsInRange(event: SlimeLogEvent): boolean {
+  const record = event as unknown as Record<string, unknown>;
+  for (const key of ['rollout', 'step', 'iteration', 'engine', 'count']) {
+    const value = record[key];
+    if (
+      value !== undefined &&
+      !(Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= maxLoggedCount)
+    )
+      return false;
+  }
+  return true;
 }
 
 /**

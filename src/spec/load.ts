@@ -107,6 +107,15 @@ export async function buildSpecRequest(request: SpecRequest): Promise<unknown> {
   let raw: unknown;
   if (request.file) {
     const fromFile = await readSpecFile(request.file);
+    if (isPresetRequest(fromFile)) {
+      // A key beside `preset` would be dropped silently (only `overrides` change a preset): refuse it.
+      const extra = Object.keys(fromFile).find((key) => key !== 'preset' && key !== 'overrides');
+      if (extra !== undefined)
+        throw new FieldError(
+          extra,
+          `is beside preset in ${request.file}: a preset file has only preset and overrides; move it under overrides (overrides.${extra})`,
+        );
+    }
     raw = isPresetRequest(fromFile)
       ? { preset: fromFile.preset, overrides: mergeOverrides(fromFile.overrides ?? {}, overrides) }
       : deepMerge(fromFile, overrides);

@@ -43,3 +43,25 @@ export function hostProblem(host: string): string | undefined {
   if (hostName.test(host) || (host.includes(':') && ipv6.test(host))) return undefined;
   return 'must be a host name or an IP address (letters, digits, dots and dashes)';
 }
+
+/**
+ * Addresses no node of a training cluster has, that keel must never send a request to: link-local (169.254.0.0/16,
+ * where clouds serve instance metadata and credentials; fe80::/10), the unspecified and multicast ranges, and the
+ * metadata service's host names. The problem as a sentence, or undefined.
+ */
+export function forbiddenAddressProblem(
+  host: string,
+  options: { allowUnspecified?: boolean } = {},
+): string | undefined {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  if (/^169\.254\./.test(h) || /^fe[89ab][0-9a-f]?:/.test(h))
+    return 'is a link-local address (where clouds serve instance metadata and credentials): not a cluster node';
+  if (h === 'metadata' || h === 'metadata.google.internal' || h.endsWith('.metadata.google.internal'))
+    return 'is a cloud metadata service: not a cluster node';
+  if (!options.allowUnspecified && (/^0+(\.0+){0,3}$/.test(h) || h === '::'))
+    return 'is the unspecified address: name the node itself';
+  const first = Number(/^(\d+)\./.exec(h)?.[1]);
+  if (first >= 224 && first <= 255) return 'is a multicast or reserved address: not a cluster node';
+  if (/^ff[0-9a-f]{2}:/.test(h)) return 'is a multicast address: not a cluster node';
+  return undefined;
+}

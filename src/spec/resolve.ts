@@ -178,9 +178,47 @@ export function problemsFromZod(error: z.ZodError): SpecProblem[] {
 }
 
 /** Structural rules zod alone does not express: the DAG, node names, cluster size vs the layout's node counts. */
+/**
+ * Files a step's check looks at on the worker (`creates`, an `hf-download` step's `localDir`) stay under
+ * storage.baseDir: a step's reason must never tell whether `/root/.ssh/id_rsa` exists, or list `/`.
+ */
+function outsideBaseProblem(spec: Spec, value: string): string | undefined {
+  const base = normalizedPath(spec.storage.baseDir);
+  const resolved = normalizedPath(value.startsWith('/') ? value : `${base}/${value}`);
+  if (resolved.startsWith(`${base}/`)) return undefined;
+  return (
+    `${value} is outside storage.baseDir (${spec.storage.baseDir}): keel checks and writes files there only -- ` +
+    'give a path under it (relative paths are taken under it)'
+  );
+}
+
+/** A path with `.`, `..` and repeated slashes resolved, as the file system would (pure: spec code runs in workflows). */
+function normalizedPath(path: string): string {
+  const parts: string[] = [];
+  for (const part of path.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part !== '..') parts.push(part);
+    else if (parts.length > 0 && parts.at(-1) !== '..') parts.pop();
+    else if (!path.startsWith('/')) parts.push('..'); // a relative path may climb above its start
+  }
+  return `${path.startsWith('/') ? '/' : ''}${parts.join('/')}`;
+}
+
 export function structuralProblems(spec: Spec): SpecProblem[] {
   const problems: SpecProblem[] = [];
   const stepIds = Object.keys(spec.steps);
+  for (const [id, step] of Object.entries(spec.steps)) {
+    const fields: [string, string | undefined][] =
+      step.kind === 'command' || step.kind === 'gang'
+        ? [['creates', step.creates]]
+        : step.kind === 'hf-download'
+          ? [['localDir', step.localDir]]
+          : [];
+    for (const [field, value] of fields) {
+      const problem = value === undefined ? undefined : outsideBaseProblem(spec, value);
+      if (problem) problems.push({ path: `steps.${id}.${field}`, message: problem });
+    }
+  }
   for (const [id, step] of Object.entries(spec.steps)) {
     step.needs.forEach((need, i) => {
       if (!Object.hasOwn(spec.steps, need)) {

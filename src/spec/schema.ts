@@ -2,7 +2,7 @@
 // Secrets are never values here: only the names of env vars or files that hold them.
 import { z } from 'zod';
 import { durationMs } from './duration.js';
-import { hostProblem, isPrototypeKey, relativePathProblem } from './names.js';
+import { forbiddenAddressProblem, hostProblem, isPrototypeKey, relativePathProblem } from './names.js';
 import { secretEnvName, urlVariableName, variableName, variableNameMatching } from './env-names.js';
 
 const envVarName = variableName;
@@ -26,6 +26,8 @@ export function duration(min: string, max: string, belowMin = '(0 does not turn 
 }
 
 const nonEmpty = z.string().min(1, 'must not be empty');
+/** The longest keyword keel puts in a search attribute (src/search-attributes.ts). */
+const searchKeywordMax = 100;
 /** Counts: a billion is more than any run needs, and keeps the planner's products of counts finite and integral. */
 const maxCount = 1_000_000_000;
 const positiveInt = z.number().int().positive().max(maxCount);
@@ -34,9 +36,23 @@ const nonNegativeInt = z.number().int().nonnegative().max(maxCount);
 const byteCount = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 /** Parallel sizes (TP, PP, CP, EP, ETP): the planner lays out one entry per pipeline stage. */
 const parallelSize = z.number().int().positive().max(65_536);
-const hostName = nonEmpty.refine((host) => hostProblem(host) === undefined, {
-  message: 'must be a host name or an IP address (letters, digits, dots, dashes; IPv6 with colons)',
-});
+const hostName = nonEmpty
+  .refine((host) => hostProblem(host) === undefined, {
+    message: 'must be a host name or an IP address (letters, digits, dots, dashes; IPv6 with colons)',
+  })
+  .superRefine((host, ctx) => {
+    const problem = forbiddenAddressProblem(host);
+    if (problem) ctx.addIssue({ code: 'custom', message: `${problem}; name the node's own address` });
+  });
+/** An address to bind or reach a service at: a host, or the unspecified address (all interfaces). */
+const bindHost = nonEmpty
+  .refine((host) => hostProblem(host) === undefined || host === '::', {
+    message: 'must be a host name or an IP address (no scheme, port or path), e.g. 10.0.0.1 or 0.0.0.0',
+  })
+  .superRefine((host, ctx) => {
+    const problem = forbiddenAddressProblem(host, { allowUnspecified: true });
+    if (problem) ctx.addIssue({ code: 'custom', message: `${problem}; name the head node's own address` });
+  });
 /** A list bounded so that nothing keel does per element can run away. */
 const list = <T extends z.ZodType>(item: T, max: number) => z.array(item).max(max, `at most ${max} entries`);
 
@@ -311,7 +327,7 @@ export const conversionSchema = z
 export const rayHeadSchema = z
   .object({
     port: z.number().int().min(1).max(65535).default(6379),
-    dashboardHost: nonEmpty
+    dashboardHost: bindHost
       .optional()
       .describe("address the dashboard (and its unauthenticated Jobs API) binds; default: the head node's own address"),
     dashboardPort: z.number().int().min(1).max(65535).default(8265),
@@ -555,7 +571,10 @@ export const specSchema = z
     name: z
       .string()
       .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be lowercase letters, digits and dashes (it names the workflow id)'),
-    preset: nonEmpty.optional().describe('the preset this spec was built from, if any'),
+    preset: nonEmpty
+      .max(searchKeywordMax, `at most ${searchKeywordMax} characters (it is shown as the KeelPreset search attribute)`)
+      .optional()
+      .describe('the preset this spec was built from, if any'),
     cluster: clusterSchema,
     storage: storageSchema,
     slime: slimeSchema.default({

@@ -155,7 +155,12 @@ describe('row 2: the Hub endpoint named by the spec', () => {
 
   it('a variable holding something that is not a URL: the error names the variable, never the value', async () => {
     const secret = 'sk-live-0123456789abcdefghijABCDEFGHIJ';
-    const activities = stepActivities({ cwd: dir, env: { SECRET_HOLDING_URL: secret } });
+    // (the operator allowed the variable: the worker's allowlist is tested in hardening-allow-env.test.ts)
+    const activities = stepActivities({
+      cwd: dir,
+      env: { SECRET_HOLDING_URL: secret },
+      allowEnv: ['SECRET_HOLDING_URL'],
+    });
     const s = spec({ model: { hfEndpointEnv: 'SECRET_HOLDING_URL' } });
     await assert.rejects(activities.checkStep({ spec: s, stepId: 'download' }), (error: Error) => {
       assert.match(error.message, /model\.hfEndpointEnv names SECRET_HOLDING_URL, whose value is not a URL/);
@@ -165,7 +170,11 @@ describe('row 2: the Hub endpoint named by the spec', () => {
     });
   });
   it('an endpoint with credentials in it is refused the same way', async () => {
-    const activities = stepActivities({ cwd: dir, env: { HUB_URL: 'https://user:hunter2@hub.example' } });
+    const activities = stepActivities({
+      cwd: dir,
+      env: { HUB_URL: 'https://user:hunter2@hub.example' },
+      allowEnv: ['HUB_URL'],
+    });
     await assert.rejects(
       activities.checkStep({ spec: spec({ model: { hfEndpointEnv: 'HUB_URL' } }), stepId: 'download' }),
       (error: Error) => /carries credentials/.test(error.message) && !error.message.includes('hunter2'),

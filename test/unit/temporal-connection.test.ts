@@ -71,7 +71,9 @@ describe('connection options', () => {
         serverName: 'frontend.temporal.internal',
       },
     });
-    const options = await connectionOptions(temporalTarget({}, {}, spec.temporal), {});
+    // the address comes from the spec: the client certificate goes there once the user confirms it
+    const trust = { KEEL_TEMPORAL_TRUST_ADDRESS: 'temporal.internal:7233' };
+    const options = await connectionOptions(temporalTarget({}, trust, spec.temporal), trust);
     assert.equal(options.address, 'temporal.internal:7233');
     assert.ok(options.tls && typeof options.tls === 'object');
     assert.equal(options.tls.clientCertPair?.crt.toString(), 'CLIENT CERT');
@@ -112,7 +114,10 @@ describe('connection options', () => {
   it('takes the API key from the env var the spec names, and turns TLS on', async () => {
     const spec = specWith({ address: 'rl-prod.a1b2c.tmprl.cloud:7233', apiKeyEnv: 'TEMPORAL_CLOUD_API_KEY' });
     assert.ok(!JSON.stringify(spec).includes('secret-key-value'));
-    const env = { TEMPORAL_CLOUD_API_KEY: 'secret-key-value' };
+    const env = {
+      TEMPORAL_CLOUD_API_KEY: 'secret-key-value',
+      KEEL_TEMPORAL_TRUST_ADDRESS: 'rl-prod.a1b2c.tmprl.cloud:7233',
+    };
     const options = await connectionOptions(temporalTarget({}, env, spec.temporal), env);
     assert.equal(options.apiKey, 'secret-key-value');
     assert.deepEqual(options.tls, {});

@@ -1,7 +1,7 @@
 // The pipeline on a real Temporal dev server with the real worker and the local executor running real programs.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -60,7 +60,9 @@ describe('pipeline DAG', { timeout: 600_000 }, () => {
 
   it('skips a step whose outputs are complete, and runs it again when they are damaged', async () => {
     const dir = await tempDir('keel-skip-');
-    const out = join(dir, 'out.txt');
+    // under storage.baseDir (dir/shared): a step's `creates` is checked there only
+    await mkdir(join(dir, 'shared'), { recursive: true });
+    const out = join(dir, 'shared', 'out.txt');
     const launches = join(dir, 'launches');
     const spec = commandSpec({
       name: 'skip',
@@ -300,7 +302,8 @@ describe('durability: SIGKILL the worker while a step runs', { timeout: 300_000 
   it('re-attaches to the running program with a new worker; never launches it twice', async () => {
     const dir = await tempDir('keel-kill-');
     const launches = join(dir, 'launches');
-    const out = join(dir, 'out');
+    await mkdir(join(dir, 'shared'), { recursive: true });
+    const out = join(dir, 'shared', 'out');
     const spec = commandSpec({
       name: 'killworker',
       dir,

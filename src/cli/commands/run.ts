@@ -32,6 +32,7 @@ import {
 export { connectionFlags, withClient, type ServerOptions } from '../connection-flags.js';
 import type { MetricsOptions } from '../../../workers/control.js';
 import { formatRestart, formatTotals, recoveryTotals, restartAccounts } from '../../progress/recovery.js';
+import { printable } from '../printable.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -42,6 +43,7 @@ interface WorkerCommandOptions {
   metricsPort?: string;
   metricsHost: string;
   metricsMaxRuns: string;
+  allowEnv?: string[];
 }
 
 const portSchema = z.coerce.number().int().min(0).max(65535);
@@ -108,7 +110,7 @@ export function formatStatus(status: RunStatus): string {
     const gaps = status.partial ? `; not recorded there: ${status.partial}` : '';
     lines.push(`  (read from the run's history${why}${gaps})`);
   }
-  return lines.join('\n');
+  return printable(lines.join('\n'));
 }
 
 export function registerRunCommands(program: Command): void {
@@ -147,6 +149,11 @@ export function registerRunCommands(program: Command): void {
     )
     .option('--metrics-host <ip>', 'address the metrics endpoint listens on', '127.0.0.1')
     .option('--metrics-max-runs <n>', 'the most runs one scrape reports', '100')
+    .option(
+      '--allow-env <names...>',
+      'environment variables a spec may name beyond their own kind (secretEnv, hfTokenEnv, hfEndpointEnv, urlEnv); ' +
+        'also KEEL_ALLOW_ENV (docs/security.md)',
+    )
     .action(async (options: ServerOptions & WorkerCommandOptions) => {
       const metrics = metricsOptionsOrExit(options);
       const { runControlWorker } = await import('../../../workers/control.js');
@@ -159,6 +166,7 @@ export function registerRunCommands(program: Command): void {
         bundlePath: options.bundle,
         logs: { format: options.logFormat, destination: options.logFile ? resolve(options.logFile) : 1 },
         metrics,
+        allowEnv: options.allowEnv,
       }).catch(exitOnConfigError);
     });
 
