@@ -1,4 +1,5 @@
 // Presets: complete specs that reproduce known recipes. Pure data, safe to import from workflow code.
+import { hangFromEstimates } from './hang.js';
 import type { SpecInput } from './schema.js';
 
 function numberedNodes(count: number, gpus: number): { host: string; gpus: number }[] {
@@ -18,6 +19,13 @@ const datasetSteps = {
   },
   'eval-data': { kind: 'hf-download', repoType: 'dataset', repo: 'zhuzilin/aime-2024', localDir: 'aime-2024' },
 } as const;
+
+/**
+ * Estimates for the ETTR model of keel plan and R1's hang timeouts, not measurements (docs/reliability.md derives
+ * each; measure and override): a save writes ~9.4 TB at ~10 GB/s; a restart reads it back and starts the SGLang
+ * engines; a rollout generates responses of up to 32k tokens. The failure rate is the default, Llama 3's.
+ */
+const r1Reliability = { checkpointSaveTime: '16m', restartTime: '25m', rolloutTime: '20m' };
 
 /**
  * The DeepSeek-R1 recipe on 128 H100s (16 nodes x 8 GPUs), every flag and value as the recipe gives it
@@ -181,11 +189,11 @@ const deepseekR1: SpecInput = {
   policies: {
     // 150 checkpoints of ~9.4 TB each would need ~1.4 PB: keep the last 3, every 500th and the best.
     retention: { keepLast: 3, keepEvery: 500, keepBest: 1 },
+    // Twice each phase's expected length (src/spec/hang.ts): start-up 90m (a 25 min restart, then the eval before
+    // rollout 0 and rollout 0), rollout and eval 40m, save 32m. The 30m defaults would call a healthy start-up hung.
+    hang: hangFromEstimates(r1Reliability),
   },
-  // Estimates for the ETTR model of keel plan, not measurements (docs/reliability.md derives each; measure and
-  // override): a save writes ~9.4 TB at ~10 GB/s; a restart reads it back and starts the SGLang engines; a rollout
-  // generates responses of up to 32k tokens. The failure rate is the default, Llama 3's.
-  reliability: { checkpointSaveTime: '16m', restartTime: '25m', rolloutTime: '20m' },
+  reliability: r1Reliability,
   recipeClaims: {
     stageLayers: [12, 12, 12, 13],
     source: 'recipe prose: "First 3 pipeline stages: 12 layers each (36 total); last pipeline stage: 13 layers"',

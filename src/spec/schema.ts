@@ -432,8 +432,15 @@ export const policiesSchema = z
     heartbeatTimeout: duration('1s', '1d').default('2m'),
     hang: z
       .object({
-        startup: duration('1s', '30d').default('30m').describe('submission to first rollout'),
-        rollout: duration('1s', '30d').default('30m').describe('between rollouts'),
+        startup: duration('1s', '30d')
+          .default('30m')
+          .describe('submission to the first rollout: loading the weights, the eval before rollout 0, rollout 0'),
+        rollout: duration('1s', '30d')
+          .default('30m')
+          .describe('between two lines of work of a rollout (generation, a train step, its perf line)'),
+        eval: duration('1s', '30d')
+          .optional()
+          .describe('after a rollout whose eval is due, until the eval line (default: policies.hang.rollout)'),
         checkpointSave: duration('1s', '30d').default('60m').describe('saving... to saved'),
       })
       .strict()
