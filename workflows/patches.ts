@@ -18,4 +18,10 @@ export const patches = {
    * pipeline when it completes or fails (workflows/notify.ts). Checked only when the spec has webhooks.
    */
   notifications: 'keel-0.3-notifications',
+  /**
+   * keel 0.4: checkpoint retention runs beside supervision (its own heartbeating activity, started when a checkpoint
+   * is recorded) instead of before the next supervision: deleting a checkpoint of terabytes no longer pauses the
+   * watch over the job. One retention at a time; training awaits it before it ends or continues as new.
+   */
+  retentionBeside: 'keel-0.4-retention-beside-supervision',
 } as const;
