@@ -1,0 +1,189 @@
+// R1's timeline, scaled down, under the real keel: phases longer than hang.rollout that are not hangs. A start-up with
+// its first eval and a checkpoint deletion, each longer than hang.rollout, restart nothing; a crash during a deletion
+// is found as fast as any crash (retention runs beside supervision, never instead of it); a worker down for longer
+// than hang.rollout while the trainer logs on restarts nothing (the next worker catches up, the gap is not idle time).
+// Timings: hang.rollout 8 s; a start-up of 12 s; checkpoints padded with as many files as take ~2.5 x hang.rollout
+// to delete on this machine (measured first).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Worker } from '@temporalio/worker';
+import { trainingStatusQuery, type TrainingStatus } from '../../workflows/definitions.js';
+import { modelPaths } from '../../src/spec/paths.js';
+import { readTracker } from '../../src/progress/checkpoints.js';
+import { describeError } from '../../src/client/index.js';
+import { createTestWorker, eventually, tempDir } from '../support/pipeline.js';
+import { startTinyRig, trainerPids, type TinyRig } from '../support/tiny-pipeline.js';
+
+const hangRolloutMs = 8000;
+
+describe('phases longer than hang.rollout on the local cluster', { timeout: 900_000 }, () => {
+  let rig: TinyRig;
+  let files = 0;
+  let replacement: { worker: Worker; running: Promise<void> } | undefined;
+  before(async () => {
+    rig = await startTinyRig({ nodes: 4, portBase: 27300 });
+    files = await filesDeletedIn(2.5 * hangRolloutMs);
+  });
+  after(async () => {
+    if (replacement?.worker.getState() === 'RUNNING') replacement.worker.shutdown();
+    await replacement?.running.catch(() => undefined);
+    await rig?.stop();
+  });
+
+  const spec = (name: string, jobEnv: Record<string, string>, numRollout: number) =>
+    rig.spec({
+      name,
+      model: { saveDir: `save-${name}/` },
+      rollout: { numRollout },
+      ckpt: { saveInterval: 2 },
+      eval: { evalInterval: 2 },
+      policies: {
+        hang: { startup: '2m', rollout: `${hangRolloutMs / 1000}s`, checkpointSave: '60s' },
+        retention: { keepLast: 1, keepBest: 0 },
+      },
+      rayHead: { jobEnv: { TINY_ROLLOUT_SLEEP_S: '1', ...jobEnv } },
+    });
+
+  it('a long start-up and long deletions restart nothing; a crash during a deletion is found at once', async () => {
+    const s = spec('phases-delete', { TINY_STARTUP_SLEEP_S: '12', TINY_SAVE_FILES: String(files) }, 8);
+    const handle = await rig.env.client.workflow.start('pipeline', {
+      taskQueue: rig.taskQueue,
+      workflowId: 'phases-delete',
+      args: [s],
+    });
+    const training = rig.env.client.workflow.getHandle('phases-delete-training');
+    const retentionPending = async () =>
+      ((await training.describe()).raw.pendingActivities ?? []).some((a) => a.activityType?.name === 'applyRetention');
+
+    // Crash the trainer while a deletion runs, once the checkpoint at rollout 5 is recorded.
+    const killedAt = await eventually(
+      async () => {
+        const status: TrainingStatus | undefined = await training.query(trainingStatusQuery).catch(() => undefined);
+        if (!status || !status.checkpoints.some((c) => c.iteration >= 5) || !(await retentionPending())) return;
+        assert.deepEqual(
+          status.failures,
+          [],
+          'no restart before the injected crash: start-up and deletions are not hangs',
+        );
+        const head = status.activeNodes?.[0] ?? rig.cluster.nodes[0]!.host;
+        const node = rig.cluster.nodes.find((n) => n.host === head)!;
+        const pids = await trainerPids(node.stateDir);
+        assert.ok(pids.length >= 1, 'found the trainer');
+        for (const pid of pids) process.kill(pid, 'SIGKILL');
+        return Date.now();
+      },
+      420_000,
+      'a deletion running after the checkpoint at rollout 5',
+    );
+    const detected = await eventually(
+      async () => (await training.query(trainingStatusQuery)).failures[0],
+      120_000,
+      'the crash detected',
+    );
+    assert.equal(detected.kind, 'job-crashed', JSON.stringify(detected));
+    const detectedAt = Date.parse(detected.detectedAt ?? detected.at);
+    // The usual detection time of a crash: a poll (2 s) and the job's status from Ray.
+    assert.ok(detectedAt - killedAt < 20_000, `detected ${detectedAt - killedAt} ms after the crash`);
+
+    await handle.result().catch((e: unknown) => assert.fail(`run failed: ${describeError(e)}`));
+    const status = await training.query(trainingStatusQuery);
+    assert.equal(status.failures.length, 1, `one failure, the injected one: ${JSON.stringify(status.failures)}`);
+    assert.equal(status.restarts, 1);
+    assert.equal(status.checkpoints.at(-1)?.iteration, 7);
+
+    // Each deletion took longer than hang.rollout, and one ran on after the crash was detected.
+    const retentions = await retentionTimes(training);
+    assert.ok(retentions.length >= 2, `retentions: ${JSON.stringify(retentions)}`);
+    const longest = Math.max(...retentions.map((r) => r.end - r.start));
+    assert.ok(longest > hangRolloutMs, `the longest deletion took ${longest} ms, not more than hang.rollout`);
+    assert.ok(
+      retentions.some((r) => r.start < detectedAt && r.end > detectedAt),
+      `a deletion was running when the crash was detected: ${JSON.stringify(retentions)}`,
+    );
+    const left = (await readdir(modelPaths(s).save)).filter((n) => n.startsWith('iter_'));
+    assert.deepEqual(left, ['iter_0000007'], 'retention kept the last checkpoint only');
+    console.log(
+      `  ${files} files a checkpoint; deletions took ${retentions.map((r) => r.end - r.start).join(', ')} ms; ` +
+        `the crash was detected in ${detectedAt - killedAt} ms`,
+    );
+  });
+
+  it('a worker down for longer than hang.rollout while the trainer logs: the next one catches up, no restart', async () => {
+    const s = spec('phases-worker', {}, 12);
+    const handle = await rig.env.client.workflow.start('pipeline', {
+      taskQueue: rig.taskQueue,
+      workflowId: 'phases-worker',
+      args: [s],
+    });
+    const training = rig.env.client.workflow.getHandle('phases-worker-training');
+    await eventually(
+      async () => {
+        const status = await training.query(trainingStatusQuery).catch(() => undefined);
+        return (status?.lastRollout ?? -1) >= 1 || undefined;
+      },
+      300_000,
+      'rollout 1 seen by supervision',
+    );
+    const saveDir = modelPaths(s).save;
+    const trackerBefore = await readTracker(saveDir).catch(() => undefined);
+    rig.worker.shutdown();
+    await rig.running.catch(() => undefined);
+    const downMs = 3 * hangRolloutMs;
+    await new Promise((resolve) => setTimeout(resolve, downMs));
+    const trackerAfter = await readTracker(saveDir).catch(() => undefined);
+    assert.ok(
+      typeof trackerAfter === 'number' && trackerAfter > (typeof trackerBefore === 'number' ? trackerBefore : -1),
+      `the trainer went on while no worker ran: tracker ${String(trackerBefore)} -> ${String(trackerAfter)}`,
+    );
+    const worker = await createTestWorker(rig.env, rig.taskQueue);
+    replacement = { worker, running: worker.run() };
+
+    await handle.result().catch((e: unknown) => assert.fail(`run failed: ${describeError(e)}`));
+    const status = await training.query(trainingStatusQuery);
+    assert.deepEqual(status.failures, [], 'no failure: the gap in reading was not a hang');
+    assert.equal(status.restarts, 0);
+    assert.equal(status.submissions, 1);
+    assert.equal(status.checkpoints.at(-1)?.iteration, 11);
+  });
+});
+
+/** Start and end (ms) of every completed applyRetention of a training workflow, from its history. */
+async function retentionTimes(
+  handle: ReturnType<TinyRig['env']['client']['workflow']['getHandle']>,
+): Promise<{ start: number; end: number }[]> {
+  const history = await handle.fetchHistory();
+  const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) =>
+    Number(t?.seconds ?? 0) * 1000 + Math.floor((t?.nanos ?? 0) / 1e6);
+  const scheduled = new Map<string, boolean>();
+  const started = new Map<string, number>();
+  const out: { start: number; end: number }[] = [];
+  for (const e of history.events ?? []) {
+    const id = String(e.eventId);
+    if (e.activityTaskScheduledEventAttributes?.activityType?.name === 'applyRetention') scheduled.set(id, true);
+    const st = e.activityTaskStartedEventAttributes;
+    if (st && scheduled.has(String(st.scheduledEventId))) started.set(String(st.scheduledEventId), ms(e.eventTime));
+    const done = e.activityTaskCompletedEventAttributes;
+    if (done && started.has(String(done.scheduledEventId)))
+      out.push({ start: started.get(String(done.scheduledEventId))!, end: ms(e.eventTime) });
+  }
+  return out;
+}
+
+/**
+ * How many files this machine deletes one by one (as retention does) in `targetMs`: measured on a sample, so that the
+ * deletions of the test take longer than hang.rollout on a fast machine and a slow one alike.
+ */
+async function filesDeletedIn(targetMs: number): Promise<number> {
+  const dir = await tempDir('keel-delete-rate-');
+  const sample = 3000;
+  await mkdir(join(dir, 'shards'));
+  for (let i = 0; i < sample; i += 100)
+    await Promise.all(Array.from({ length: 100 }, (_, j) => writeFile(join(dir, 'shards', `${i + j}`), '')));
+  const started = performance.now();
+  for (const name of await readdir(join(dir, 'shards'))) await rm(join(dir, 'shards', name), { force: true });
+  const perFile = (performance.now() - started) / sample;
+  await rm(dir, { recursive: true, force: true });
+  return Math.min(200_000, Math.max(sample, Math.ceil(targetMs / perFile)));
+}
