@@ -25,7 +25,16 @@ const datasetSteps = {
  * each; measure and override): a save writes ~9.4 TB at ~10 GB/s; a restart reads it back and starts the SGLang
  * engines; a rollout generates responses of up to 32k tokens. The failure rate is the default, Llama 3's.
  */
-const r1Reliability = { checkpointSaveTime: '16m', restartTime: '25m', rolloutTime: '20m' };
+const r1Reliability = {
+  checkpointSaveTime: '16m',
+  restartTime: '25m',
+  rolloutTime: '20m',
+  // What-ifs (the seed uses neither lever): an async save stages ~73 GB a GPU to host memory before it returns (seconds
+  // of copying, plus planning the sharded save): 1 min, generously; the share of failures that are SGLang engine
+  // failures slime would restart inside the job is an assumption to replace with a count from your own runs.
+  asyncSaveBlockingTime: '1m',
+  engineFailureShare: 0.2,
+};
 
 /**
  * The DeepSeek-R1 recipe on 128 H100s (16 nodes x 8 GPUs), every flag and value as the recipe gives it

@@ -481,6 +481,15 @@ export const reliabilitySchema = z
     rolloutTime: duration('100ms', '7d', '(a rollout always takes time)')
       .optional()
       .describe('wall time of one rollout: generation, training step, weight update, evals spread over rollouts'),
+    asyncSaveBlockingTime: duration('100ms', '1d', '(staging a save always takes time)')
+      .optional()
+      .describe("with Megatron's --async-save: the part of a save that stops training (staging to host memory)"),
+    engineFailureShare: z
+      .number()
+      .min(0, 'must be a share of failures between 0 and 1')
+      .max(1, 'must be a share of failures between 0 and 1')
+      .optional()
+      .describe("with slime's --use-fault-tolerance: the share of failures that are rollout-engine failures"),
   })
   .strict();
 
