@@ -85,10 +85,11 @@ describe('phases longer than hang.rollout on the local cluster', { timeout: 900_
     const resumed = await eventually(
       async () => {
         const now = await status();
-        return (now.lastRollout ?? -1) >= 4 && now.jobId ? now : undefined;
+        // recoveredAt: supervision saw the resubmitted job's first rollout
+        return now.failures[0]?.recoveredAt && now.jobId ? now : undefined;
       },
       300_000,
-      'rollout 4 of the resumed job',
+      'the first rollout of the resumed job',
     );
     const jobs = new RayJobsClient({
       url: dashboardUrlFor(s, {
