@@ -148,9 +148,12 @@ export function supervisionActivities(deps: ActivityDeps) {
     const hang = {
       startup: msToNumber(spec.policies.hang.startup),
       rollout: msToNumber(spec.policies.hang.rollout),
+      eval: msToNumber(spec.policies.hang.eval ?? spec.policies.hang.rollout),
       save: msToNumber(spec.policies.hang.checkpointSave),
     };
     const pollMs = Math.min(2000, Math.max(250, msToNumber(spec.policies.heartbeatTimeout) / 5));
+    // Two reads further apart than this: the log went unread (a stalled read, a paused process); not a hang.
+    const readGapMs = Math.max(15_000, pollMs * 5);
     const after = input.afterIteration ?? -1;
 
     // Resume where this activity's last attempt heartbeated, else where the last supervision of the job stopped.
@@ -214,9 +217,12 @@ export function supervisionActivities(deps: ActivityDeps) {
         job = await jobs.getJob(input.jobId, signal);
         if (job?.status === 'RUNNING') progress.jobRunningAt ??= Date.now();
         const chunk = await reader.read(job, progress.offset, signal);
+        const readAt = Date.now();
+        if (progress.readAt !== undefined && readAt - progress.readAt > readGapMs)
+          progress.skipGap(progress.readAt, readAt);
         if (chunk.restarted)
           log.warn('the job log is shorter than the cursor: reading it from its start', { jobId: input.jobId });
-        progress.push(chunk.text, chunk.nextOffset, Date.now(), chunk.restarted);
+        progress.push(chunk.text, chunk.nextOffset, readAt, chunk.restarted);
         caughtUp = chunk.via === 'http' || chunk.bytesRead < logBytesPerPoll;
         via = chunk.via;
         unreachableSince = undefined;
@@ -249,7 +255,7 @@ export function supervisionActivities(deps: ActivityDeps) {
         const evalDue = (tracker + 1) % spec.eval.evalInterval === 0;
         pendingCheckpoint ??= { iteration: tracker, since: Date.now() };
         const evalLogged = summary.evals[tracker] !== undefined;
-        if (!evalDue || evalLogged || jobEnded || Date.now() - pendingCheckpoint.since > hang.rollout) {
+        if (!evalDue || evalLogged || jobEnded || Date.now() - pendingCheckpoint.since > hang.eval) {
           const saved = await completeIterationsBetween(saveDir, after, tracker);
           return done({ kind: 'checkpoint', iteration: tracker, saved });
         }
@@ -285,10 +291,10 @@ export function supervisionActivities(deps: ActivityDeps) {
         if (dead.length) return failed(lostKind(dead), `node(s) ${dead.join(', ')} no longer alive in Ray`);
       }
 
-      // Hangs, by phase: start-up (no rollout yet), steady rollouts, checkpoint saving.
+      // Hangs, by phase, judged only on a log read to its end (a backlog being caught up is not idle time).
       const idle = Date.now() - progress.lastProgressAt;
-      const phase = summary.checkpointInProgress ? 'save' : summary.lastRollout === undefined ? 'startup' : 'rollout';
-      if (idle > hang[phase]) {
+      const phase = trainerPhase(summary, spec.eval.evalInterval);
+      if (caughtUp && idle > hang[phase]) {
         return failed(
           'hang',
           `no progress for ${Math.round(idle / 1000)} s in the ${phase === 'save' ? 'checkpoint save' : phase} phase (timeout ${Math.round(hang[phase] / 1000)} s)`,
@@ -299,6 +305,23 @@ export function supervisionActivities(deps: ActivityDeps) {
   }
 
   return { superviseUntilCheckpoint };
+}
+
+/**
+ * The phase the trainer is in, as its log shows it (slime's train loop: the eval before rollout 0, then per rollout
+ * generation, training, a save when due, the weight update, and an eval when (rollout + 1) % evalInterval is 0):
+ * start-up until the first rollout line, a save between its two lines, an eval after a rollout whose eval is due and
+ * not logged yet, else a rollout.
+ */
+export function trainerPhase(
+  summary: SlimeLogSummary,
+  evalInterval: number | undefined,
+): 'startup' | 'save' | 'eval' | 'rollout' {
+  if (summary.checkpointInProgress) return 'save';
+  const last = summary.lastRollout;
+  if (last === undefined) return 'startup';
+  const evalDue = evalInterval !== undefined && evalInterval > 0 && (last + 1) % evalInterval === 0;
+  return evalDue && summary.evals[last] === undefined ? 'eval' : 'rollout';
 }
 
 /** The driver's log file: on the run's node that Ray names as the driver's, under that node's Ray temp dir. */

@@ -24,4 +24,10 @@ export const patches = {
    * failed, cancelled), so that `keel status` and `keel report` read a finished run with no worker (workflows/record.ts).
    */
   finalRecord: 'keel-0.4-final-record',
+  /**
+   * keel 0.4: checkpoint retention runs beside supervision (its own heartbeating activity, started when a checkpoint
+   * is recorded) instead of before the next supervision: deleting a checkpoint of terabytes no longer pauses the
+   * watch over the job. One retention at a time; training awaits it before it ends or continues as new.
+   */
+  retentionBeside: 'keel-0.4-retention-beside-supervision',
 } as const;

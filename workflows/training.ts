@@ -132,6 +132,39 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
   };
   let phaseShown = false;
 
+  // Retention beside supervision (patches.retentionBeside): at most one at a time; a checkpoint recorded while one
+  // runs asks for another pass after it. A failure is thrown where training next looks (as the inline call did).
+  let retaining: Promise<void> | undefined;
+  let retainAgain = false;
+  let retentionFailure: unknown;
+  const retainBeside = (): void => {
+    if (retaining) {
+      retainAgain = true;
+      return;
+    }
+    retaining = (async () => {
+      do {
+        retainAgain = false;
+        state.retention = await r.applyRetention({ spec, scores: [...state.evals] });
+      } while (retainAgain);
+    })()
+      .catch((error: unknown) => {
+        retentionFailure = error;
+      })
+      .finally(() => {
+        retaining = undefined;
+      });
+  };
+  /** Wait for a retention running beside supervision; throw its failure. */
+  const retained = async (): Promise<void> => {
+    if (retaining) await retaining;
+    if (retentionFailure !== undefined) throw retentionFailure;
+  };
+  const retain = async (): Promise<void> => {
+    if (patched(patches.retentionBeside)) retainBeside();
+    else state.retention = await r.applyRetention({ spec, scores: state.evals });
+  };
+
   const stopJob = () =>
     q.stopTrainingJob({ spec, jobId: state.jobId!, activeNodes: state.activeNodes, extraNodes: state.extraNodes });
 
@@ -139,6 +172,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
   const continueIfLong = async (where: string): Promise<void> => {
     const info = workflowInfo();
     if (!info.continueAsNewSuggested && info.historyLength < maxEventsPerRun) return;
+    await retained();
     // The next run re-attaches to the same job (state.jobId) or goes on healing (state.healing).
     log.info('continuing as new', { where, jobId: state.jobId, historyLength: info.historyLength });
     await continueAsNew<typeof training>({ spec, runKey, state, stopAfterCheckpoint });
@@ -187,6 +221,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
 
   const supervised = async (): Promise<TrainingResult> => {
     for (;;) {
+      if (retentionFailure !== undefined) await retained();
       if (state.healing) await heal();
       if (!state.jobId) {
         setPhase('submitting');
@@ -273,15 +308,17 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
         if (attributes.length > 0) upsertSearchAttributes(attributes);
         log.info('checkpoint saved', { iteration: outcome.iteration, evalScore: evalAt?.score });
         notifications.observe();
-        state.retention = await r.applyRetention({ spec, scores: state.evals });
+        await retain();
         if (stopAfterCheckpoint) {
           await stopJob();
           state.jobId = undefined;
+          await retained();
           setPhase('stopped');
           return result(state, true);
         }
       } else if (outcome.kind === 'succeeded') {
-        state.retention = await r.applyRetention({ spec, scores: state.evals });
+        await retain();
+        await retained();
         state.jobId = undefined;
         setPhase('succeeded');
         return result(state, false);

@@ -123,6 +123,10 @@ function reliabilityRows(r: Plan['reliability']): [string, string | number | und
         ? undefined
         : `${r.optimalSaveInterval} rollouts${r.optimalIsRunLength ? ' (the whole run)' : ''}: ETTR ${ettr(r.optimalEttr)} (Young: sqrt(2 x save x MTBF) = ${fmtHours(r.youngIntervalHours!)})`,
     ],
+    ...(r.levers ?? []).map((l): [string, string] => [
+      `what if: ${l.name}`,
+      `ETTR ${ettr(l.expectedEttr)} (every ${r.configuredSaveInterval}); best ${l.optimalSaveInterval} rollouts: ${ettr(l.optimalEttr)}`,
+    ]),
     [
       'expected over the run',
       r.expectedWallHours === undefined

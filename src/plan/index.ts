@@ -17,6 +17,7 @@ import {
   type MemoryEstimate,
   type StorageEstimate,
 } from './resources.js';
+import { checkHangTimeouts } from './hang.js';
 import { estimateReliability, type ReliabilityEstimate } from './reliability.js';
 
 export type { Finding, Severity } from './findings.js';
@@ -144,6 +145,7 @@ export function plan(given: Spec, options: PlanOptions = {}): Plan {
   const engineMemory = checkEngineMemory(spec, findings);
   const storage = estimateStorage(spec, findings);
   const reliability = estimateReliability(spec, findings);
+  checkHangTimeouts(spec, findings);
 
   return {
     name: spec.name,

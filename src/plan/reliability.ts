@@ -32,17 +32,30 @@ export interface ReliabilityModel {
   rolloutSeconds: number;
   /** M: mean time between failures of the whole job */
   mtbfSeconds: number;
+  /**
+   * s: the share of failures that restart the job (default 1). With slime's --use-fault-tolerance a rollout-engine
+   * failure is restarted inside the job: neither a restart nor lost work.
+   */
+  restartedShare?: number;
+  /**
+   * Lost work a failure adds beyond half an interval (default 0). With an async save, training goes on while the save
+   * is written for d (the full save time): a failure in that window loses the interval before it too, so the
+   * expected loss is tau/2 + d, while training stops only for the staging part (saveSeconds).
+   */
+  extraLossSeconds?: number;
 }
 
-/** ETTR(k·r) = 1 - delta/(k·r) - (R + k·r/2)/M, floored at 0 (a run that never keeps any work). */
+/** ETTR(k·r) = 1 - delta/(k·r) - s·(R + k·r/2 + d)/M, floored at 0 (a run that never keeps any work). */
 export function expectedEttr(model: ReliabilityModel, saveInterval: number): number {
   const tau = saveInterval * model.rolloutSeconds;
-  return Math.max(0, 1 - model.saveSeconds / tau - (model.restartSeconds + tau / 2) / model.mtbfSeconds);
+  const perFailure = model.restartSeconds + tau / 2 + (model.extraLossSeconds ?? 0);
+  return Math.max(0, 1 - model.saveSeconds / tau - ((model.restartedShare ?? 1) * perFailure) / model.mtbfSeconds);
 }
 
-/** Young's optimum tau* = sqrt(2·delta·M), in seconds of training between saves. */
+/** Young's optimum tau* = sqrt(2·delta·M/s), in seconds of training between saves. */
 export function youngIntervalSeconds(model: ReliabilityModel): number {
-  return Math.sqrt(2 * model.saveSeconds * model.mtbfSeconds);
+  const share = model.restartedShare ?? 1;
+  return share === 0 ? Number.POSITIVE_INFINITY : Math.sqrt((2 * model.saveSeconds * model.mtbfSeconds) / share);
 }
 
 /** The whole number of rollouts in 1..maxInterval with the highest ETTR (ETTR is concave: a neighbour of tau* / r). */
@@ -86,6 +99,18 @@ export interface ReliabilityEstimate {
   /** numRollout rollouts of training, divided by the expected ETTR */
   expectedWallHours?: number;
   expectedFailures?: number;
+  /** what slime's levers would give (the blocking part of an async save; engine failures restarted in the job) */
+  levers?: Lever[];
+}
+
+/** A what-if: the expected ETTR with a lever of slime's on, at the configured and at the best save interval. */
+export interface Lever {
+  name: 'async save' | 'engine fault tolerance' | 'both';
+  /** what the figures assume, in words */
+  assumes: string;
+  expectedEttr: number;
+  optimalSaveInterval: number;
+  optimalEttr: number;
 }
 
 export function estimateReliability(spec: Spec, findings: Finding[]): ReliabilityEstimate {
@@ -148,7 +173,80 @@ export function estimateReliability(spec: Spec, findings: Finding[]): Reliabilit
     expectedFailures: expectedWallHours === undefined ? undefined : expectedWallHours / mtbfHours,
   };
   checkSaveInterval(spec, model, estimate, findings);
+  estimate.levers = levers(spec, given, model, findings);
   return estimate;
+}
+
+/**
+ * slime's levers the seed does not use, as what-ifs: Megatron's --async-save (training stops only for the staging
+ * part of a save, reliability.asyncSaveBlockingTime) and --use-fault-tolerance (a share of failures,
+ * reliability.engineFailureShare, is restarted inside the job). Each is said as a finding with its fix.
+ */
+function levers(
+  spec: Spec,
+  given: NonNullable<Spec['reliability']>,
+  model: ReliabilityModel,
+  findings: Finding[],
+): Lever[] {
+  const numRollout = spec.rollout.numRollout;
+  const configured = Math.min(spec.ckpt.saveInterval, numRollout);
+  const hasFlag = (flag: string) => spec.extraArgs.includes(flag);
+  const asyncSave =
+    given.asyncSaveBlockingTime === undefined || hasFlag('--async-save')
+      ? undefined
+      : { saveSeconds: durationMs(given.asyncSaveBlockingTime) / 1000, extraLossSeconds: model.saveSeconds };
+  const tolerance =
+    given.engineFailureShare === undefined || hasFlag('--use-fault-tolerance')
+      ? undefined
+      : { restartedShare: 1 - given.engineFailureShare };
+  const lever = (name: Lever['name'], assumes: string, changed: Partial<ReliabilityModel>): Lever => {
+    const m = { ...model, ...changed };
+    const optimal = bestSaveInterval(m, numRollout);
+    return {
+      name,
+      assumes,
+      expectedEttr: expectedEttr(m, configured),
+      optimalSaveInterval: optimal,
+      optimalEttr: expectedEttr(m, optimal),
+    };
+  };
+  const out: Lever[] = [];
+  const base = expectedEttr(model, configured).toFixed(3);
+  if (asyncSave) {
+    const l = lever(
+      'async save',
+      `a save blocks training for ${fmtSeconds(asyncSave.saveSeconds)} of its ${fmtSeconds(model.saveSeconds)} (reliability.asyncSaveBlockingTime)`,
+      asyncSave,
+    );
+    out.push(l);
+    findings.push({
+      severity: 'info',
+      path: 'extraArgs',
+      message:
+        `with an async save, ${l.assumes}: expected ETTR ${l.expectedEttr.toFixed(3)} saving every ${configured} ` +
+        `rollouts (${l.optimalEttr.toFixed(3)} every ${l.optimalSaveInterval}), against ${base} now`,
+      fix: "add --async-save to extraArgs (Megatron's; slime's save returns after staging and the next save waits for the last)",
+    });
+  }
+  if (tolerance) {
+    const share = given.engineFailureShare!;
+    const l = lever(
+      'engine fault tolerance',
+      `${Math.round(share * 100)}% of failures are rollout-engine failures restarted inside the job (reliability.engineFailureShare)`,
+      tolerance,
+    );
+    out.push(l);
+    findings.push({
+      severity: 'info',
+      path: 'extraArgs',
+      message:
+        `with rollout-engine fault tolerance, if ${l.assumes}: expected ETTR ${l.expectedEttr.toFixed(3)} saving every ` +
+        `${configured} rollouts (${l.optimalEttr.toFixed(3)} every ${l.optimalSaveInterval}), against ${base} now`,
+      fix: "add --use-fault-tolerance to extraArgs (slime health-checks its SGLang engines and restarts them in the job; keel's supervision counts such a restart as neither a failure nor lost work)",
+    });
+  }
+  if (asyncSave && tolerance) out.push(lever('both', 'both of the above', { ...asyncSave, ...tolerance }));
+  return out;
 }
 
 function checkSaveInterval(

@@ -2,7 +2,7 @@
 // follower state that offset implies. Supervision heartbeats it (a retried attempt resumes from it) and returns it in
 // every outcome (the next supervision of the same job starts from it), so no poll ever re-reads the log from 0.
 import { z } from 'zod';
-import { SlimeLogFollower, type SlimeLogSummary } from './slime-log.js';
+import { SlimeLogFollower, type SlimeLogEvent, type SlimeLogSummary } from './slime-log.js';
 
 /** A line longer than this is kept cut in the cursor (the lines supervision reads are short). */
 const maxPartialChars = 64 * 1024;
@@ -23,6 +23,11 @@ export const supervisionCursorSchema = z.object({
   /** when supervision first saw the job RUNNING (its driver started): the trainer's start-up is measured from it */
   jobRunningAt: z.string().optional(),
   lastProgressAt: z.string().optional(),
+  /**
+   * when the log was last read up to `offset` (ISO): the time from then until the next read is a gap in reading (a
+   * worker down, the server down, a retention or a heal between two supervisions), which never counts as a hang
+   */
+  readAt: z.string().optional(),
   /** the job's first rollout was checked against the tracker it resumed from */
   resumeVerified: z.boolean(),
   checkpointInProgress: checkpointRef.optional(),
@@ -60,8 +65,12 @@ export class LogProgress {
   firstRolloutAt: number | undefined;
   jobRunningAt: number | undefined;
   lastProgressAt: number;
+  /** when the log was last read; the hang clock is accounted up to here */
+  readAt: number | undefined;
   private readonly rewardByRollout = new Map<number, number>();
   private lastRolloutSeen: number | undefined;
+  /** a line showing work was read since the last push */
+  private sawWork = false;
 
   constructor(
     private readonly jobId: string,
@@ -73,11 +82,17 @@ export class LogProgress {
     this.firstRolloutAt = cursor?.firstRolloutAt === undefined ? undefined : Date.parse(cursor.firstRolloutAt);
     this.jobRunningAt = cursor?.jobRunningAt === undefined ? undefined : Date.parse(cursor.jobRunningAt);
     this.lastProgressAt = cursor?.lastProgressAt === undefined ? options.now : Date.parse(cursor.lastProgressAt);
+    // The time nobody read the log is not time the job showed no work: the hang clock resumes where it stopped.
+    if (cursor?.readAt !== undefined) {
+      this.skipGap(Date.parse(cursor.readAt), options.now);
+      this.readAt = options.now;
+    }
     this.lastRolloutSeen = cursor?.lastRollout;
     for (const r of cursor?.rewards ?? []) this.rewardByRollout.set(r.rollout, r.reward);
     this.follower = new SlimeLogFollower({
       ...(cursor ? { summary: summaryOf(cursor), pending: cursor.partial ?? '' } : {}),
       onEvent: (event) => {
+        if (workEvents.has(event.type)) this.sawWork = true;
         if (event.type !== 'rollout-stats' || event.rollout <= options.rewardsAfter) return;
         const reward = event.metrics['rollout/raw_reward'];
         if (reward !== undefined && !Number.isNaN(reward)) this.rewardByRollout.set(event.rollout, reward);
@@ -90,12 +105,24 @@ export class LogProgress {
     if (restarted) this.follower.end();
     this.follower.push(text);
     this.offset = nextOffset;
+    this.readAt = now;
     const summary = this.follower.summary;
-    if (summary.lastRollout !== this.lastRolloutSeen) {
+    // Any line of work resets the clock of the phase it belongs to (a rollout, a train step, an eval, a save).
+    if (this.sawWork || summary.lastRollout !== this.lastRolloutSeen) {
       this.lastProgressAt = now;
       this.lastRolloutSeen = summary.lastRollout;
+      this.sawWork = false;
     }
     if (summary.lastRollout !== undefined) this.firstRolloutAt ??= now;
+  }
+
+  /**
+   * Nobody read the log from `from` to `to` (the log could not be read, or no supervision ran): that time does not
+   * count toward a hang. The clock keeps the idle time it had before the gap.
+   */
+  skipGap(from: number, to: number): void {
+    if (!(to > from)) return;
+    this.lastProgressAt = Math.min(to, this.lastProgressAt + (to - from));
   }
 
   /** Evals read (with a score), by rollout. */
@@ -121,6 +148,7 @@ export class LogProgress {
       offset: this.offset,
       resumeVerified: this.resumeVerified,
       lastProgressAt: new Date(this.lastProgressAt).toISOString(),
+      ...(this.readAt === undefined ? {} : { readAt: new Date(this.readAt).toISOString() }),
       evals: Object.entries(summary.evals)
         .filter(([rollout]) => pending(Number(rollout)))
         .map(([rollout, e]) => ({ rollout: Number(rollout), ...(e.score === undefined ? {} : { score: e.score }) })),
@@ -137,6 +165,19 @@ export class LogProgress {
     return cursor;
   }
 }
+
+/** Lines that show the trainer working; an engine found unhealthy is not work, its recovery is. */
+const workEvents: ReadonlySet<SlimeLogEvent['type']> = new Set([
+  'rollout-done',
+  'rollout-stats',
+  'train-perf',
+  'train-step',
+  'eval',
+  'checkpoint-saving',
+  'checkpoint-saved',
+  'checkpoint-loaded',
+  'engines-recovered',
+]);
 
 function summaryOf(cursor: SupervisionCursor): SlimeLogSummary {
   const summary: SlimeLogSummary = { evals: {}, engineFailures: 0, enginesRecovered: 0, lines: 0 };

@@ -1,4 +1,5 @@
 // Presets: complete specs that reproduce known recipes. Pure data, safe to import from workflow code.
+import { hangFromEstimates } from './hang.js';
 import type { SpecInput } from './schema.js';
 
 function numberedNodes(count: number, gpus: number): { host: string; gpus: number }[] {
@@ -25,6 +26,22 @@ const datasetSteps = {
     needs: ['probe'] as string[],
   },
 } as const;
+
+/**
+ * Estimates for the ETTR model of keel plan and R1's hang timeouts, not measurements (docs/reliability.md derives
+ * each; measure and override): a save writes ~9.4 TB at ~10 GB/s; a restart reads it back and starts the SGLang
+ * engines; a rollout generates responses of up to 32k tokens. The failure rate is the default, Llama 3's.
+ */
+const r1Reliability = {
+  checkpointSaveTime: '16m',
+  restartTime: '25m',
+  rolloutTime: '20m',
+  // What-ifs (the seed uses neither lever): an async save stages ~73 GB a GPU to host memory before it returns (seconds
+  // of copying, plus planning the sharded save): 1 min, generously; the share of failures that are SGLang engine
+  // failures slime would restart inside the job is an assumption to replace with a count from your own runs.
+  asyncSaveBlockingTime: '1m',
+  engineFailureShare: 0.2,
+};
 
 /**
  * The DeepSeek-R1 recipe on 128 H100s (16 nodes x 8 GPUs), every flag and value as the recipe gives it
@@ -202,11 +219,11 @@ const deepseekR1: SpecInput = {
   policies: {
     // 150 checkpoints of ~9.4 TB each would need ~1.4 PB: keep the last 3, every 500th and the best.
     retention: { keepLast: 3, keepEvery: 500, keepBest: 1 },
+    // Twice each phase's expected length (src/spec/hang.ts): start-up 90m (a 25 min restart, then the eval before
+    // rollout 0 and rollout 0), rollout and eval 40m, save 32m. The 30m defaults would call a healthy start-up hung.
+    hang: hangFromEstimates(r1Reliability),
   },
-  // Estimates for the ETTR model of keel plan, not measurements (docs/reliability.md derives each; measure and
-  // override): a save writes ~9.4 TB at ~10 GB/s; a restart reads it back and starts the SGLang engines; a rollout
-  // generates responses of up to 32k tokens. The failure rate is the default, Llama 3's.
-  reliability: { checkpointSaveTime: '16m', restartTime: '25m', rolloutTime: '20m' },
+  reliability: r1Reliability,
   recipeClaims: {
     stageLayers: [12, 12, 12, 13],
     source: 'recipe prose: "First 3 pipeline stages: 12 layers each (36 total); last pipeline stage: 13 layers"',

@@ -456,8 +456,15 @@ export const policiesSchema = z
     heartbeatTimeout: duration('1s', '1d').default('2m'),
     hang: z
       .object({
-        startup: duration('1s', '30d').default('30m').describe('submission to first rollout'),
-        rollout: duration('1s', '30d').default('30m').describe('between rollouts'),
+        startup: duration('1s', '30d')
+          .default('30m')
+          .describe('submission to the first rollout: loading the weights, the eval before rollout 0, rollout 0'),
+        rollout: duration('1s', '30d')
+          .default('30m')
+          .describe('between two lines of work of a rollout (generation, a train step, its perf line)'),
+        eval: duration('1s', '30d')
+          .optional()
+          .describe('after a rollout whose eval is due, until the eval line (default: policies.hang.rollout)'),
         checkpointSave: duration('1s', '30d').default('60m').describe('saving... to saved'),
       })
       .strict()
@@ -498,6 +505,15 @@ export const reliabilitySchema = z
     rolloutTime: duration('100ms', '7d', '(a rollout always takes time)')
       .optional()
       .describe('wall time of one rollout: generation, training step, weight update, evals spread over rollouts'),
+    asyncSaveBlockingTime: duration('100ms', '1d', '(staging a save always takes time)')
+      .optional()
+      .describe("with Megatron's --async-save: the part of a save that stops training (staging to host memory)"),
+    engineFailureShare: z
+      .number()
+      .min(0, 'must be a share of failures between 0 and 1')
+      .max(1, 'must be a share of failures between 0 and 1')
+      .optional()
+      .describe("with slime's --use-fault-tolerance: the share of failures that are rollout-engine failures"),
   })
   .strict();
 

@@ -62,7 +62,8 @@ export async function startTinyRig(options: {
       running,
       spec: (overrides = {}) => tinySpec(c, options.portBase, overrides),
       stop: async () => {
-        worker.shutdown();
+        // (a test may have stopped it already, to run without a worker for a while)
+        if (worker.getState() === 'RUNNING') worker.shutdown();
         await running.catch(() => undefined);
         await c.stop();
         await env.teardown();

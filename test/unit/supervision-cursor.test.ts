@@ -84,6 +84,7 @@ test('the cursor carries a save in progress, the resume check and the progress t
     5000,
   );
   progress.resumeVerified = true;
+  progress.push('', 90, 7000); // read again at 7 s: nothing new, 2 s idle
   const cursor = progress.cursor();
   assert.deepEqual(cursor.checkpointInProgress, { iteration: 5, dir: '/save' });
   assert.equal(cursor.resumeVerified, true);
@@ -91,7 +92,8 @@ test('the cursor carries a save in progress, the resume check and the progress t
   assert.equal(cursor.lastProgressAt, new Date(5000).toISOString());
   const again = new LogProgress('job-2', cursor, { resumeVerified: false, now: 9000, rewardsAfter: -1 });
   assert.equal(again.resumeVerified, true);
-  assert.equal(again.lastProgressAt, 5000, 'no progress is invented by a restart');
+  // The 2 s idle before the restart are kept; the 2 s nobody read the log are not counted (a gap in reading).
+  assert.equal(9000 - again.lastProgressAt, 2000, 'no progress is invented by a restart, no idle time either');
   assert.deepEqual(again.follower.summary.checkpointInProgress, { iteration: 5, dir: '/save' });
   again.push('successfully saved checkpoint from iteration       5 to /save\n', 150, 9500);
   assert.equal(again.follower.summary.checkpointInProgress, undefined);

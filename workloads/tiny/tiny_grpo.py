@@ -164,6 +164,12 @@ class TinyTrainRayActor:
         time.sleep(delay / 2)
         dist.barrier()
         if self.rank == 0:
+            # TINY_SAVE_FILES: that many more (empty) files, as a sharded checkpoint of terabytes has, so that deleting
+            # it takes real time
+            padding = target / 'shards'
+            for i in range(int(self.knobs.get('save_files', 0))):
+                padding.mkdir(exist_ok=True)
+                (padding / f'{i:07d}.distcp').touch()
             sc.write_checkpoint_side_files(target, rollout_id, self.cfg.to_json(), vars(self.args))
             sc.write_tracker(save, rollout_id)
             sc.log(f'successfully saved checkpoint from iteration {rollout_id:7d} to {save}')

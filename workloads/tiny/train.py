@@ -24,6 +24,7 @@ Unknown flags are ignored, as slime's train.py ignores them (it parses with ``ig
 with ``parse_known_args``): keel, not the trainer, must catch a misspelt flag. Bad values of known flags: argparse
 error, exit 2. A model flag that contradicts the checkpoint: exit 1.
 Environment knobs: ``TINY_ROLLOUT_SLEEP_S`` (stretch every rollout), ``TINY_SAVE_SLEEP_S`` (stretch every save),
+``TINY_SAVE_FILES`` (that many more files in every checkpoint, so that deleting one takes real time),
 ``TINY_STARTUP_SLEEP_S`` (a slow start-up: after loading the checkpoint and building the ranks, wait that many seconds
 before the first rollout, or before the eval at rollout 0), ``TINY_CRASH_IF_EXISTS`` (fault injection: while that
 file exists, the job crashes before its first rollout).
@@ -503,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     knobs = {
         'rollout_sleep_s': float(os.environ.get('TINY_ROLLOUT_SLEEP_S', '0') or 0),
         'save_sleep_s': float(os.environ.get('TINY_SAVE_SLEEP_S', '0') or 0),
+        'save_files': float(os.environ.get('TINY_SAVE_FILES', '0') or 0),
     }
     pg = create_placement_group(num_gpus)
     ranks = start_ranks(args, pg, num_gpus, knobs)
