@@ -145,7 +145,9 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
     retaining = (async () => {
       do {
         retainAgain = false;
-        state.retention = await r.applyRetention({ spec, scores: [...state.evals] });
+        state.retention = await r.applyRetention.executeWithOptions(summaries.retention, [
+          { spec, scores: [...state.evals] },
+        ]);
       } while (retainAgain);
     })()
       .catch((error: unknown) => {
@@ -162,11 +164,14 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
   };
   const retain = async (): Promise<void> => {
     if (patched(patches.retentionBeside)) retainBeside();
-    else state.retention = await r.applyRetention({ spec, scores: state.evals });
+    else
+      state.retention = await r.applyRetention.executeWithOptions(summaries.retention, [{ spec, scores: state.evals }]);
   };
 
   const stopJob = () =>
-    q.stopTrainingJob({ spec, jobId: state.jobId!, activeNodes: state.activeNodes, extraNodes: state.extraNodes });
+    q.stopTrainingJob.executeWithOptions(summaries.stop, [
+      { spec, jobId: state.jobId!, activeNodes: state.activeNodes, extraNodes: state.extraNodes },
+    ]);
 
   /** Continue as new when Temporal suggests it, or when this run's history is long anyway (any server). */
   const continueIfLong = async (where: string): Promise<void> => {
@@ -189,13 +194,15 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       const base = msToNumber(spec.policies.initialRetryInterval) * 3;
       const longest = spec.policies.nodeWaitMax ? msToNumber(spec.policies.nodeWaitMax) : defaultNodeWaitMaxMs;
       const pauseMs = waits === 0 ? 0 : Math.min(base * 2 ** Math.min(waits - 1, 16), Math.max(base, longest));
-      const healing = t.healCluster({
-        spec,
-        runKey,
-        extraNodes: state.extraNodes,
-        pauseMs,
-        ...(keepRay ? { keepRay, activeNodes: state.activeNodes } : {}),
-      });
+      const healing = t.healCluster.executeWithOptions(summaries.heal, [
+        {
+          spec,
+          runKey,
+          extraNodes: state.extraNodes,
+          pauseMs,
+          ...(keepRay ? { keepRay, activeNodes: state.activeNodes } : {}),
+        },
+      ]);
       const healed = await healing.catch((error: unknown) => {
         // Ray did not come up on the chosen nodes this time: probe and try again after a pause.
         log.warn('healing attempt failed', { error: String(error) });
@@ -225,14 +232,16 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       if (state.healing) await heal();
       if (!state.jobId) {
         setPhase('submitting');
-        const submitted = await t.submitTrainingJob({
-          spec,
-          runKey,
-          // unique per training execution (a retried train step starts a new one) and per submission within it
-          generation: `${workflowInfo().firstExecutionRunId.slice(-8)}-${state.submissions + 1}`,
-          activeNodes: state.activeNodes,
-          extraNodes: state.extraNodes,
-        });
+        const submitted = await t.submitTrainingJob.executeWithOptions(summaries.submit, [
+          {
+            spec,
+            runKey,
+            // unique per training execution (a retried train step starts a new one) and per submission within it
+            generation: `${workflowInfo().firstExecutionRunId.slice(-8)}-${state.submissions + 1}`,
+            activeNodes: state.activeNodes,
+            extraNodes: state.extraNodes,
+          },
+        ]);
         state.submissions++;
         const recovering = state.failures.at(-1);
         if (recovering && !recovering.recoveredAt) recovering.resubmittedAt = new Date().toISOString();
@@ -260,7 +269,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       let outcome: Awaited<ReturnType<typeof s.superviseUntilCheckpoint>> | undefined;
       for (let tries = 1; outcome === undefined; tries++) {
         try {
-          outcome = await s.superviseUntilCheckpoint(supervision);
+          outcome = await s.superviseUntilCheckpoint.executeWithOptions(summaries.supervise, [supervision]);
         } catch (error) {
           if (isCancellation(error) || tries >= 5) throw error;
           log.warn('supervision lost; re-attaching to the job', { jobId: state.jobId, error: String(error) });
@@ -386,6 +395,15 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
     await notifications.delivered();
   }
 }
+
+/** What the Web UI shows for each of training's activities (its timeline and event history). */
+const summaries = {
+  submit: { summary: 'submit the training job' },
+  supervise: { summary: 'supervise until the next checkpoint' },
+  heal: { summary: 'heal the cluster' },
+  stop: { summary: 'stop the training job' },
+  retention: { summary: 'apply checkpoint retention' },
+};
 
 /** The phase in which training waits for an operator (its parent pipeline is told when it enters or leaves it). */
 const operatorWait = 'paused-crash-loop';

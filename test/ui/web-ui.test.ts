@@ -205,6 +205,7 @@ describe('Web UI: start a run from the Start Workflow form', { timeout: 1_200_00
       await page.screenshot({ path: join(artifacts, 'web-ui-pipeline-story.png'), fullPage: true });
       // the current details (markdown set by the workflow, workflows/record.ts), as the page renders them
       await page.goto(`${rig.uiUrl}/namespaces/default/workflows/keel-tiny-local-training`);
+      await page.getByText('superviseUntilCheckpoint • supervise until the next checkpoint').first().waitFor();
       await page.getByRole('tab', { name: 'User Metadata' }).click();
       await page.getByText('rollout 19 / 20').first().waitFor({ timeout: 30_000 });
       const score = (await client.status('keel-tiny-local')).training!.evals.at(-1)!;
