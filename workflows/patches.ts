@@ -18,4 +18,9 @@ export const patches = {
    * pipeline when it completes or fails (workflows/notify.ts). Checked only when the spec has webhooks.
    */
   notifications: 'keel-0.3-notifications',
+  /**
+   * keel 0.4: a run whose executor is Slurm holds one allocation (a holder batch job named after the run, adopted by
+   * name) from before its first step until it ends, however it ends (workflows/slurm.ts). Checked only for Slurm specs.
+   */
+  slurmAllocation: 'keel-0.4-slurm-allocation',
 } as const;

@@ -75,6 +75,8 @@ export function holderSbatchArgv(input: {
     ...(ex.timeLimit ? [`--time=${timeLimitMinutes(ex.timeLimit)}`] : []),
     ...(ex.constraint ? [`--constraint=${ex.constraint}`] : []),
     ...(input.exclude?.length ? [`--exclude=${input.exclude.join(',')}`] : []),
+    // a failed node leaves the job running on the others: keel heals onto a spare of the allocation
+    '--no-kill',
     '--no-requeue',
     '--output=/dev/null',
     ...ex.extraArgs,
