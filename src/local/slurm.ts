@@ -5,7 +5,8 @@
 // Everything lives in one directory; teardown stops only the daemons whose pid files are in it.
 import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { createHash } from 'node:crypto';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 
@@ -154,18 +155,24 @@ export async function startLocalSlurm(options: LocalSlurmOptions): Promise<Local
   const env = { ...process.env, SLURM_CONF: conf };
   // Left by an earlier cluster in this directory: stop it first (its pid files are ours).
   await stopLocalSlurm(d);
-  for (const sub of ['etc', 'state', 'run', 'log', 'spool', 'dev', 'munge', 'munge-sock']) {
+  for (const sub of ['etc', 'state', 'run', 'log', 'spool', 'dev']) {
     await mkdir(join(d, sub), { recursive: true });
   }
-  // munged refuses a socket directory without o+x and a key directory others can read: two directories.
-  const munge = join(d, 'munge');
-  const sock = join(d, 'munge-sock', 'munge.sock');
+  // munged runs as its own user: its directories live where that user can reach them (the cluster's directory may
+  // be private). It refuses a socket directory without o+x and a key directory others can read: two directories.
+  const mungeRoot = mungeRootOf(d);
+  await mkdir(mungeRoot, { recursive: true, mode: 0o755 });
+  await chmod(mungeRoot, 0o755);
+  const munge = join(mungeRoot, 'munge');
+  const sock = join(mungeRoot, 'munge-sock', 'munge.sock');
+  await mkdir(munge, { recursive: true });
+  await mkdir(join(mungeRoot, 'munge-sock'), { recursive: true });
   const { stdout: uid } = await execa('id', ['-u', 'munge']);
   const { stdout: gid } = await execa('id', ['-g', 'munge']);
   await chown(munge, Number(uid), Number(gid));
-  await chown(join(d, 'munge-sock'), Number(uid), Number(gid));
+  await chown(join(mungeRoot, 'munge-sock'), Number(uid), Number(gid));
   await chmod(munge, 0o700);
-  await chmod(join(d, 'munge-sock'), 0o755);
+  await chmod(join(mungeRoot, 'munge-sock'), 0o755);
   const key = join(munge, 'munge.key');
   if (!existsSync(key)) await execa('runuser', ['-u', 'munge', '--', 'mungekey', '--create', `--keyfile=${key}`]);
   await execa('runuser', [
@@ -192,18 +199,23 @@ export async function startLocalSlurm(options: LocalSlurmOptions): Promise<Local
     join(d, 'etc', 'cgroup.conf'),
     'CgroupPlugin=cgroup/v1\nCgroupAutomount=no\nConstrainCores=no\nConstrainRAMSpace=no\nConstrainDevices=no\n',
   );
-  // -i: start from a clean state (no jobs of an earlier cluster)
-  await execa('slurmctld', ['-f', conf, '-i'], { env });
   const nodes = Array.from({ length: o.nodes }, (_, i) => `n${i + 1}`);
   const startSlurmd = async (node: string) => {
     await mkdir(join(d, 'spool', node), { recursive: true });
     await execa('slurmd', ['-f', conf, '-N', node], { env });
   };
-  for (const node of nodes) await startSlurmd(node);
-  await waitUntil(`${o.nodes} nodes did not become idle`, 30_000, async () => {
-    const r = await execa('sinfo', ['-h', '-N', '-t', 'idle', '-o', '%N'], { env, reject: false });
-    return new Set(String(r.stdout).split('\n').filter(Boolean)).size >= o.nodes;
-  });
+  try {
+    // -i: start from a clean state (no jobs of an earlier cluster)
+    await execa('slurmctld', ['-f', conf, '-i'], { env });
+    for (const node of nodes) await startSlurmd(node);
+    await waitUntil(`${o.nodes} nodes did not become idle (see ${d}/log)`, 30_000, async () => {
+      const r = await execa('sinfo', ['-h', '-N', '-t', 'idle', '-o', '%N'], { env, reject: false });
+      return new Set(String(r.stdout).split('\n').filter(Boolean)).size >= o.nodes;
+    });
+  } catch (error) {
+    await stopLocalSlurm(d);
+    throw error;
+  }
   options.log?.(`local Slurm up: ${o.nodes} nodes (SLURM_CONF=${conf})`);
   return {
     dir: d,
@@ -240,8 +252,14 @@ export async function stopLocalSlurm(dir: string): Promise<void> {
   const { readdir } = await import('node:fs/promises');
   const pidFiles = existsSync(runDir) ? (await readdir(runDir)).filter((f) => f.endsWith('.pid')) : [];
   await stopDaemons(pidFiles.map((f) => join(runDir, f)));
-  await stopDaemons([join(dir, 'munge', 'munged.pid')]);
+  await stopDaemons([join(mungeRootOf(dir), 'munge', 'munged.pid')]);
   await reapCgroups(await nodesOf(conf));
+  await rm(mungeRootOf(dir), { recursive: true, force: true });
+}
+
+/** munged's directories for the cluster in `dir`: under the system's temp directory, named after `dir`. */
+function mungeRootOf(dir: string): string {
+  return join(tmpdir(), `keel-munge-${createHash('sha256').update(dir).digest('hex').slice(0, 12)}`);
 }
 
 async function nodesOf(conf: string): Promise<string[]> {
