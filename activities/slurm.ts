@@ -1,6 +1,6 @@
 // The run's Slurm allocation: one holder batch job named after the run, found again by that name (a retried activity
 // or a restarted worker adopts it, never submits a second one), and ended with scancel when the run ends.
-import { ApplicationFailure, log } from '@temporalio/activity';
+import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import {
   SlurmClient,
   holderJobName,
@@ -29,6 +29,23 @@ function slurmExecutor(spec: Spec): SlurmExecutorSpec {
   if (ex.kind !== 'slurm')
     throw ApplicationFailure.nonRetryable('the spec does not use the Slurm executor', 'InvalidSpec');
   return ex;
+}
+
+interface WaitDetails {
+  jobId: string;
+  state: string;
+  reason?: string;
+  waitingSince: number;
+}
+
+/** The wait the previous attempt of this activity heartbeated, when it waited for the same job. */
+function previousWait(jobId: string): WaitDetails | undefined {
+  try {
+    const details = Context.current().info.heartbeatDetails as WaitDetails | undefined;
+    return details?.jobId === jobId && typeof details.waitingSince === 'number' ? details : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function isTerminal(job: SlurmJob): boolean {
@@ -65,8 +82,10 @@ export function slurmActivities(deps: ActivityDeps) {
       }
     }
     log.info(adopted ? 'adopted the Slurm allocation' : 'submitted the Slurm allocation', { jobId, jobName });
-    const started = Date.now();
-    let pendingReason: string | undefined;
+    // A retried attempt goes on with what the one before it saw of the wait (its last heartbeat).
+    const before = previousWait(jobId);
+    const started = before?.waitingSince ?? Date.now();
+    let pendingReason = before?.reason;
     for (;;) {
       const job = await client.job(jobId);
       if (job === undefined || isTerminal(job)) {
@@ -83,7 +102,7 @@ export function slurmActivities(deps: ActivityDeps) {
         return { jobId, jobName, nodes, adopted, pendingMs: Date.now() - started, pendingReason };
       }
       if (job.reason && job.reason !== 'None') pendingReason = job.reason;
-      heartbeat({ jobId, state: job.state, reason: job.reason });
+      heartbeat({ jobId, state: job.state, reason: pendingReason, waitingSince: started } satisfies WaitDetails);
       await sleepMs(2000, activitySignal());
     }
   }
