@@ -153,6 +153,7 @@ export async function startLocalSlurm(options: LocalSlurmOptions): Promise<Local
   const d = o.dir;
   const conf = join(d, 'etc', 'slurm.conf');
   const env = { ...process.env, SLURM_CONF: conf };
+  await prepareNamespaceForSlurm();
   // Left by an earlier cluster in this directory: stop it first (its pid files are ours).
   await stopLocalSlurm(d);
   for (const sub of ['etc', 'state', 'run', 'log', 'spool', 'dev']) {
@@ -283,4 +284,27 @@ async function reapCgroups(nodes: string[]): Promise<void> {
       reject: false,
     });
   }
+}
+
+// Inside the private network namespace of scripts/loopback-only.sh (tests, demos) Slurm resolves its listening
+// addresses with getaddrinfo(AI_ADDRCONFIG) for IPv4, which fails while only loopback addresses exist: one more
+// address on the namespace's own loopback interface makes IPv4 "configured". Never outside such a namespace.
+/** True in the private namespace of scripts/loopback-only.sh (it says so) while its only interface is loopback. */
+async function inPrivateLoopbackNamespace(): Promise<boolean> {
+  if (process.env.KEEL_PRIVATE_NETNS !== '1') return false;
+  try {
+    const { stdout } = await execa('ip', ['-o', 'link', 'show']);
+    return stdout
+      .split('\n')
+      .filter(Boolean)
+      .every((line) => / lo: /.test(line));
+  } catch {
+    return false;
+  }
+}
+
+async function prepareNamespaceForSlurm(): Promise<void> {
+  if (!(await inPrivateLoopbackNamespace())) return;
+  const { stdout } = await execa('ip', ['-o', '-4', 'addr', 'show', 'dev', 'lo']);
+  if (!stdout.includes('10.254.0.1/32')) await execa('ip', ['addr', 'add', '10.254.0.1/32', 'dev', 'lo']);
 }

@@ -21,7 +21,6 @@ import { formatStatus } from '../../src/cli/commands/run.js';
 import { startControlPlane, type ControlPlane } from '../support/control-plane.js';
 import { eventually, eventuallyWhileRunning, tempDir } from '../support/pipeline.js';
 import { repoRoot } from '../support/temporal.js';
-import { prepareNamespaceForSlurm } from '../support/slurm.js';
 import { modelCache, tinySpec } from '../support/tiny-pipeline.js';
 
 const skip = localSlurmUnavailable();
@@ -49,7 +48,6 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 900_00
   before(async () => {
     root = await tempDir('keel-slurm-');
     cluster = await startLocalCluster({ root, repoRoot, nodes: 4, spares: 1, cacheDir: modelCache });
-    await prepareNamespaceForSlurm();
     slurm = await startLocalSlurm({ dir: join(root, 'slurm'), nodes: 5, gpusPerNode: 2 });
     plane = await startControlPlane({ root, workerEnv: { KEEL_HF_ENDPOINT: cluster.hubEndpoint } });
     temporal = await plane.connect();
