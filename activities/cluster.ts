@@ -495,6 +495,12 @@ export function clusterActivities(deps: ActivityDeps) {
   /** Cancel: stop every process keel launched for this run on every node (Ray included). */
   async function stopLaunched(input: { spec: Spec; runKey: string }): Promise<void> {
     const spec = localSpec(input.spec, deps);
+    if (spec.cluster.executor.kind === 'slurm') {
+      // Every program is a step of the run's allocation: releasing it (scancel, TERM to every step, KILL after the
+      // grace) stops them all at once, without one srun per launch and node here.
+      log.info('the Slurm allocation release stops every program of the run');
+      return;
+    }
     const executor = executorFor(spec);
     const ids = [...Object.keys(spec.steps).map((id) => `${input.runKey}/${id}`)];
     await Promise.all(

@@ -3,6 +3,7 @@ import { Context } from '@temporalio/activity';
 import {
   LocalExecutor,
   SshExecutor,
+  SlurmExecutor,
   defaultMaxConcurrentCommands,
   type Executor,
   type NodeTarget,
@@ -42,19 +43,24 @@ export function executorFor(spec: Spec): Executor {
   const key = JSON.stringify([ex, spec.cluster.stateDir, maxConcurrentCommands]);
   let executor = executors.get(key);
   if (!executor) {
+    if (ex.kind === 'slurm' && ex.jobId === undefined) {
+      throw new Error('cluster.executor.jobId is not set: a Slurm run reaches its nodes only inside its allocation');
+    }
     executor =
       ex.kind === 'local'
         ? new LocalExecutor({ stateDir, maxConcurrentCommands })
-        : new SshExecutor({
-            stateDir,
-            maxConcurrentCommands,
-            user: ex.user,
-            port: ex.port,
-            identityFile: ex.identityFile,
-            knownHostsFile: ex.knownHostsFile,
-            strictHostKeyChecking: ex.strictHostKeyChecking,
-            connectTimeoutSec: ex.connectTimeoutSec,
-          });
+        : ex.kind === 'slurm'
+          ? new SlurmExecutor({ stateDir, maxConcurrentCommands, jobId: ex.jobId!, slurmConf: ex.slurmConf })
+          : new SshExecutor({
+              stateDir,
+              maxConcurrentCommands,
+              user: ex.user,
+              port: ex.port,
+              identityFile: ex.identityFile,
+              knownHostsFile: ex.knownHostsFile,
+              strictHostKeyChecking: ex.strictHostKeyChecking,
+              connectTimeoutSec: ex.connectTimeoutSec,
+            });
     executors.set(key, executor);
   }
   return executor;

@@ -7,6 +7,7 @@ import { promotionActivities } from './promotion.js';
 import { prepareActivities } from './prepare.js';
 import { steeringActivities } from './steering.js';
 import { notifyActivities } from './notify.js';
+import { slurmActivities } from './slurm.js';
 
 export type { ActivityDeps } from './context.js';
 export { closeExecutors } from './context.js';
@@ -20,6 +21,7 @@ export function createActivities(deps: ActivityDeps) {
     ...prepareActivities(deps),
     ...steeringActivities(),
     ...notifyActivities(deps),
+    ...slurmActivities(deps),
   };
 }
 

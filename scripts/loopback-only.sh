@@ -8,7 +8,8 @@ set -euo pipefail
 if [ "${KEEL_NETNS:-1}" != 0 ] && command -v unshare >/dev/null && command -v ip >/dev/null &&
   unshare --net true 2>/dev/null; then
   echo "[keel] running in a private network namespace (loopback only)" >&2
-  exec unshare --net -- bash -c 'ip link set lo up && exec "$@"' keel-netns "$@"
+  # KEEL_PRIVATE_NETNS tells the tests they may configure this namespace (src/local/slurm.ts).
+  exec unshare --net -- bash -c 'ip link set lo up && KEEL_PRIVATE_NETNS=1 exec "$@"' keel-netns "$@"
 fi
 echo "[keel] note: no private network namespace here; Ray's and torch's servers listen on every interface" >&2
 exec "$@"

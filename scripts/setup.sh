@@ -34,13 +34,15 @@ bash scripts/sglang-wheels.sh >/dev/null || say "could not download the sglang w
 need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# A real Slurm for the Slurm executor's tests and `keel local up --slurm` (daemons are started by keel, never as services).
+for pkg in slurmctld slurmd slurm-client munge; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "apt-get install ${need[*]}"
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   else
-    say "missing Debian packages: ${need[*]} -- install them (apt-get install ${need[*]}); the ssh and Web UI tests are skipped without them"
+    say "missing Debian packages: ${need[*]} -- install them (apt-get install ${need[*]}); the ssh, Slurm and Web UI tests are skipped without them"
   fi
 fi
 say "ready"

@@ -84,6 +84,21 @@ export interface PipelineStatus {
   warnings: { path: string; message: string }[];
   training?: TrainingStatus;
   error?: string;
+  /** the Slurm allocation the run holds (Slurm executor only) */
+  allocation?: AllocationStatus;
+}
+
+/** A run's Slurm allocation: its holder job, and the nodes Slurm gave it. */
+export interface AllocationStatus {
+  jobName: string;
+  jobId?: string;
+  state: 'allocating' | 'held' | 'releasing' | 'released';
+  /** node name -> address, in Slurm's order */
+  nodes?: { name: string; address: string }[];
+  /** the job was found by name (an earlier attempt or worker submitted it) */
+  adopted?: boolean;
+  pendingMs?: number;
+  pendingReason?: string;
 }
 
 /**

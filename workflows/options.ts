@@ -84,3 +84,21 @@ export function notification(spec: Spec): ActivityOptions {
     },
   };
 }
+
+/** Waiting for a Slurm allocation: as long as the queue takes (days on a busy partition), heartbeating its reason. */
+export function allocating(spec: Spec): ActivityOptions {
+  return {
+    startToCloseTimeout: '30d',
+    heartbeatTimeout: spec.policies.heartbeatTimeout,
+    retry: reattaching(spec, nonRetryableTypes),
+  };
+}
+
+/** Releasing a Slurm allocation: scancel, the grace, scancel, and the wait until squeue shows it ended. */
+export function releasing(_spec: Spec): ActivityOptions {
+  return {
+    startToCloseTimeout: '15m',
+    heartbeatTimeout: '2m',
+    retry: { maximumAttempts: 10, initialInterval: '2s', nonRetryableErrorTypes: nonRetryableTypes },
+  };
+}

@@ -30,4 +30,9 @@ export const patches = {
    * watch over the job. One retention at a time; training awaits it before it ends or continues as new.
    */
   retentionBeside: 'keel-0.4-retention-beside-supervision',
+  /**
+   * keel 0.4: a run whose executor is Slurm holds one allocation (a holder batch job named after the run, adopted by
+   * name) from before its first step until it ends, however it ends (workflows/slurm.ts). Checked only for Slurm specs.
+   */
+  slurmAllocation: 'keel-0.4-slurm-allocation',
 } as const;

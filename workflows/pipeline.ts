@@ -39,6 +39,7 @@ import {
   stopAfterCheckpointSignal,
   stopAfterCheckpointUpdate,
   trainingPhaseSignal,
+  type AllocationStatus,
   type PipelinePhase,
   type PipelineStatus,
   type SteeringAnswer,
@@ -50,6 +51,7 @@ import { prepare, quick, transfer } from './options.js';
 import { training } from './training.js';
 import { announceRunEnd } from './notify.js';
 import { keepFinalRecord, pipelineDetails, showDetails } from './record.js';
+import { inSlurmAllocation } from './slurm.js';
 
 export interface PipelineResult {
   name: string;
@@ -76,6 +78,11 @@ export async function pipeline(input: unknown): Promise<PipelineResult> {
       // An invalid spec or a plan with errors: fail the run with that failure itself, naming every problem.
       throw error instanceof ActivityFailure && error.cause instanceof ApplicationFailure ? error.cause : error;
     });
+  if (prepared.spec.cluster.executor.kind === 'slurm' && patched(patches.slurmAllocation)) {
+    return inSlurmAllocation(prepared.spec, (placed, allocation) =>
+      new PipelineRun(placed, prepared.warnings, false, allocation).execute(),
+    );
+  }
   return new PipelineRun(prepared.spec, prepared.warnings, false).execute();
 }
 
@@ -99,6 +106,8 @@ class PipelineRun {
     private readonly warnings: Warnings,
     /** a keel 0.1 run, replayed: signals only, and a cancelled run ends COMPLETED as it did then */
     private readonly legacy: boolean,
+    /** the Slurm allocation the run holds (shown by `status`) */
+    private readonly allocation?: AllocationStatus,
   ) {
     for (const [id, step] of Object.entries(spec.steps)) {
       this.steps.set(id, { id, kind: step.kind, needs: step.needs, state: 'pending', attempts: 0 });
@@ -448,6 +457,7 @@ class PipelineRun {
       cancelReason: this.cancelReason,
       steps: [...this.steps.values()],
       warnings: this.warnings,
+      ...(this.allocation ? { allocation: this.allocation } : {}),
     };
   }
 }

@@ -1,8 +1,9 @@
-// Executors (local, ssh) for one node, and gangs of nodes.
+// Executors (local, ssh, slurm) for one node, and gangs of nodes.
 export * from './types.js';
 export * from './errors.js';
 export { LocalExecutor, type LocalExecutorOptions } from './local.js';
 export { SshExecutor, type SshExecutorOptions } from './ssh.js';
+export { SlurmExecutor, SlurmStepError, type SlurmExecutorOptions } from './slurm.js';
 export { validateLaunchId } from './launch-spec.js';
 export { defaultMaxConcurrentCommands, type CommandListener, type StateDir } from './script-executor.js';
 export {

@@ -70,7 +70,7 @@ const timeoutBackstopMs = 10_000;
 const timedOutExitCode = 124;
 
 export abstract class ScriptExecutor implements Executor {
-  abstract readonly kind: 'local' | 'ssh';
+  abstract readonly kind: 'local' | 'ssh' | 'slurm';
 
   private readonly limit: LimitFunction;
 

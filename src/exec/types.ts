@@ -76,7 +76,7 @@ export interface FileRange {
 }
 
 export interface Executor {
-  readonly kind: 'local' | 'ssh';
+  readonly kind: 'local' | 'ssh' | 'slurm';
   run(node: NodeTarget, argv: string[], options?: RunOptions): Promise<RunResult>;
   /** Idempotent per id: when the record shows a live process, returns it with `reattached: true`. */
   launch(node: NodeTarget, spec: LaunchSpec): Promise<{ record: ProcessRecord; reattached: boolean }>;

@@ -11,6 +11,7 @@ import { presets } from '../spec/presets.js';
 import { devServerSearchAttributeArgs } from '../search-attributes.js';
 import { watchRun } from '../cli/watch.js';
 import { startLocalCluster } from './cluster.js';
+import { startLocalSlurm } from './slurm.js';
 import { canConnect } from './net.js';
 import { demoLogOutput, describeLogOutput, type DemoLogFlags } from './demo-logs.js';
 
@@ -18,6 +19,8 @@ export interface DemoOptions {
   repoRoot: string;
   overrides?: Record<string, unknown>;
   ssh?: boolean;
+  /** a real local Slurm cluster over the nodes: the run holds one allocation, every program a step of it */
+  slurm?: boolean;
   /** keep the Temporal server (and its Web UI) up after the run until Ctrl-C */
   keepUi?: boolean;
   port?: number;
@@ -78,9 +81,14 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       ? `Temporal dev server started; Web UI http://127.0.0.1:${uiPort}`
       : `using the Temporal server on 127.0.0.1:${port}`,
   );
+  // Another seed is another model: its own storage, so it never resumes the checkpoints of a different model.
+  const root = join(
+    options.repoRoot,
+    '.keel',
+    `local${options.slurm ? '-slurm' : ''}${options.seed ? `-seed${options.seed}` : ''}`,
+  );
   const cluster = await startLocalCluster({
-    // Another seed is another model: its own storage, so it never resumes the checkpoints of a different model.
-    root: join(options.repoRoot, '.keel', options.seed ? `local-seed${options.seed}` : 'local'),
+    root,
     repoRoot: options.repoRoot,
     nodes: 4,
     spares: 1,
@@ -89,6 +97,22 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     log: say,
   });
   process.env.KEEL_HF_ENDPOINT = cluster.hubEndpoint;
+  const slurm = options.slurm
+    ? await startLocalSlurm({ dir: join(root, 'slurm'), nodes: 5, gpusPerNode: 2, log: say }).catch(
+        async (error: unknown) => {
+          await cluster.stop();
+          throw error;
+        },
+      )
+    : undefined;
+  const slurmOverrides = slurm
+    ? {
+        cluster: {
+          executor: { kind: 'slurm', slurmConf: slurm.conf },
+          stateDir: join(root, 'nodes', '{node}'),
+        },
+      }
+    : {};
   // The worker's own logs would drown the progress display: they go to a file unless asked for on the terminal.
   const { createControlWorker } = await import('../../workers/control.js');
   const { worker, connection } = await createControlWorker({
@@ -104,7 +128,10 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   const client = await KeelClient.connect({ address: `127.0.0.1:${port}` });
   let code = 1;
   try {
-    const raw = deepMerge(deepMerge(presets['tiny-local'], cluster.specOverrides()), options.overrides ?? {});
+    const raw = deepMerge(
+      deepMerge(deepMerge(presets['tiny-local'], cluster.specOverrides()), slurmOverrides),
+      options.overrides ?? {},
+    );
     const spec = absolutize(resolveSpecOrThrow(raw), options.repoRoot);
     let workflowId = 'keel-tiny-local';
     try {
@@ -123,6 +150,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     worker.shutdown();
     await running.catch(() => undefined);
     await connection.close();
+    await slurm?.stop();
     await cluster.stop();
     if (server && options.keepUi) {
       say(`the Web UI stays up at http://127.0.0.1:${uiPort} -- Ctrl-C to stop it`);

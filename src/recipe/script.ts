@@ -14,6 +14,31 @@ import {
 import { topologicalOrder } from './dag.js';
 import { controlCharacter } from '../spec/names.js';
 import { trainingInputs } from './inputs.js';
+import { holderSbatchArgv } from '../cluster/slurm.js';
+
+/** The holder job that keeps the allocation, and its nodes in order (cluster.nodes, then spares). */
+function allocationLines(spec: Spec): string[] {
+  if (spec.cluster.executor.kind !== 'slurm') return [];
+  const nodes = spec.cluster.nodes.length + spec.cluster.spares.length;
+  const sbatch = holderSbatchArgv({
+    executor: spec.cluster.executor,
+    runKey: spec.name,
+    nodes,
+    gpusPerNode: spec.cluster.gpusPerNode,
+  });
+  return [
+    `# the allocation: ${nodes} nodes (${spec.cluster.nodes.length} + ${spec.cluster.spares.length} spare) held by a batch job`,
+    '# named after the run (keel adopts it by name after a restart); every command below is a step inside it',
+    `JOBID=$(${sbatch.map(q).join(' ')})`,
+    'until [ "$(squeue --noheader --jobs="$JOBID" --format=%T)" = RUNNING ]; do sleep 5; done',
+    'mapfile -t NODES < <(scontrol show hostnames "$(squeue --noheader --jobs="$JOBID" --format=%N)")',
+    `# the spec's nodes (${spec.cluster.nodes
+      .slice(0, 2)
+      .map((n) => n.name ?? n.host)
+      .join(', ')}, ...) stand for NODES[0], NODES[1], ...: keel puts in each one's NodeAddr (scontrol show node)`,
+    'trap \'scancel --signal=TERM --full "$JOBID"; sleep 30; scancel "$JOBID"\' EXIT',
+  ];
+}
 
 /**
  * Quote only what needs it (shell-quote does the quoting), so the script stays readable. A value with a control
@@ -50,6 +75,14 @@ function onNode(spec: Spec, command: StepCommand, background: boolean): string {
   const line = renderCommand(command);
   // A subshell, so that `cd` and `source` do not leak into the lines after it.
   if (spec.cluster.executor.kind === 'local') return `(${line})${background ? ' &' : ''}`;
+  if (line.includes('\n')) throw new Error(`a rendered command holds a newline: ${JSON.stringify(line)}`);
+  if (spec.cluster.executor.kind === 'slurm') {
+    // A step of the allocation on the node in the spec's place of this node (the allocation's nodes, in order).
+    const place = spec.cluster.nodes.findIndex((n) => (n.name ?? n.host) === command.node);
+    const srun = ['srun', '--overlap', '--jobid="$JOBID"', '--nodes=1', '--ntasks=1'];
+    srun.push(`--nodelist="\${NODES[${Math.max(0, place)}]}"`, 'bash', '-s');
+    return `${srun.join(' ')} <<'KEEL'${background ? ' &' : ''}\n${line}\nKEEL`;
+  }
   const ex = spec.cluster.executor;
   const node = spec.cluster.nodes.find((n) => (n.name ?? n.host) === command.node);
   const host = node?.host ?? command.node;
@@ -57,7 +90,6 @@ function onNode(spec: Spec, command: StepCommand, background: boolean): string {
   const port = node?.port ?? ex.port;
   if (port !== 22) sshArgs.push('-p', String(port));
   if (ex.identityFile) sshArgs.push('-i', ex.identityFile);
-  if (line.includes('\n')) throw new Error(`a rendered command holds a newline: ${JSON.stringify(line)}`);
   sshArgs.push('--', `${ex.user}@${host}`, 'bash', '-s');
   // The command goes to the remote bash on stdin (a quoted heredoc), so it is quoted exactly once.
   return `${sshArgs.map(q).join(' ')} <<'KEEL'${background ? ' &' : ''}\n${line}\nKEEL`;
@@ -78,6 +110,7 @@ export function renderScript(spec: Spec): string {
     `BASE_DIR=${q(spec.storage.baseDir)}`,
     '',
   ];
+  if (spec.cluster.executor.kind === 'slurm') lines.push(...allocationLines(spec), '');
   for (const id of topologicalOrder(spec)) {
     const step = spec.steps[id]!;
     lines.push(`# --- step ${id} (${step.kind})${step.needs.length ? `, after ${step.needs.join(', ')}` : ''}`);
@@ -104,6 +137,14 @@ export function renderScript(spec: Spec): string {
         lines.push(...group(spec, convertCommands(spec)));
         break;
       case 'ray-cluster':
+        if (spec.cluster.executor.kind === 'slurm') {
+          // Under Slurm, Ray's head and workers are blocking steps: each lasts as long as its node's Ray.
+          const blocking = (c: StepCommand): StepCommand => ({ ...c, argv: [...c.argv, '--block'] });
+          lines.push(onNode(spec, blocking(rayHeadCommand(spec)), true));
+          lines.push('sleep 10  # the head first');
+          lines.push(...rayWorkerCommands(spec).map((c) => onNode(spec, blocking(c), true)));
+          break;
+        }
         lines.push(...group(spec, [rayHeadCommand(spec)]));
         lines.push(...group(spec, rayWorkerCommands(spec)));
         break;

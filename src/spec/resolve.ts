@@ -32,9 +32,16 @@ function cloneJson<T>(value: T): T {
   return value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T);
 }
 
-/** Deep merge: objects merge key by key, anything else (arrays included) replaces, and null removes the key. */
+/**
+ * Deep merge: objects merge key by key, anything else (arrays included) replaces, and null removes the key. An object
+ * whose `kind` the override changes (an executor from ssh to slurm) is replaced: the old kind's fields mean nothing
+ * to the new one.
+ */
 export function deepMerge(base: Json, override: Json): Json {
   if (!isPlainObject(base) || !isPlainObject(override)) return withoutNulls(override);
+  if (typeof override.kind === 'string' && typeof base.kind === 'string' && override.kind !== base.kind) {
+    return withoutNulls(override);
+  }
   const out: Record<string, Json> = cloneJson(base);
   for (const [key, value] of Object.entries(override)) {
     if (isPrototypeKey(key)) throw new Error(`'${key}' is not allowed as a key (it names a property of every object)`);

@@ -69,6 +69,82 @@ export const nodeSchema = z
   })
   .strict();
 
+/** A Slurm name (partition, account, QOS, feature expression, gres): no spaces, no shell characters. */
+const slurmWord = z
+  .string()
+  .regex(/^[A-Za-z0-9_.,:+=@|&*()[\]-]+$/, 'must be a Slurm name (letters, digits and _ . , : + = @ | & * ( ) [ ] -)');
+
+/** sbatch options keel sets itself: an extra argument may not set them again. */
+export const slurmReservedOptions = [
+  '--job-name',
+  '-J',
+  '--nodes',
+  '-N',
+  '--ntasks-per-node',
+  '--parsable',
+  '--wrap',
+  '--output',
+  '-o',
+  '--error',
+  '-e',
+  '--partition',
+  '-p',
+  '--account',
+  '-A',
+  '--qos',
+  '-q',
+  '--time',
+  '-t',
+  '--gres',
+  '--constraint',
+  '-C',
+  '--exclusive',
+  '--exclude',
+  '-x',
+  '--signal',
+  '--requeue',
+  '--no-requeue',
+] as const;
+
+export const slurmExecutorSchema = z
+  .object({
+    kind: z.literal('slurm'),
+    partition: slurmWord
+      .optional()
+      .describe("the partition of the allocation (sbatch --partition); Slurm's default when absent"),
+    account: slurmWord.optional().describe('sbatch --account'),
+    qos: slurmWord.optional().describe('sbatch --qos'),
+    timeLimit: duration('1m', '3650d')
+      .optional()
+      .describe(
+        "time limit of one allocation (sbatch --time, whole minutes); a longer run continues in a new allocation after a checkpoint. The partition's limit when absent",
+      ),
+    gres: slurmWord
+      .optional()
+      .describe('generic resources per node (sbatch --gres); default gpu:<cluster.gpusPerNode>'),
+    constraint: slurmWord.optional().describe('node features (sbatch --constraint)'),
+    exclusive: z.boolean().default(true).describe('whole nodes only (sbatch --exclusive)'),
+    extraArgs: list(
+      z
+        .string()
+        .regex(/^--?[A-Za-z]/, 'must be an sbatch option starting with - or --, e.g. --reservation=r1')
+        .refine((arg) => !slurmReservedOptions.some((o) => arg === o || arg.startsWith(`${o}=`)), {
+          message: `keel sets this option itself: use the executor's fields (partition, account, qos, timeLimit, gres, constraint, exclusive) instead`,
+        }),
+      64,
+    )
+      .default([])
+      .describe('more sbatch options, each one word (e.g. --reservation=r1, --mem=0)'),
+    slurmConf: nonEmpty.optional().describe("the slurm.conf Slurm's commands read on the worker host (SLURM_CONF)"),
+    releaseGrace: duration('1s', '10m').default('30s').describe('between scancel --signal=TERM and the final scancel'),
+    jobId: z
+      .string()
+      .regex(/^\d+$/, 'must be a Slurm job id (digits)')
+      .optional()
+      .describe('run inside this allocation (keel fills it in from the job named after the run; set it to adopt one)'),
+  })
+  .strict();
+
 export const executorSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('local') }).strict(),
   z
@@ -85,6 +161,7 @@ export const executorSchema = z.discriminatedUnion('kind', [
       connectTimeoutSec: positiveInt.default(10),
     })
     .strict(),
+  slurmExecutorSchema,
 ]);
 
 export const clusterSchema = z
@@ -659,5 +736,6 @@ export type NodeSpec = z.infer<typeof nodeSchema>;
 export type StepSpec = z.infer<typeof stepSchema>;
 export type StepKind = StepSpec['kind'];
 export type ExecutorSpec = z.infer<typeof executorSchema>;
+export type SlurmExecutorSpec = z.infer<typeof slurmExecutorSchema>;
 export type ReliabilitySpec = z.infer<typeof reliabilitySchema>;
 export type WebhookSpec = z.infer<typeof webhookSchema>;

@@ -8,6 +8,7 @@ import { deepMerge } from '../../spec/resolve.js';
 import { parseSet } from '../../spec/load.js';
 import { signalNode } from '../../local/node-processes.js';
 import { readClusterState, startLocalCluster, writeClusterState } from '../../local/cluster.js';
+import { startLocalSlurm } from '../../local/slurm.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const localRoot = join(repoRoot, '.keel', 'local');
@@ -21,6 +22,7 @@ function overridesFrom(sets: string[] = []): Record<string, unknown> {
 
 interface DemoCommandOptions {
   ssh?: boolean;
+  slurm?: boolean;
   set?: string[];
   seed: string;
   keepUi?: boolean;
@@ -33,6 +35,7 @@ export function registerLocalCommands(program: Command): void {
     .command('demo')
     .description('run the tiny-local pipeline end to end on a local cluster, with the Temporal Web UI up')
     .option('--ssh', 'run the nodes behind real sshd instances (ssh executor)')
+    .option('--slurm', 'run the nodes under a real local Slurm cluster (slurm executor; needs root and Debian slurm)')
     .option('--set <path=value...>', 'override a field of the tiny-local spec, e.g. --set rollout.numRollout=140')
     .option('--seed <n>', 'seed of the tiny model generator', '0')
     .option('--keep-ui', 'keep the Temporal server and Web UI up after the run, until Ctrl-C')
@@ -56,6 +59,7 @@ export function registerLocalCommands(program: Command): void {
       process.exitCode = await runDemo({
         repoRoot,
         ssh: options.ssh,
+        slurm: options.slurm,
         overrides: overridesFrom(options.set),
         seed: Number(options.seed),
         keepUi: options.keepUi,
@@ -70,7 +74,12 @@ export function registerLocalCommands(program: Command): void {
     .option('--nodes <n>', 'nodes', '4')
     .option('--spares <n>', 'spare nodes', '1')
     .option('--ssh', 'one sshd per node')
-    .action(async (options: { nodes: string; spares: string; ssh?: boolean }) => {
+    .option(
+      '--slurm',
+      'a real Slurm cluster over the nodes (slurmctld, munged, one slurmd per node): the slurm executor',
+    )
+    .action(async (options: { nodes: string; spares: string; ssh?: boolean; slurm?: boolean }) => {
+      if (options.ssh && options.slurm) throw new Error('--ssh and --slurm exclude each other: choose one executor');
       const cluster = await startLocalCluster({
         root: localRoot,
         repoRoot,
@@ -79,13 +88,31 @@ export function registerLocalCommands(program: Command): void {
         ssh: options.ssh,
         log: (l) => console.log(l),
       });
+      const slurm = options.slurm
+        ? await startLocalSlurm({
+            dir: join(localRoot, 'slurm'),
+            nodes: cluster.nodes.length + cluster.spares.length,
+            gpusPerNode: 2,
+            log: (l) => console.log(l),
+          }).catch(async (error: unknown) => {
+            await cluster.stop();
+            throw error;
+          })
+        : undefined;
       await writeClusterState(stateFile, cluster);
       console.log(
         `local cluster up: ${cluster.nodes.map((n) => n.host).join(', ')} (spares ${cluster.spares.map((n) => n.host).join(', ') || 'none'})`,
       );
       console.log(`export KEEL_HF_ENDPOINT=${cluster.hubEndpoint}`);
-      console.log('spec overrides:', JSON.stringify(cluster.specOverrides()));
+      const overrides = cluster.specOverrides() as { cluster: Record<string, unknown> };
+      if (slurm) {
+        console.log(`export SLURM_CONF=${slurm.conf}   # for sinfo, squeue, scancel`);
+        overrides.cluster.executor = { kind: 'slurm', slurmConf: slurm.conf };
+        overrides.cluster.stateDir = join(localRoot, 'nodes', '{node}');
+      }
+      console.log('spec overrides:', JSON.stringify(overrides));
       const stop = async () => {
+        await slurm?.stop();
         await cluster.stop();
         await rm(stateFile, { force: true });
         process.exit(0);

@@ -67,6 +67,15 @@ function metricsOptionsOrExit(options: WorkerCommandOptions): MetricsOptions | u
 
 export function formatStatus(status: RunStatus): string {
   const lines = [`${status.workflowId}: ${status.runStatus}${status.pipeline ? ` (${status.pipeline.phase})` : ''}`];
+  const a = status.pipeline?.allocation;
+  if (a) {
+    const waited = a.pendingMs ? `, waited ${(a.pendingMs / 1000).toFixed(1)} s in the queue` : '';
+    lines.push(
+      `  slurm      job ${a.jobId ?? '-'} (${a.jobName}) ${a.state}${a.adopted ? ', adopted' : ''}${waited}` +
+        `${a.pendingReason ? ` (${a.pendingReason})` : ''}`,
+    );
+    if (a.nodes?.length) lines.push(`    nodes ${a.nodes.map((n) => `${n.name} ${n.address}`).join(', ')}`);
+  }
   for (const step of status.pipeline?.steps ?? []) {
     const times =
       step.startedAt && step.endedAt

@@ -1,0 +1,96 @@
+// The Slurm allocation's pure parts: the holder job's sbatch argv, squeue and scontrol parsing, and a spec placed on
+// the nodes Slurm allocated.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { holderSbatchArgv, parseNodes, parseSqueue, stepArgv, timeLimitMinutes } from '../../src/cluster/slurm.js';
+import { placeOnAllocation } from '../../src/spec/slurm-allocation.js';
+import { resolveSpecOrThrow } from '../../src/spec/index.js';
+
+const spec = resolveSpecOrThrow({
+  preset: 'tiny-local',
+  overrides: {
+    cluster: {
+      executor: {
+        kind: 'slurm',
+        partition: 'gpu',
+        account: 'rl',
+        qos: 'high',
+        timeLimit: '90m',
+        constraint: 'h100',
+        extraArgs: ['--reservation=r1'],
+      },
+    },
+  },
+});
+
+describe('the Slurm allocation', () => {
+  it('the holder job: every node and spare, one task each, the executor fields, and a script that only waits', () => {
+    assert.equal(spec.cluster.executor.kind, 'slurm');
+    if (spec.cluster.executor.kind !== 'slurm') return;
+    const argv = holderSbatchArgv({ executor: spec.cluster.executor, runKey: 'run-1', nodes: 5, gpusPerNode: 2 });
+    assert.deepEqual(argv, [
+      'sbatch',
+      '--parsable',
+      '--job-name=keel-run-1',
+      '--nodes=5',
+      '--ntasks-per-node=1',
+      '--gres=gpu:2',
+      '--exclusive',
+      '--partition=gpu',
+      '--account=rl',
+      '--qos=high',
+      '--time=90',
+      '--constraint=h100',
+      '--no-kill',
+      '--no-requeue',
+      '--output=/dev/null',
+      '--reservation=r1',
+      '--wrap=exec sleep infinity',
+    ]);
+    assert.equal(timeLimitMinutes('61s'), 2, 'whole minutes, rounded up');
+    assert.deepEqual(stepArgv('12', 'n3'), [
+      ...['srun', '--overlap', '--jobid=12', '--nodes=1', '--ntasks=1', '--nodelist=n3', '--quiet'],
+    ]);
+  });
+
+  it('parses squeue lines and scontrol node records (the address is NodeAddr)', () => {
+    assert.deepEqual(parseSqueue('7|keel-run-1|PENDING|Resources||2026-12-07T01:00:00\n'), [
+      {
+        jobId: '7',
+        name: 'keel-run-1',
+        state: 'PENDING',
+        reason: 'Resources',
+        nodeList: '',
+        submitTime: '2026-12-07T01:00:00',
+      },
+    ]);
+    const nodes = parseNodes(
+      'NodeName=n3 Arch=x86_64 CoresPerSocket=1 Gres=gpu:2 NodeAddr=127.0.1.3 NodeHostName=n3 Port=17003 State=MIXED ThreadsPerCore=1\n' +
+        'NodeName=gpu-07 NodeAddr=10.0.0.7 State=DOWN* Reason=Not responding\n',
+    );
+    assert.deepEqual(nodes, [
+      { name: 'n3', address: '127.0.1.3', state: 'MIXED' },
+      { name: 'gpu-07', address: '10.0.0.7', state: 'DOWN*' },
+    ]);
+  });
+
+  it("places the spec's slots on the allocated nodes, in Slurm's order, and names the job for the executor", () => {
+    const placed = placeOnAllocation(spec, {
+      jobId: '42',
+      nodes: [1, 2, 3, 4, 5].map((i) => ({ name: `gpu-${i}`, address: `10.0.0.${i}` })),
+    });
+    assert.deepEqual(
+      placed.cluster.nodes.map((n) => [n.name, n.host, n.gpus]),
+      [1, 2, 3, 4].map((i) => [`gpu-${i}`, `10.0.0.${i}`, 2]),
+    );
+    assert.deepEqual(
+      placed.cluster.spares.map((n) => n.name),
+      ['gpu-5'],
+    );
+    assert.ok(placed.cluster.executor.kind === 'slurm' && placed.cluster.executor.jobId === '42');
+    assert.throws(
+      () => placeOnAllocation(spec, { jobId: '43', nodes: [{ name: 'gpu-1', address: '10.0.0.1' }] }),
+      /job 43 has 1 nodes, the spec 5/,
+    );
+  });
+});
