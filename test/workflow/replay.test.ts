@@ -14,7 +14,8 @@ describe('replay of recorded workflow histories', () => {
     // keel 0.1's three-command pipeline, and keel 0.2's real runs: a pipeline whose training lost a node, healed and
     // continued as new (two runs of the training chain), and a retraining round (retrain, its pipeline, its training).
     // keel 0.3's runs of the same scenario post notifications and heal only what a failure touched (the training chain
-    // holds both patches' markers).
+    // holds both patches' markers). keel 0.4's runs of it write their final record to the memo and run retention
+    // beside supervision (both patches' markers are in the training chain).
     for (const required of [
       'pipeline-three-commands.binpb',
       'keel-0.2-pipeline.binpb',
@@ -24,6 +25,9 @@ describe('replay of recorded workflow histories', () => {
       'keel-0.3-pipeline.binpb',
       'keel-0.3-training-run1.binpb',
       'keel-0.3-retrain-training.binpb',
+      'keel-0.4-pipeline.binpb',
+      'keel-0.4-training-run1.binpb',
+      'keel-0.4-retrain-training.binpb',
     ]) {
       assert.ok(files.includes(required), `${required} is committed`);
     }
