@@ -207,12 +207,9 @@ describe('Web UI: start a run from the Start Workflow form', { timeout: 1_200_00
       await page.goto(`${rig.uiUrl}/namespaces/default/workflows/keel-tiny-local-training`);
       await page.getByText('superviseUntilCheckpoint • supervise until the next checkpoint').first().waitFor();
       await page.getByRole('tab', { name: 'User Metadata' }).click();
-      await page.getByText('rollout 19 / 20').first().waitFor({ timeout: 30_000 });
+      await shownInFrames(page, 'rollout 19 / 20');
       const score = (await client.status('keel-tiny-local')).training!.evals.at(-1)!;
-      await page
-        .getByText(`last eval: ${score.score} at rollout ${score.rollout}`)
-        .first()
-        .waitFor({ timeout: 30_000 });
+      await shownInFrames(page, `last eval: ${score.score} at rollout ${score.rollout}`);
     } finally {
       await page.screenshot({ path: join(artifacts, 'web-ui-training-details.png'), fullPage: true });
     }
