@@ -1,6 +1,7 @@
 // Gangs on the local executor with real processes: rendezvous env, all-or-nothing failure, whole-gang retry,
 // re-attaching to a gang in flight, and abort.
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,14 +55,19 @@ async function startCounts(): Promise<Map<string, number>> {
 test('every member gets the rendezvous env and the gang resolves when all exit 0', async () => {
   const events: GangProgress[] = [];
   const envDir = path.join(dir, 'env');
+  // The members run until the test has seen two polls find them running (however slow the machine is).
+  const release = path.join(dir, 'release-ok');
   const result = await runGang({
     executor,
     id: 'g/ok',
-    members: members(() => `mkdir -p ${envDir}; env > ${envDir}/$NODE_RANK; sleep 0.6`),
+    members: members(() => `mkdir -p ${envDir}; env > ${envDir}/$NODE_RANK; ${untilExists(release)}`),
     masterAddr: '127.0.1.1',
     masterPort: 29500,
     pollMs: 100,
-    onProgress: (event) => events.push(event),
+    onProgress: (event) => {
+      events.push(event);
+      if (events.filter((e) => e.type === 'running').length >= 2) writeFileSync(release, '');
+    },
   });
   assert.equal(result.attempts, 1);
   assert.deepEqual(
@@ -112,12 +118,16 @@ test('a failing member stops the others and the error names it, its exit code an
 
 test('with maxAttempts the gang is launched again as a whole', async () => {
   const marker = path.join(dir, 'rank2-failed-once');
+  const succeeded = path.join(dir, 'rank2-succeeded');
   const events: GangProgress[] = [];
   const result = await runGang({
     executor,
     id: 'g/retry',
     members: members((rank) =>
-      rank === 2 ? `if [ ! -e ${marker} ]; then touch ${marker}; sleep 0.2; exit 9; fi; sleep 0.3` : 'sleep 1',
+      // (the others run until rank 2 has succeeded, so the first attempt's failure always finds them running)
+      rank === 2
+        ? `if [ ! -e ${marker} ]; then touch ${marker}; sleep 0.2; exit 9; fi; sleep 0.3; touch ${succeeded}`
+        : untilExists(succeeded),
     ),
     masterAddr: '127.0.0.1',
     masterPort: 29502,
@@ -134,10 +144,12 @@ test('with maxAttempts the gang is launched again as a whole', async () => {
 });
 
 test('a second caller re-attaches to the gang in flight instead of launching it again', async () => {
+  // The members run until the second caller has re-attached (however slow the machine is).
+  const release = path.join(dir, 'release-inflight');
   const options = {
     executor,
     id: 'g/inflight',
-    members: members(() => 'sleep 1'),
+    members: members(() => untilExists(release)),
     masterAddr: '127.0.0.1',
     masterPort: 29503,
     pollMs: 100,
@@ -145,7 +157,13 @@ test('a second caller re-attaches to the gang in flight instead of launching it 
   const events: GangProgress[] = [];
   const first = runGang(options);
   await waitFor(async () => (await executor.status(nodes[2]!, gangMemberId('g/inflight', 2)))?.state === 'running');
-  const second = await runGang({ ...options, onProgress: (event) => events.push(event) });
+  const second = await runGang({
+    ...options,
+    onProgress: (event) => {
+      events.push(event);
+      if (events.filter((e) => e.type === 'reattached').length === 3) writeFileSync(release, '');
+    },
+  });
   await first;
   assert.equal(second.attempts, 1);
   assert.deepEqual(
@@ -177,6 +195,11 @@ test('aborting stops every member', async () => {
   }
   await startCounts();
 });
+
+/** A shell loop that ends once `file` exists, or after 60 s (so a failed test never leaves a member behind). */
+function untilExists(file: string): string {
+  return `i=0; until [ -e ${file} ] || [ $i -ge 1200 ]; do sleep 0.05; i=$((i + 1)); done`;
+}
 
 async function waitFor(predicate: () => Promise<boolean>, limitMs = 20_000): Promise<void> {
   const deadline = Date.now() + limitMs;
