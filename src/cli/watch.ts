@@ -2,6 +2,7 @@
 // succeeded. Without a terminal it prints the event lines only.
 import cliProgress from 'cli-progress';
 import type { KeelClient, RunStatus } from '../client/index.js';
+import { printable } from './printable.js';
 
 function evalTrend(scores: number[]): string {
   const ticks = '▁▂▃▄▅▆▇█';
@@ -67,7 +68,7 @@ export async function watchRun(
           break;
         }
         case 'step':
-          say(`step ${event.step}: ${event.state}${event.reason ? ` (${event.reason})` : ''}`);
+          say(`step ${event.step}: ${event.state}${event.reason ? ` (${printable(event.reason)})` : ''}`);
           break;
         case 'rollout':
           if (!bars && (event.rollout + 1) % 10 === 0) say(`rollout ${event.rollout + 1}/${event.numRollout}`);
@@ -86,6 +87,8 @@ export async function watchRun(
   } finally {
     bars?.stop();
   }
-  out.write(`${workflowId}: ${final?.runStatus ?? 'unknown'}${final?.failure ? `: ${final.failure}` : ''}\n`);
+  out.write(
+    `${workflowId}: ${final?.runStatus ?? 'unknown'}${final?.failure ? `: ${printable(final.failure)}` : ''}\n`,
+  );
   return final?.runStatus === 'COMPLETED' ? 0 : 1;
 }
