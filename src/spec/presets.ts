@@ -462,7 +462,8 @@ const tinyLocal: SpecInput = {
   },
   steps: {
     probe: { kind: 'probe' },
-    download: { kind: 'hf-download', verifySha256: true },
+    // (the downloads wait for the probe, as R1's do: the worker must see storage as the nodes do before any download)
+    download: { kind: 'hf-download', verifySha256: true, needs: ['probe'] },
     // the toy task's prompts and evals, from the local hub's dataset repo into shared storage
     data: {
       kind: 'hf-download',
@@ -470,6 +471,7 @@ const tinyLocal: SpecInput = {
       repo: 'keel-tiny/toy-addition',
       localDir: 'toy-addition',
       verifySha256: true,
+      needs: ['probe'],
     },
     cast: { kind: 'fp8-cast', needs: ['download'], engine: 'slime' },
     convert: { kind: 'torch-dist-convert', needs: ['cast', 'probe'] },
