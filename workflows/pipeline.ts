@@ -30,7 +30,6 @@ import { cancelRequest, firstProblem, searchKeyword, trainingPhasePayload } from
 import {
   cancelSignal,
   cancelUpdate,
-  nonRetryableTypes,
   pauseSignal,
   pauseUpdate,
   resumeSignal,
@@ -46,6 +45,7 @@ import {
   type StepStatus,
 } from './definitions.js';
 import { preparedRun } from '../src/spec/prepare.js';
+import { isPermanentFailure } from '../src/failure-types.js';
 import { patches } from './patches.js';
 import { prepare, quick, transfer } from './options.js';
 import { training } from './training.js';
@@ -258,7 +258,7 @@ class PipelineRun {
       try {
         return await this.runOnce(id, step, status.attempts);
       } catch (error) {
-        if (isCancellation(error) || isPermanent(error) || status.attempts >= maxAttempts) throw error;
+        if (isCancellation(error) || isPermanentFailure(error) || status.attempts >= maxAttempts) throw error;
         status.reason = `attempt ${status.attempts} failed: ${describeFailure(error)}`;
         const backoff = Math.min(msToNumber(initialRetryInterval) * 2 ** (status.attempts - 1), 10 * 60_000);
         log.warn('step attempt failed; retrying', { step: id, attempt: status.attempts, backoffMs: backoff });
@@ -477,20 +477,6 @@ const stepVerbs: Record<StepSpec['kind'], string> = {
 function stepSummary(id: string, step: StepSpec): string {
   const verb = stepVerbs[step.kind];
   return verb === id || verb.startsWith(`${id} `) ? verb : `${id} (${verb})`;
-}
-
-/** A permanent failure anywhere in the chain (an activity's, or a training child's own activity's): no new attempt. */
-function isPermanent(error: unknown): boolean {
-  for (let e = error as FailureLike | undefined; e; e = e.cause) {
-    if ((e.type && nonRetryableTypes.includes(e.type)) || e.nonRetryable) return true;
-  }
-  return false;
-}
-
-interface FailureLike {
-  type?: string;
-  nonRetryable?: boolean;
-  cause?: FailureLike;
 }
 
 function describeFailure(error: unknown): string {
