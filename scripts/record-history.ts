@@ -2,18 +2,27 @@
 // history in test/histories against the current workflow code. A history, once committed, is never re-recorded:
 // this script refuses to overwrite one. Record a new set when workflow behaviour changes (under a new patch id):
 //
-//   npx tsx scripts/record-history.ts <label>
+//   npx tsx scripts/record-history.ts <label> [lost-node|steering]
 //
-// writes test/histories/<label>-*.binpb from one scenario on a tiny-local cluster (4 nodes and a spare, ssh off):
-// a pipeline whose training loses a node after its first checkpoint (a restart, a heal that takes the spare) and
-// continues as new (the server suggests it after 40 events), then a retrain of 3 more rollouts. The runs post their
-// notifications (every checkpoint and eval too) to a loopback webhook receiver.
+// writes test/histories/<label>-*.binpb from one scenario on a tiny-local cluster (4 nodes and a spare, ssh off).
+// lost-node (the default): a pipeline whose training loses a node after its first checkpoint (a restart, a heal that
+// takes the spare) and continues as new (the server suggests it after 40 events), then a retrain of 3 more rollouts.
+// steering: three runs steered by Updates -- paused right after its start (held until it is prepared), resumed, and
+// stopped after a checkpoint; cancelled while it trains; paused by its crash-loop guard (a job that crashes at once,
+// until a flag file is gone), then resumed. The runs post their notifications (every checkpoint and eval too) to a
+// loopback webhook receiver.
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import proto from '@temporalio/proto';
 import type { Client } from '@temporalio/client';
-import { trainingStatusQuery } from '../workflows/definitions.js';
+import {
+  cancelUpdate,
+  pauseUpdate,
+  resumeUpdate,
+  stopAfterCheckpointUpdate,
+  trainingStatusQuery,
+} from '../workflows/definitions.js';
 import { scrubHistory } from './history-scrub.js';
 import { eventually } from '../test/support/pipeline.js';
 import { repoRoot } from '../test/support/temporal.js';
@@ -21,8 +30,9 @@ import { startTinyRig } from '../test/support/tiny-pipeline.js';
 import { startWebhookReceiver } from '../test/support/webhook-receiver.js';
 
 const label = process.argv[2];
-if (!label || !/^[a-z0-9][a-z0-9.-]*$/.test(label)) {
-  console.error('usage: npx tsx scripts/record-history.ts <label>   (lowercase, e.g. keel-0.2)');
+const scenario = process.argv[3] ?? 'lost-node';
+if (!label || !/^[a-z0-9][a-z0-9.-]*$/.test(label) || !['lost-node', 'steering'].includes(scenario)) {
+  console.error('usage: npx tsx scripts/record-history.ts <label> [lost-node|steering]   (lowercase, e.g. keel-0.2)');
   process.exit(2);
 }
 const dir = join(repoRoot, 'test', 'histories');
@@ -62,16 +72,25 @@ const rig = await startTinyRig({
   nodes: 4,
   spares: 1,
   portBase: 27100,
-  serverArgs: ['--dynamic-config-value', 'limit.historyCount.suggestContinueAsNew=40'],
+  serverArgs: scenario === 'lost-node' ? ['--dynamic-config-value', 'limit.historyCount.suggestContinueAsNew=40'] : [],
 });
+const notify = { webhooks: [{ urlEnv: 'KEEL_RECORDING_WEBHOOK_URL', format: 'json', checkpoints: true, evals: true }] };
 try {
+  if (scenario === 'steering') await steering(rig.env.client);
+  else await lostNode();
+} finally {
+  await rig.stop();
+  await receiver.close();
+}
+
+async function lostNode(): Promise<void> {
   const client = rig.env.client;
   const spec = rig.spec({
     name: 'history',
     model: { saveDir: 'save-history/' },
     rollout: { numRollout: 9 },
     rayHead: { jobEnv: { TINY_ROLLOUT_SLEEP_S: '1' } },
-    notify: { webhooks: [{ urlEnv: 'KEEL_RECORDING_WEBHOOK_URL', format: 'json', checkpoints: true, evals: true }] },
+    notify,
   });
   const workflowId = 'keel-history';
   const handle = await client.workflow.start('pipeline', { taskQueue: rig.taskQueue, workflowId, args: [spec] });
@@ -101,7 +120,87 @@ try {
   await save(client, retrainId, 'retrain');
   await save(client, `${retrainId}-pipeline`, 'retrain-pipeline');
   await save(client, `${retrainId}-pipeline-training`, 'retrain-training');
-} finally {
-  await rig.stop();
-  await receiver.close();
+}
+
+/** The training's status, once its workflow answers. */
+function trainingOf(client: Client, workflowId: string) {
+  return client.workflow
+    .getHandle(`${workflowId}-training`)
+    .query(trainingStatusQuery)
+    .catch(() => undefined);
+}
+
+async function steering(client: Client): Promise<void> {
+  // Updates: a pause sent right after the start, a resume, a stopAfterCheckpoint while training runs.
+  const updates = 'keel-history-updates';
+  const spec = (name: string, overrides: Record<string, unknown> = {}) =>
+    rig.spec({ name, model: { saveDir: `save-${name}/` }, notify, ...overrides });
+  const steered = await client.workflow.start('pipeline', {
+    taskQueue: rig.taskQueue,
+    workflowId: updates,
+    args: [spec('updates', { rollout: { numRollout: 9 }, rayHead: { jobEnv: { TINY_ROLLOUT_SLEEP_S: '1' } } })],
+  });
+  console.log(`pause: ${(await steered.executeUpdate(pauseUpdate)).message}`);
+  await new Promise((r) => setTimeout(r, 2000));
+  console.log(`resume: ${(await steered.executeUpdate(resumeUpdate)).message}`);
+  await eventually(
+    async () => (await trainingOf(client, updates))?.phase === 'running' || undefined,
+    900_000,
+    'training',
+  );
+  console.log(`stopAfterCheckpoint: ${(await steered.executeUpdate(stopAfterCheckpointUpdate)).message}`);
+  await steered.result();
+  const stopped = await trainingOf(client, updates);
+  if (stopped?.phase !== 'stopped') throw new Error(`training should have stopped early: ${stopped?.phase}`);
+  await save(client, updates, 'updates-pipeline');
+  await save(client, `${updates}-training`, 'updates-training');
+
+  // A cancel while training runs: the run ends CANCELED.
+  const cancel = 'keel-history-cancel';
+  const cancelled = await client.workflow.start('pipeline', {
+    taskQueue: rig.taskQueue,
+    workflowId: cancel,
+    args: [spec('cancel', { rollout: { numRollout: 30 }, rayHead: { jobEnv: { TINY_ROLLOUT_SLEEP_S: '1' } } })],
+  });
+  await eventually(
+    async () => ((await trainingOf(client, cancel))?.lastRollout ?? -1) >= 1 || undefined,
+    900_000,
+    'training past its first rollout',
+  );
+  const answer = await cancelled.executeUpdate(cancelUpdate, { args: [{ reason: 'recording a cancel' }] });
+  console.log(`cancel: ${answer.message}`);
+  const ended = await cancelled.result().then(
+    () => 'COMPLETED',
+    () => undefined,
+  );
+  const status = (await cancelled.describe()).status.name;
+  if (ended || status !== 'CANCELLED') throw new Error(`the run should have ended CANCELED: ${status}`);
+  await save(client, cancel, 'cancel-pipeline');
+  await save(client, `${cancel}-training`, 'cancel-training');
+
+  // A crash loop: paused by its guard after 2 restarts, resumed once the cause is gone.
+  const crashLoop = 'keel-history-crash-loop';
+  const flag = join(rig.cluster.baseDir, 'crash-flag');
+  await writeFile(flag, 'crash\n');
+  const crashing = await client.workflow.start('pipeline', {
+    taskQueue: rig.taskQueue,
+    workflowId: crashLoop,
+    args: [
+      spec('crash-loop', {
+        rayHead: { jobEnv: { TINY_CRASH_IF_EXISTS: flag } },
+        policies: { crashLoop: { maxRestarts: 2, window: '1h' } },
+      }),
+    ],
+  });
+  await eventually(
+    async () => (await trainingOf(client, crashLoop))?.phase === 'paused-crash-loop' || undefined,
+    900_000,
+    'the crash-loop pause',
+  );
+  await rm(flag);
+  console.log(`resume: ${(await crashing.executeUpdate(resumeUpdate)).message}`);
+  await crashing.result();
+  await save(client, crashLoop, 'crash-loop-pipeline');
+  await save(client, `${crashLoop}-training`, 'crash-loop-training');
+  console.log(`notifications: ${receiver.posts.map((p) => p.body.kind).join(', ')}`);
 }

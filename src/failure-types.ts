@@ -32,3 +32,20 @@ export const attemptEndingTypes: string[] = [...nonRetryableTypes, ...Object.val
  * 4xx): the activity gives up at once and logs. A notification never fails a run, whatever its outcome.
  */
 export const notificationUndeliverable = 'NotificationUndeliverable';
+
+/**
+ * A permanent failure anywhere in a failure's chain of causes (an activity's, or a child workflow's own activity's):
+ * marked non-retryable, or of a permanent type. No new attempt can help.
+ */
+export function isPermanentFailure(error: unknown): boolean {
+  for (let e = error as FailureLike | undefined; e; e = e.cause) {
+    if ((e.type && nonRetryableTypes.includes(e.type)) || e.nonRetryable) return true;
+  }
+  return false;
+}
+
+interface FailureLike {
+  type?: string;
+  nonRetryable?: boolean;
+  cause?: FailureLike;
+}

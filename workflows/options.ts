@@ -6,6 +6,7 @@
 import type { ActivityOptions, RetryPolicy } from '@temporalio/workflow';
 import type { Spec } from '../src/spec/schema.js';
 import { attemptEndingTypes, nonRetryableTypes, notificationUndeliverable } from '../src/failure-types.js';
+import { retryMaximumInterval } from '../src/spec/retry-bounds.js';
 
 /**
  * Retries that re-attach: from the spec's initial retry interval, doubling up to 5 minutes, 10 attempts in all (an
@@ -15,7 +16,7 @@ function reattaching(spec: Spec, nonRetryableErrorTypes: string[]): RetryPolicy 
   return {
     initialInterval: spec.policies.initialRetryInterval,
     backoffCoefficient: 2,
-    maximumInterval: '5m',
+    maximumInterval: retryMaximumInterval.reattaching,
     maximumAttempts: 10,
     nonRetryableErrorTypes,
   };
@@ -78,7 +79,7 @@ export function notification(spec: Spec): ActivityOptions {
     retry: {
       initialInterval: spec.policies.initialRetryInterval,
       backoffCoefficient: 2,
-      maximumInterval: '2m',
+      maximumInterval: retryMaximumInterval.notification,
       maximumAttempts: 6,
       nonRetryableErrorTypes: [notificationUndeliverable],
     },

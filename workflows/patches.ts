@@ -35,4 +35,12 @@ export const patches = {
    * name) from before its first step until it ends, however it ends (workflows/slurm.ts). Checked only for Slurm specs.
    */
   slurmAllocation: 'keel-0.4-slurm-allocation',
+  /**
+   * keel 0.5: operators steer a run only through validated Updates. Their handlers exist from the run's first workflow
+   * task: one sent before the run is prepared is held, and answered once it is (workflows/steering.ts). The signals of
+   * keel 0.1's clients are no longer handled by new runs.
+   */
+  steeringByUpdates: 'keel-0.5-steering-by-updates',
+  /** keel 0.5: training's own re-attach loop around supervision ends at once on a permanent (non-retryable) failure. */
+  trainingRetryPermanent: 'keel-0.5-training-retry-permanent',
 } as const;

@@ -30,7 +30,6 @@ import { cancelRequest, firstProblem, searchKeyword, trainingPhasePayload } from
 import {
   cancelSignal,
   cancelUpdate,
-  nonRetryableTypes,
   pauseSignal,
   pauseUpdate,
   resumeSignal,
@@ -46,12 +45,14 @@ import {
   type StepStatus,
 } from './definitions.js';
 import { preparedRun } from '../src/spec/prepare.js';
+import { isPermanentFailure } from '../src/failure-types.js';
 import { patches } from './patches.js';
 import { prepare, quick, transfer } from './options.js';
 import { training } from './training.js';
 import { announceRunEnd } from './notify.js';
 import { keepFinalRecord, pipelineDetails, showDetails } from './record.js';
 import { inSlurmAllocation } from './slurm.js';
+import { EarlySteering, type Steerable, type SteeringAction } from './steering.js';
 
 export interface PipelineResult {
   name: string;
@@ -72,21 +73,30 @@ export async function pipeline(input: unknown): Promise<PipelineResult> {
     const { spec, warnings } = preparedRun(input);
     return new PipelineRun(spec, warnings, true).execute();
   }
+  // keel 0.5: the steering Updates exist from the first workflow task; one sent before the run is prepared is held.
+  const early = patched(patches.steeringByUpdates) ? new EarlySteering() : undefined;
   const prepared = await proxyActivities<Activities>(prepare)
     .prepareRun({ spec: input })
-    .catch((error: unknown) => {
+    .catch(async (error: unknown) => {
       // An invalid spec or a plan with errors: fail the run with that failure itself, naming every problem.
-      throw error instanceof ActivityFailure && error.cause instanceof ApplicationFailure ? error.cause : error;
+      const failure =
+        error instanceof ActivityFailure && error.cause instanceof ApplicationFailure ? error.cause : error;
+      if (early) {
+        early.preparationFailed((failure as Error).message ?? String(failure));
+        await condition(allHandlersFinished);
+      }
+      throw failure;
     });
   if (prepared.spec.cluster.executor.kind === 'slurm' && patched(patches.slurmAllocation)) {
+    early?.waitingForAllocation(prepared.spec);
     return inSlurmAllocation(prepared.spec, (placed, allocation) =>
-      new PipelineRun(placed, prepared.warnings, false, allocation).execute(),
+      new PipelineRun(placed, prepared.warnings, false, allocation, early).execute(),
     );
   }
-  return new PipelineRun(prepared.spec, prepared.warnings, false).execute();
+  return new PipelineRun(prepared.spec, prepared.warnings, false, undefined, early).execute();
 }
 
-class PipelineRun {
+class PipelineRun implements Steerable {
   private readonly steps = new Map<string, StepStatus>();
   private phase: PipelinePhase = 'validating';
   private paused = false;
@@ -108,6 +118,8 @@ class PipelineRun {
     private readonly legacy: boolean,
     /** the Slurm allocation the run holds (shown by `status`) */
     private readonly allocation?: AllocationStatus,
+    /** keel 0.5+: steering registered at the run's start, attached to this run before its first step */
+    private readonly early?: EarlySteering,
   ) {
     for (const [id, step] of Object.entries(spec.steps)) {
       this.steps.set(id, { id, kind: step.kind, needs: step.needs, state: 'pending', attempts: 0 });
@@ -122,6 +134,8 @@ class PipelineRun {
   async execute(): Promise<PipelineResult> {
     upsertSearchAttributes([{ key: keelPreset, value: searchKeyword(this.spec.preset ?? 'custom') }]);
     this.setPhase('running');
+    // Steering held while the run was prepared takes effect now, before any step starts.
+    this.early?.attach(this);
     const running = new Map<string, Promise<void>>();
     let cancelled: unknown;
     try {
@@ -258,7 +272,7 @@ class PipelineRun {
       try {
         return await this.runOnce(id, step, status.attempts);
       } catch (error) {
-        if (isCancellation(error) || isPermanent(error) || status.attempts >= maxAttempts) throw error;
+        if (isCancellation(error) || isPermanentFailure(error) || status.attempts >= maxAttempts) throw error;
         status.reason = `attempt ${status.attempts} failed: ${describeFailure(error)}`;
         const backoff = Math.min(msToNumber(initialRetryInterval) * 2 ** (status.attempts - 1), 10 * 60_000);
         log.warn('step attempt failed; retrying', { step: id, attempt: status.attempts, backoffMs: backoff });
@@ -299,35 +313,57 @@ class PipelineRun {
     }
   }
 
+  /** A steering Update's validator: throws the reason it is refused. */
+  validate(action: SteeringAction, request: unknown): void {
+    this.refuseIfEnded(action);
+    if (action === 'resume' && !this.paused && this.trainingPhase !== 'paused-crash-loop') {
+      throw new Error(`the run is not paused (phase ${this.phase}${this.trainingNote()}): nothing to resume`);
+    }
+    if (action === 'stopAfterCheckpoint') {
+      if (this.stopAfterCheckpoint) throw new Error('already requested: training stops at its next checkpoint');
+      const train = this.trainStep();
+      if (!train) throw new Error('this run has no train step');
+      if (!['pending', 'running'].includes(train.state)) throw new Error(`the train step is ${train.state}`);
+    }
+    if (action === 'cancel') {
+      if (this.cancelReason) throw new Error(`already being cancelled (${this.cancelReason})`);
+      const parsed = cancelRequest.safeParse(request);
+      if (!parsed.success) {
+        throw new Error(`cancel takes { "reason": "..." } or nothing (${firstProblem(parsed.error)})`);
+      }
+    }
+  }
+
+  /** A steering Update's handler, once validated. */
+  act(action: SteeringAction, request: unknown): Promise<SteeringAnswer> {
+    switch (action) {
+      case 'pause':
+        return this.pause();
+      case 'resume':
+        return this.resume();
+      case 'stopAfterCheckpoint':
+        return this.requestStopAfterCheckpoint();
+      case 'cancel':
+        return this.cancel(cancelReasonOf(request));
+    }
+  }
+
   private handleSteering(): void {
-    setHandler(pauseUpdate, () => this.pause(), { validator: () => this.refuseIfEnded('pause') });
-    setHandler(resumeUpdate, () => this.resume(), {
-      validator: () => {
-        this.refuseIfEnded('resume');
-        if (!this.paused && this.trainingPhase !== 'paused-crash-loop') {
-          throw new Error(`the run is not paused (phase ${this.phase}${this.trainingNote()}): nothing to resume`);
-        }
-      },
-    });
-    setHandler(stopAfterCheckpointUpdate, () => this.requestStopAfterCheckpoint(), {
-      validator: () => {
-        this.refuseIfEnded('stopAfterCheckpoint');
-        if (this.stopAfterCheckpoint) throw new Error('already requested: training stops at its next checkpoint');
-        const train = this.trainStep();
-        if (!train) throw new Error('this run has no train step');
-        if (!['pending', 'running'].includes(train.state)) throw new Error(`the train step is ${train.state}`);
-      },
-    });
-    setHandler(cancelUpdate, (request) => this.cancel(cancelReasonOf(request)), {
-      validator: (request) => {
-        this.refuseIfEnded('cancel');
-        if (this.cancelReason) throw new Error(`already being cancelled (${this.cancelReason})`);
-        const parsed = cancelRequest.safeParse(request);
-        if (!parsed.success) {
-          throw new Error(`cancel takes { "reason": "..." } or nothing (${firstProblem(parsed.error)})`);
-        }
-      },
-    });
+    // keel 0.5+: the Updates were registered at the run's start (EarlySteering), and no signal steers the run.
+    if (!this.early) {
+      setHandler(pauseUpdate, () => this.act('pause', undefined), {
+        validator: () => this.validate('pause', undefined),
+      });
+      setHandler(resumeUpdate, () => this.act('resume', undefined), {
+        validator: () => this.validate('resume', undefined),
+      });
+      setHandler(stopAfterCheckpointUpdate, () => this.act('stopAfterCheckpoint', undefined), {
+        validator: () => this.validate('stopAfterCheckpoint', undefined),
+      });
+      setHandler(cancelUpdate, (request) => this.act('cancel', request), {
+        validator: (request) => this.validate('cancel', request),
+      });
+    }
     setHandler(trainingPhaseSignal, (payload) => {
       const parsed = trainingPhasePayload.safeParse(payload);
       if (!parsed.success) {
@@ -336,7 +372,8 @@ class PipelineRun {
       }
       this.trainingPhase = parsed.data.phase;
     });
-    // Clients of keel 0.1 still send signals: the same actions, without an answer.
+    if (this.early) return;
+    // Clients of keel 0.1 still send signals to runs of keel 0.2-0.4: the same actions, without an answer.
     setHandler(pauseSignal, () => void this.pause());
     setHandler(resumeSignal, () => void this.resume(true).catch(() => undefined));
     setHandler(stopAfterCheckpointSignal, () => void this.requestStopAfterCheckpoint().catch(() => undefined));
@@ -477,20 +514,6 @@ const stepVerbs: Record<StepSpec['kind'], string> = {
 function stepSummary(id: string, step: StepSpec): string {
   const verb = stepVerbs[step.kind];
   return verb === id || verb.startsWith(`${id} `) ? verb : `${id} (${verb})`;
-}
-
-/** A permanent failure anywhere in the chain (an activity's, or a training child's own activity's): no new attempt. */
-function isPermanent(error: unknown): boolean {
-  for (let e = error as FailureLike | undefined; e; e = e.cause) {
-    if ((e.type && nonRetryableTypes.includes(e.type)) || e.nonRetryable) return true;
-  }
-  return false;
-}
-
-interface FailureLike {
-  type?: string;
-  nonRetryable?: boolean;
-  cause?: FailureLike;
 }
 
 function describeFailure(error: unknown): string {

@@ -20,6 +20,7 @@ import { durationMs as msToNumber } from '../src/spec/duration.js';
 import type { Activities } from '../activities/index.js';
 import type { SupervisionCursor } from '../activities/training.js';
 import type { Spec } from '../src/spec/schema.js';
+import { isPermanentFailure } from '../src/failure-types.js';
 import { keelCheckpoint, keelEvalScore, keelPhase, keelRollout } from '../src/search-attributes.js';
 import {
   addNodesUpdate,
@@ -272,6 +273,8 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
           outcome = await s.superviseUntilCheckpoint.executeWithOptions(summaries.supervise, [supervision]);
         } catch (error) {
           if (isCancellation(error) || tries >= 5) throw error;
+          // A permanent failure (keel 0.5): no re-attach can help.
+          if (isPermanentFailure(error) && patched(patches.trainingRetryPermanent)) throw error;
           log.warn('supervision lost; re-attaching to the job', { jobId: state.jobId, error: String(error) });
           await sleep(msToNumber(spec.policies.initialRetryInterval));
         }

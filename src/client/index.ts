@@ -21,6 +21,7 @@ import {
   resumeUpdate,
   stopAfterCheckpointSignal,
   stopAfterCheckpointUpdate,
+  statusQuery,
   type PipelineStatus,
   type SteeringAnswer,
   type TrainingStatus,
@@ -228,8 +229,9 @@ export class KeelClient {
   }
 
   /**
-   * Steering is an Update: the run answers with what it will do, or its validator refuses with the reason. A run
-   * started by keel 0.1 has no update handlers: it gets the signal of that version (no answer but delivery).
+   * Steering is an Update: the run answers with what it will do, or its validator refuses with the reason. A run of
+   * keel 0.5+ holds an Update sent before it is prepared and answers once it is. A run started by keel 0.1 has no
+   * update handlers: it gets the signal of that version (no answer but delivery).
    */
   private async steer<Args extends unknown[]>(
     workflowId: string,
@@ -246,8 +248,21 @@ export class KeelClient {
     } catch (error) {
       const reason = describeError(error);
       if (/no (registered )?handler for update|unknown update/i.test(reason)) {
+        // No Update handler: a run of keel 0.1 (steered by signals; it answers `status` once it runs), or a run of
+        // keel 0.2-0.4 that is not prepared yet (its handlers come with its status). Never a signal to the latter.
+        const phase = await handle
+          .query(statusQuery)
+          .then((s) => s.phase)
+          .catch(() => undefined);
+        if (phase === undefined || phase === 'validating') {
+          throw new SteeringRefusedError(
+            workflowId,
+            what,
+            'not ready: the run is being prepared (or waits for its Slurm allocation); retry in a few seconds',
+          );
+        }
         await handle.signal(legacySignal as SignalDefinition<unknown[]>, ...args);
-        return { accepted: true, message: `sent as a signal (a run of an earlier keel version): ${what}` };
+        return { accepted: true, message: `sent as a signal (a run of keel 0.1, which has no Updates): ${what}` };
       }
       if (error instanceof WorkflowUpdateFailedError) throw new SteeringRefusedError(workflowId, what, reason);
       if (error instanceof WorkflowNotFoundError || /already completed|not found/i.test(reason)) {

@@ -2,6 +2,7 @@
 // Secrets are never values here: only the names of env vars or files that hold them.
 import { z } from 'zod';
 import { durationMs } from './duration.js';
+import { durationMaxLength, initialRetryIntervalMax, retryMaximumInterval } from './retry-bounds.js';
 import { forbiddenAddressProblem, hostProblem, isPrototypeKey, relativePathProblem } from './names.js';
 import { secretEnvName, urlVariableName, variableName, variableNameMatching } from './env-names.js';
 
@@ -13,15 +14,16 @@ const durationPattern = /^\d+(\.\d+)?(ms|s|m|h|d)$/;
  * Durations as Temporal accepts them ('30s', '10m', '2h', '7d', '500ms'), between `min` and `max` inclusive.
  * `belowMin` follows "must be at least <min>" when a value is too small.
  */
-export function duration(min: string, max: string, belowMin = '(0 does not turn it off)') {
+export function duration(min: string, max: string, belowMin = '(0 does not turn it off)', aboveMax = '') {
   return z
     .string()
+    .max(durationMaxLength, `must be a duration of at most ${durationMaxLength} characters, like '30s' or '10m'`)
     .regex(durationPattern, "must be a duration like '30s', '10m', '2h' or '7d'")
     .refine((text) => !durationPattern.test(text) || durationMs(text) >= durationMs(min), {
       message: `must be at least ${min} ${belowMin}`,
     })
     .refine((text) => !durationPattern.test(text) || durationMs(text) <= durationMs(max), {
-      message: `must be at most ${max}`,
+      message: `must be at most ${max}${aboveMax ? ` ${aboveMax}` : ''}`,
     });
 }
 
@@ -529,7 +531,13 @@ export const retentionSchema = z
 export const policiesSchema = z
   .object({
     maxAttempts: positiveInt.max(1000).default(5),
-    initialRetryInterval: duration('100ms', '1d').default('10s'),
+    initialRetryInterval: duration(
+      '100ms',
+      initialRetryIntervalMax,
+      undefined,
+      `(Temporal's retries back off from it to at most ${retryMaximumInterval.notification} for notifications and ` +
+        `${retryMaximumInterval.reattaching} for the rest, and refuse a first interval longer than that; set a shorter one)`,
+    ).default('10s'),
     heartbeatTimeout: duration('1s', '1d').default('2m'),
     hang: z
       .object({

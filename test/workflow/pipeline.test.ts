@@ -8,7 +8,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { CancelledFailure, WorkflowFailedError } from '@temporalio/client';
 import { startDevServer, repoRoot } from '../support/temporal.js';
 import { commandSpec, createTestWorker, eventually, tempDir, uniqueQueue } from '../support/pipeline.js';
-import { statusQuery, pauseSignal, resumeSignal, type PipelineStatus } from '../../workflows/definitions.js';
+import { statusQuery, pauseUpdate, resumeUpdate, type PipelineStatus } from '../../workflows/definitions.js';
 import type { Spec } from '../../src/spec/index.js';
 import { describeError } from '../../src/client/index.js';
 
@@ -232,7 +232,7 @@ describe('pipeline DAG', { timeout: 600_000 }, () => {
         30_000,
         'a running',
       );
-      await handle.signal(pauseSignal);
+      await handle.executeUpdate(pauseUpdate);
       await eventually(
         async () => (await handle.query(statusQuery)).steps[0]?.state === 'succeeded' || undefined,
         30_000,
@@ -242,7 +242,7 @@ describe('pipeline DAG', { timeout: 600_000 }, () => {
       const held = await handle.query(statusQuery);
       assert.equal(held.phase, 'paused');
       assert.equal(step(held, 'b').state, 'pending', 'b does not start while paused');
-      await handle.signal(resumeSignal);
+      await handle.executeUpdate(resumeUpdate);
       await handle.result();
       assert.equal(step(await handle.query(statusQuery), 'b').state, 'succeeded');
     });

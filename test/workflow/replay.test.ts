@@ -15,7 +15,9 @@ describe('replay of recorded workflow histories', () => {
     // continued as new (two runs of the training chain), and a retraining round (retrain, its pipeline, its training).
     // keel 0.3's runs of the same scenario post notifications and heal only what a failure touched (the training chain
     // holds both patches' markers). keel 0.4's runs of it write their final record to the memo and run retention
-    // beside supervision (both patches' markers are in the training chain).
+    // beside supervision (both patches' markers are in the training chain). keel 0.5's runs are steered by Updates
+    // only: one paused right after its start (held until prepared), resumed and stopped after a checkpoint; one
+    // cancelled while it trains; one paused by its crash-loop guard and resumed.
     for (const required of [
       'pipeline-three-commands.binpb',
       'keel-0.2-pipeline.binpb',
@@ -28,6 +30,12 @@ describe('replay of recorded workflow histories', () => {
       'keel-0.4-pipeline.binpb',
       'keel-0.4-training-run1.binpb',
       'keel-0.4-retrain-training.binpb',
+      'keel-0.5-steering-updates-pipeline.binpb',
+      'keel-0.5-steering-updates-training.binpb',
+      'keel-0.5-steering-cancel-pipeline.binpb',
+      'keel-0.5-steering-cancel-training.binpb',
+      'keel-0.5-steering-crash-loop-pipeline.binpb',
+      'keel-0.5-steering-crash-loop-training.binpb',
     ]) {
       assert.ok(files.includes(required), `${required} is committed`);
     }

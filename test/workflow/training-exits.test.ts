@@ -8,6 +8,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
 import { trainingStatusQuery } from '../../workflows/definitions.js';
+import { patches } from '../../workflows/patches.js';
 import { Worker } from '@temporalio/worker';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startDevServer, workflowBundle } from '../support/temporal.js';
@@ -20,7 +21,7 @@ import { repoRoot } from '../support/temporal.js';
  * two checkpoints saved between two of its polls and then the job's success.
  */
 function jobStandIn(supervision: 'fails' | 'runs' | 'saves-twice') {
-  const calls = { submitted: [] as string[], stopped: [] as string[] };
+  const calls = { submitted: [] as string[], stopped: [] as string[], supervised: 0 };
   return {
     calls,
     activities: {
@@ -36,6 +37,7 @@ function jobStandIn(supervision: 'fails' | 'runs' | 'saves-twice') {
         return { jobId, tracker: -1, created: true };
       },
       async superviseUntilCheckpoint({ jobId, afterIteration }: { jobId: string; afterIteration?: number }) {
+        calls.supervised++;
         const cursor = { jobId, offset: 0, resumeVerified: true, evals: [], rewards: [] };
         if (supervision === 'saves-twice') {
           if ((afterIteration ?? -1) < 5) {
@@ -115,6 +117,18 @@ describe('training stops its job on the way out', { timeout: 180_000 }, () => {
     });
     assert.deepEqual(job.calls.submitted, [`${workflowId}-train-1`]);
     assert.deepEqual(job.calls.stopped, [`${workflowId}-train-1`], 'the job was stopped once');
+    // A permanent failure ends training's own re-attach loop at once (keel 0.5, behind its patch).
+    assert.equal(job.calls.supervised, 1, 'supervision was not tried again after a non-retryable failure');
+    const { events } = await env.client.workflow.getHandle(`${workflowId}-training`).fetchHistory();
+    const markers = (events ?? []).flatMap((e) =>
+      Object.values(e.markerRecordedEventAttributes?.details ?? {}).flatMap((payloads) =>
+        (payloads.payloads ?? []).map((p) => Buffer.from(p.data ?? []).toString()),
+      ),
+    );
+    assert.ok(
+      markers.some((m) => m.includes(patches.trainingRetryPermanent)),
+      `the patch marker is in the training history (markers: ${markers.join(' ')})`,
+    );
   });
 
   it('terminating the pipeline cancels its training, which stops its job', async () => {
