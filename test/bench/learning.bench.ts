@@ -1,7 +1,8 @@
 // `npm run bench:learning`: does the tiny-local pipeline really train? For each seed (KEEL_LEARNING_SEEDS, default
 // "0 1 2": the tiny model generator's seed, which picks its pretraining data and init, and the trainer's --seed), run
 // the tiny-local preset as it ships (100 rollouts, checkpoint and eval every 20) on a fresh local cluster and print
-// the eval score at rollout 0 (before training) and at the last checkpoint, side by side, with the margin.
+// the eval score at rollout 0 (before training) and at the last checkpoint, side by side, with the margin, and checks
+// that every seed gains at least MIN_MARGIN (exit code 1 otherwise).
 // KEEL_LEARNING_LR=<lr> runs the same with another learning rate.
 import { describeError } from '../../src/client/index.js';
 import { trainingStatusQuery } from '../../workflows/definitions.js';
@@ -9,6 +10,8 @@ import { presets } from '../../src/spec/index.js';
 import { startTinyRig } from '../support/tiny-pipeline.js';
 
 const tiny = presets['tiny-local'];
+/** The least gain in eval score, last checkpoint over rollout 0, that counts as visibly learning. */
+const MIN_MARGIN = 0.1;
 
 export async function run(): Promise<void> {
   const seeds = (process.env.KEEL_LEARNING_SEEDS ?? '0 1 2').split(/\s+/).filter(Boolean).map(Number);
@@ -65,4 +68,11 @@ export async function run(): Promise<void> {
   console.log(
     `  smallest margin over ${rows.length} seed(s): ${Math.min(...margins).toFixed(3)}; mean ${(margins.reduce((a, b) => a + b, 0) / margins.length).toFixed(3)}`,
   );
+  // The demo must visibly learn: on every seed, the last checkpoint's eval at least MIN_MARGIN above rollout 0's.
+  const short = rows.filter((r) => r.after - r.before < MIN_MARGIN);
+  console.log(
+    `  check: eval@last-ckpt - eval@0 >= +${MIN_MARGIN.toFixed(3)} on every seed: ` +
+      (short.length === 0 ? 'yes' : `NO (seed ${short.map((r) => r.seed).join(', ')})`),
+  );
+  if (short.length > 0) process.exitCode = 1;
 }
