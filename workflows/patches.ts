@@ -35,4 +35,9 @@ export const patches = {
    * name) from before its first step until it ends, however it ends (workflows/slurm.ts). Checked only for Slurm specs.
    */
   slurmAllocation: 'keel-0.4-slurm-allocation',
+  /**
+   * keel 0.5: a Slurm run starts a guard child workflow (`slurmAllocationGuard`) once its allocation runs; Temporal
+   * cancels the guard when the run closes, terminated too, and the guard ends the run's job (workflows/slurm.ts).
+   */
+  slurmReleaseGuard: 'keel-0.5-slurm-release-guard',
 } as const;
