@@ -116,13 +116,16 @@ export function slurmActivities(deps: ActivityDeps) {
     spec: Spec;
     runKey: string;
     jobId?: string;
+    /** end `jobId` only, not other live jobs of the run's name (the guard: a later run of the same id may hold one) */
+    onlyThisJob?: boolean;
     why: string;
   }): Promise<{ released: { jobId: string; state: string }[] }> {
     const spec = localSpec(input.spec, deps);
     const ex = slurmExecutor(spec);
     const client = new SlurmClient(ex.slurmConf);
     const ids = new Set<string>(input.jobId ? [input.jobId] : []);
-    for (const job of await client.jobsNamed(holderJobName(input.runKey))) ids.add(job.jobId);
+    if (!(input.onlyThisJob && input.jobId))
+      for (const job of await client.jobsNamed(holderJobName(input.runKey))) ids.add(job.jobId);
     const graceMs = durationMs(ex.releaseGrace);
     const released = await Promise.all(
       [...ids].map(async (jobId) => {

@@ -4,6 +4,7 @@
 // next supervision of the same job starts from the cursor of the last outcome.
 import { log } from '@temporalio/activity';
 import { RayDashboardClient } from '../src/cluster/ray-dashboard.js';
+import { SlurmClient, type SlurmLostNode } from '../src/cluster/slurm.js';
 import { defaultRayTempDir, JobLogReader, jobDriverLogPath, type JobLogLocation } from '../src/cluster/job-log.js';
 import { isTerminalStatus, RayJobsClient, type RayJob } from '../src/cluster/ray-jobs.js';
 import { checkResume, completeIterationsBetween, readTracker } from '../src/progress/checkpoints.js';
@@ -274,6 +275,12 @@ export function supervisionActivities(deps: ActivityDeps) {
           }
           return done({ kind: 'succeeded' });
         }
+        const slurmLost = await lostInSlurm(spec, nodes);
+        if (slurmLost.length)
+          return failed(
+            lostKind(slurmLost.map((n) => n.name)),
+            `${slurmSays(slurmLost)}; the job ${job.status.toLowerCase()}`,
+          );
         const dead = await deadNodes(spec, dashboard, nodes);
         if (dead.length)
           return failed(lostKind(dead), `node(s) ${dead.join(', ')} lost; the job ${job.status.toLowerCase()}`);
@@ -287,6 +294,9 @@ export function supervisionActivities(deps: ActivityDeps) {
       // Node liveness from the dashboard: do not wait for an NCCL timeout to notice a dead node.
       if (Date.now() - lastNodeCheck > 10_000 && unreachableSince === undefined) {
         lastNodeCheck = Date.now();
+        // On Slurm, Slurm's own judgement first: a node it marked DOWN or drained, or dropped from the allocation.
+        const slurmLost = await lostInSlurm(spec, nodes);
+        if (slurmLost.length) return failed(lostKind(slurmLost.map((n) => n.name)), slurmSays(slurmLost));
         const dead = await deadNodes(spec, dashboard, nodes);
         if (dead.length) return failed(lostKind(dead), `node(s) ${dead.join(', ')} no longer alive in Ray`);
       }
@@ -340,6 +350,25 @@ async function locateDriverLog(
 }
 
 /** Nodes Ray declares dead, and nodes the executor cannot reach (Ray notices a lost node only after a while). */
+/** The job's nodes that Slurm has taken from the allocation (none for other executors, or when Slurm does not answer). */
+async function lostInSlurm(spec: Spec, nodes: NodeSpec[]): Promise<SlurmLostNode[]> {
+  const ex = spec.cluster.executor;
+  if (ex.kind !== 'slurm' || ex.jobId === undefined) return [];
+  try {
+    const byName = new Map(nodes.map((n) => [nodeName(n), n]));
+    const lost = await new SlurmClient(ex.slurmConf).lostNodes(ex.jobId, [...byName.keys()]);
+    // named as keel names the node (its name, which is Slurm's)
+    return lost.filter((n) => byName.has(n.name));
+  } catch (error) {
+    log.warn('could not ask Slurm about the nodes', { error: String(error) });
+    return [];
+  }
+}
+
+function slurmSays(lost: SlurmLostNode[]): string {
+  return `Slurm: ${lost.map((n) => `${n.name} ${n.why}`).join('; ')}`;
+}
+
 async function deadNodes(spec: Spec, dashboard: RayDashboardClient, nodes: NodeSpec[]): Promise<string[]> {
   const dead = new Set<string>();
   try {

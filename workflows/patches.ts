@@ -43,4 +43,9 @@ export const patches = {
   steeringByUpdates: 'keel-0.5-steering-by-updates',
   /** keel 0.5: training's own re-attach loop around supervision ends at once on a permanent (non-retryable) failure. */
   trainingRetryPermanent: 'keel-0.5-training-retry-permanent',
+  /**
+   * keel 0.5: a Slurm run starts a guard child workflow (`slurmAllocationGuard`) once its allocation runs; Temporal
+   * cancels the guard when the run closes, terminated too, and the guard ends the run's job (workflows/slurm.ts).
+   */
+  slurmReleaseGuard: 'keel-0.5-slurm-release-guard',
 } as const;

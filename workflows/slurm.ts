@@ -1,12 +1,24 @@
 // A Slurm run inside its allocation: allocate (or adopt, by the run's job name) before the first step, run the
 // pipeline on the nodes Slurm gave, and release the allocation however the run ends (succeeded, failed, cancelled).
-import { CancellationScope, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  CancellationScope,
+  ParentClosePolicy,
+  condition,
+  isCancellation,
+  log,
+  patched,
+  proxyActivities,
+  setHandler,
+  startChild,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { SlurmAllocation } from '../activities/slurm.js';
 import { placeOnAllocation } from '../src/spec/slurm-allocation.js';
 import type { Spec } from '../src/spec/schema.js';
 import { statusQuery, type AllocationStatus } from './definitions.js';
 import { allocating, releasing } from './options.js';
+import { patches } from './patches.js';
 
 /** The holder job's name (as activities/slurm.ts names it): the run's id. */
 function jobNameOf(runKey: string): string {
@@ -41,6 +53,18 @@ export async function inSlurmAllocation<T>(
       pendingMs: allocation.pendingMs,
       pendingReason: allocation.pendingReason,
     });
+    // A terminated run runs no code of its own: its guard, cancelled by Temporal when the run closes, releases the job.
+    // Started outside the run's cancellation scope: a cancelled run releases its job itself, after training stopped.
+    if (patched(patches.slurmReleaseGuard)) {
+      const jobId = allocation.jobId;
+      await CancellationScope.nonCancellable(() =>
+        startChild(slurmAllocationGuard, {
+          workflowId: `${runKey}-slurm-${jobId}`,
+          args: [{ spec, runKey, jobId }],
+          parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+        }),
+      );
+    }
     return await run(placeOnAllocation(spec, allocation), status);
   } catch (error) {
     why = `the run failed or was cancelled: ${(error as Error).message ?? String(error)}`;
@@ -54,6 +78,29 @@ export async function inSlurmAllocation<T>(
         status.state = 'released';
       },
       (error: unknown) => log.error('releasing the Slurm allocation failed', { error: String(error) }),
+    );
+  }
+}
+
+/**
+ * The allocation's guard: a child of the pipeline that waits until it is cancelled -- which Temporal does when the
+ * pipeline closes, however it closes (parent-close policy REQUEST_CANCEL), terminated too -- and then ends the job it
+ * was started for. Only that job id: a later run of the same id holds a job of the same name, and it is not touched.
+ * After a run that released its job itself, the release finds the job ended and returns.
+ */
+export async function slurmAllocationGuard(input: { spec: Spec; runKey: string; jobId: string }): Promise<void> {
+  try {
+    await condition(() => false);
+  } catch (error) {
+    if (!isCancellation(error)) throw error;
+    await CancellationScope.nonCancellable(() =>
+      proxyActivities<Activities>(releasing(input.spec)).slurmRelease({
+        spec: input.spec,
+        runKey: input.runKey,
+        jobId: input.jobId,
+        onlyThisJob: true,
+        why: 'the run closed (terminated, or ended without releasing it)',
+      }),
     );
   }
 }

@@ -37,7 +37,28 @@ export interface SlurmNode {
   address: string;
   /** Slurm's state, e.g. IDLE, MIXED, ALLOCATED, DOWN*, DRAIN */
   state: string;
+  /** why Slurm set a DOWN or DRAIN state (`Not responding`, an admin's reason), when it says */
+  reason?: string;
 }
+
+/** A node of the allocation that Slurm says is lost to the job, and what Slurm says about it. */
+export interface SlurmLostNode {
+  name: string;
+  why: string;
+}
+
+/**
+ * Whether Slurm has taken this node away from a job: its state is DOWN, DRAIN(ED/ING) or FAIL(ING) (`DOWN*`,
+ * `ALLOCATED+DRAIN`, ...). A trailing `*` alone (not responding yet) is not enough: Slurm marks the node DOWN after
+ * its SlurmdTimeout, and keel follows Slurm's judgement.
+ */
+export function nodeLost(state: string): boolean {
+  return state
+    .toUpperCase()
+    .split('+')
+    .some((part) => lostNodeStates.has(part.replace(/[*~#!%$@^-]+$/, '')));
+}
+const lostNodeStates = new Set(['DOWN', 'DRAIN', 'DRAINED', 'DRAINING', 'FAIL', 'FAILING']);
 
 /** The name of the job that holds a run's allocation: the run's id, so that any worker finds it again. */
 export function holderJobName(runKey: string): string {
@@ -108,7 +129,14 @@ export function parseNodes(text: string): SlurmNode[] {
     .filter((line) => line.startsWith('NodeName='))
     .map((line) => {
       const field = (key: string) => new RegExp(`(?:^| )${key}=(\\S+)`).exec(line)?.[1] ?? '';
-      return { name: field('NodeName'), address: field('NodeAddr') || field('NodeName'), state: field('State') };
+      // Reason= is the last field and may hold spaces: `Reason=Not responding [slurm@2026-12-07T04:42:01]`
+      const reason = /(?:^| )Reason=(.*?)(?: \[[^\]]*\])?\s*$/.exec(line)?.[1];
+      return {
+        name: field('NodeName'),
+        address: field('NodeAddr') || field('NodeName'),
+        state: field('State'),
+        ...(reason && reason !== '(null)' ? { reason } : {}),
+      };
     });
 }
 
@@ -168,6 +196,30 @@ export class SlurmClient {
   async nodes(names: string[]): Promise<SlurmNode[]> {
     if (names.length === 0) return [];
     return parseNodes(await this.command(['scontrol', 'show', 'node', names.join(','), '-o']));
+  }
+
+  /**
+   * The nodes of `names` that Slurm has taken from the job: DOWN, drained or failed, or no longer in the job's node
+   * list (a job with --no-kill drops a failed node and runs on). The job itself ended (NODE_FAIL, ...) loses them all.
+   */
+  async lostNodes(jobId: string, names: string[]): Promise<SlurmLostNode[]> {
+    if (names.length === 0) return [];
+    const job = await this.job(jobId);
+    if (job === undefined || (terminalJobStates as readonly string[]).includes(job.state)) {
+      const why = `job ${jobId} ${job ? `ended ${job.state}` : 'is no longer listed'}`;
+      return names.map((name) => ({ name, why }));
+    }
+    const inJob = new Set(await this.hostnames(job.nodeList));
+    const byName = new Map((await this.nodes(names)).map((n) => [n.name, n]));
+    const lost: SlurmLostNode[] = [];
+    for (const name of names) {
+      const node = byName.get(name);
+      const says: string[] = [];
+      if (node && nodeLost(node.state)) says.push(`${node.state}${node.reason ? ` (${node.reason})` : ''}`);
+      if (!inJob.has(name)) says.push(`no longer in job ${jobId}`);
+      if (says.length > 0) lost.push({ name, why: says.join(', ') });
+    }
+    return lost;
   }
 
   /**

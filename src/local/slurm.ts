@@ -34,6 +34,13 @@ export interface LocalSlurm {
   /** kill a node's slurmd with SIGKILL (a node crash as Slurm sees it); returns its pid */
   killSlurmd(node: string): Promise<number>;
   startSlurmd(node: string): Promise<void>;
+  /**
+   * A node crash: its slurmd (when still running) and every process of every step on it (its freezer cgroups) killed
+   * with SIGKILL. Returns the pids of the steps' processes killed.
+   */
+  crashNode(node: string): Promise<number[]>;
+  /** Bring a crashed node back: its slurmd again, and its state resumed (Slurm keeps a node DOWN until told). */
+  reviveNode(node: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -230,6 +237,33 @@ export async function startLocalSlurm(options: LocalSlurmOptions): Promise<Local
       return pid;
     },
     startSlurmd,
+    async crashNode(node) {
+      const slurmd = await readPid(join(d, 'run', `slurmd-${node}.pid`));
+      if (slurmd !== undefined && alive(slurmd)) process.kill(slurmd, 'SIGKILL');
+      const procs = await execa(
+        'sh',
+        [
+          '-c',
+          'find "$1" -name cgroup.procs -exec cat {} + 2>/dev/null',
+          'procs',
+          `/sys/fs/cgroup/freezer/slurm_${node}`,
+        ],
+        { reject: false },
+      );
+      const pids = String(procs.stdout).split('\n').filter(Boolean).map(Number);
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      return pids;
+    },
+    async reviveNode(node) {
+      await startSlurmd(node);
+      await execa('scontrol', ['update', `NodeName=${node}`, 'State=RESUME'], { env, reject: false });
+    },
     stop: () => stopLocalSlurm(d),
   };
 }

@@ -2,7 +2,14 @@
 // the nodes Slurm allocated.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { holderSbatchArgv, parseNodes, parseSqueue, stepArgv, timeLimitMinutes } from '../../src/cluster/slurm.js';
+import {
+  holderSbatchArgv,
+  nodeLost,
+  parseNodes,
+  parseSqueue,
+  stepArgv,
+  timeLimitMinutes,
+} from '../../src/cluster/slurm.js';
 import { placeOnAllocation } from '../../src/spec/slurm-allocation.js';
 import { resolveSpecOrThrow } from '../../src/spec/index.js';
 
@@ -66,12 +73,30 @@ describe('the Slurm allocation', () => {
     ]);
     const nodes = parseNodes(
       'NodeName=n3 Arch=x86_64 CoresPerSocket=1 Gres=gpu:2 NodeAddr=127.0.1.3 NodeHostName=n3 Port=17003 State=MIXED ThreadsPerCore=1\n' +
-        'NodeName=gpu-07 NodeAddr=10.0.0.7 State=DOWN* Reason=Not responding\n',
+        'NodeName=gpu-07 NodeAddr=10.0.0.7 State=DOWN* Reason=Not responding [slurm@2026-12-07T04:42:01]\n' +
+        'NodeName=gpu-08 NodeAddr=10.0.0.8 State=MIXED+DRAIN Reason=ECC errors\n',
     );
     assert.deepEqual(nodes, [
       { name: 'n3', address: '127.0.1.3', state: 'MIXED' },
-      { name: 'gpu-07', address: '10.0.0.7', state: 'DOWN*' },
+      { name: 'gpu-07', address: '10.0.0.7', state: 'DOWN*', reason: 'Not responding' },
+      { name: 'gpu-08', address: '10.0.0.8', state: 'MIXED+DRAIN', reason: 'ECC errors' },
     ]);
+  });
+
+  it("reads a node lost to the job from Slurm's state: DOWN, drained or failed, not a node that is only slow", () => {
+    for (const state of [
+      'DOWN*',
+      'DOWN',
+      'ALLOCATED+DRAIN',
+      'IDLE+DRAIN',
+      'MIXED+DRAINING',
+      'DRAINED',
+      'FAIL',
+      'down*',
+    ])
+      assert.equal(nodeLost(state), true, state);
+    for (const state of ['ALLOCATED', 'ALLOCATED*', 'MIXED', 'IDLE', 'COMPLETING', 'IDLE+POWERED_DOWN', ''])
+      assert.equal(nodeLost(state), false, state);
   });
 
   it("places the spec's slots on the allocated nodes, in Slurm's order, and names the job for the executor", () => {
