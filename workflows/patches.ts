@@ -35,4 +35,10 @@ export const patches = {
    * name) from before its first step until it ends, however it ends (workflows/slurm.ts). Checked only for Slurm specs.
    */
   slurmAllocation: 'keel-0.4-slurm-allocation',
+  // keel 0.5 (operations, round 2)
+  /**
+   * keel 0.5: a training job that neither the dashboard nor the fallback on the head stopped is announced to the
+   * run's webhooks (`job-not-stopped`). The stop's outcome itself is recorded in training's state (no command).
+   */
+  jobStop: 'keel-0.5-job-stop',
 } as const;
