@@ -20,9 +20,10 @@ export interface JobStop {
   /**
    * stopped: Ray reports the job ended after keel asked; ended: it had ended before; gone: Ray has no such job (a new
    * head); stopped-on-head: the dashboard did not stop it in time, so keel stopped it on the head over the executor;
-   * not-stopped: none of this worked -- the job may still run.
+   * head-gone: the head answers neither its dashboard nor the executor (the driver ran there; Ray's workers end their
+   * tasks when their head is gone); not-stopped: the head answers, and none of this worked -- the job may still run.
    */
-  how: 'stopped' | 'ended' | 'gone' | 'stopped-on-head' | 'not-stopped';
+  how: 'stopped' | 'ended' | 'gone' | 'stopped-on-head' | 'head-gone' | 'not-stopped';
   /** Ray's last status of the job, when the dashboard answered */
   status?: RayJobStatus;
   /** what was tried, in keel's words */
@@ -85,6 +86,9 @@ async function askDashboard(options: StopJobOptions): Promise<Outcome | { error:
       if (signal?.aborted) throw e;
       error = (e as Error).message.split('\n')[0] ?? String(e);
       log.warn('the dashboard did not stop the job; asking again', { jobId, requests, error });
+      // a head that answers nothing (a lost head): no use asking its dashboard for minutes
+      if (requests === 0 && !(await headAnswers(options)))
+        return { error: `${error}; the head does not answer`, status };
     }
     if (Date.now() + pause >= deadline) return { error, status };
     await sleepMs(pause, signal);
@@ -114,6 +118,13 @@ async function stopOnHead(options: StopJobOptions, dashboardError: string): Prom
   } catch (e) {
     failed.push(`${head} did not answer: ${(e as Error).message.split('\n')[0] ?? ''}`);
   }
+  if (!done.length && !(await headAnswers(options))) {
+    log.warn('the head answers neither its dashboard nor the executor', { jobId, failed });
+    return {
+      how: 'head-gone',
+      detail: `${why}; ${head} does not answer over the executor either: the job's driver ran there, and Ray's workers end their tasks when their head is gone`,
+    };
+  }
   if (options.rayLaunchId) {
     try {
       await executor.stop(node, options.rayLaunchId, { graceMs: 10_000 });
@@ -132,4 +143,13 @@ async function stopOnHead(options: StopJobOptions, dashboardError: string): Prom
     how: 'not-stopped',
     detail: `${why}; ${failed.join('; ') || 'nothing to stop on the head'}. The job may still hold its GPUs: stop it by hand (ray job stop ${jobId}, or ray stop on ${head})`,
   };
+}
+
+/** Whether the head runs a command over the executor (within 15 s). */
+async function headAnswers(options: StopJobOptions): Promise<boolean> {
+  try {
+    return (await options.executor.run(options.head, ['true'], { timeoutMs: 15_000 })).exitCode === 0;
+  } catch {
+    return false;
+  }
 }
