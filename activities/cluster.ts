@@ -1,6 +1,7 @@
 // Nodes and the Ray cluster: probe every node, bring Ray up (head first, then workers in parallel), heal it after a
 // failure (quarantine dead nodes, take spares, choose a new head), stop what keel launched.
-import { ApplicationFailure, log } from '@temporalio/activity';
+import { ApplicationFailure, Context, log } from '@temporalio/activity';
+import { z } from 'zod';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { buildProbeCommand, parseProbeOutput } from '../src/cluster/node-probe.js';
@@ -27,6 +28,13 @@ import { checkFlagsOnCluster } from './flag-check.js';
 import { checkInputsOnNodes } from './input-check.js';
 import { checkWorkerStorageView } from './storage-view.js';
 import { importProblems } from './import-check.js';
+import { trainingStatusQuery } from '../workflows/definitions.js';
+
+const addedNodesOf = z.object({
+  extraNodes: z
+    .array(z.object({ host: z.string(), gpus: z.number().optional(), name: z.string().optional() }))
+    .optional(),
+});
 
 export interface NodeReport {
   node: string;
@@ -105,7 +113,7 @@ export async function clusterHealthy(
   }
 }
 
-function rayLaunchId(runKey: string, node: NodeSpec): string {
+export function rayLaunchId(runKey: string, node: NodeSpec): string {
   return `${runKey}/ray/${nodeName(node).replace(/[^A-Za-z0-9._-]/g, '_')}`;
 }
 
@@ -365,6 +373,11 @@ export function clusterActivities(deps: ActivityDeps) {
   /** Every node (and spare) in parallel: reachable, GPUs, memory, disk, shared baseDir, slime present. */
   async function probeNodes(input: StepInput): Promise<NodeReport[]> {
     const spec = localSpec(input.spec, deps);
+    // every node probed, train.py's flags and the inputs fingerprinted on every node: heartbeat while it works
+    return withHeartbeats(msToNumber(spec.policies.heartbeatTimeout) / 3, 'probing', () => probeAll(spec, input));
+  }
+
+  async function probeAll(spec: Spec, input: StepInput): Promise<NodeReport[]> {
     const executor = executorFor(spec);
     const nonce = randomUUID();
     const nonceFile = join(spec.storage.baseDir, '.keel', `probe-${nonce}`);
@@ -492,31 +505,76 @@ export function clusterActivities(deps: ActivityDeps) {
     };
   }
 
-  /** Cancel: stop every process keel launched for this run on every node (Ray included). */
-  async function stopLaunched(input: { spec: Spec; runKey: string }): Promise<void> {
+  /**
+   * Cancel: stop every process keel launched for this run (Ray included) on every node of the run -- the spec's nodes
+   * and those an operator added to training. Every node is checked for an answer first, all at once; each node that
+   * answers gets one command that stops all of the run's launches there at once. A node that does not answer cannot
+   * be stopped from here: it is named in the result (and the log) and never delays the others.
+   */
+  async function stopLaunched(input: {
+    spec: Spec;
+    runKey: string;
+    /** the run's training workflow: the nodes an operator added to it are stopped too */
+    trainingWorkflowId?: string;
+    extraNodes?: ExtraNode[];
+  }): Promise<{ stopped: Record<string, number>; unreachable: string[]; failed: Record<string, string> }> {
     const spec = localSpec(input.spec, deps);
     if (spec.cluster.executor.kind === 'slurm') {
       // Every program is a step of the run's allocation: releasing it (scancel, TERM to every step, KILL after the
       // grace) stops them all at once, without one srun per launch and node here.
       log.info('the Slurm allocation release stops every program of the run');
-      return;
+      return { stopped: {}, unreachable: [], failed: {} };
     }
     const executor = executorFor(spec);
-    const ids = [...Object.keys(spec.steps).map((id) => `${input.runKey}/${id}`)];
-    await Promise.all(
-      allNodes(spec).map(async (node) => {
-        for (const id of [...ids, rayLaunchId(input.runKey, node)]) {
-          await executor.stop(target(node), id, { graceMs: 3000 }).catch(() => undefined);
+    const added = [...(input.extraNodes ?? []), ...(await addedNodes(input.trainingWorkflowId))];
+    const pool: NodeSpec[] = [...allNodes(spec)];
+    for (const n of added) {
+      const node: NodeSpec = { host: n.host, name: n.name, gpus: n.gpus ?? spec.cluster.gpusPerNode };
+      if (!pool.some((p) => nodeName(p) === nodeName(node))) pool.push(node);
+    }
+    const result = {
+      stopped: {} as Record<string, number>,
+      unreachable: [] as string[],
+      failed: {} as Record<string, string>,
+    };
+    const every = msToNumber(spec.policies.heartbeatTimeout) / 3;
+    await withHeartbeats(every, 'stopping', () =>
+      onEveryNode(pool, 'stopped', async (node) => {
+        if (!(await reachable(spec, node))) {
+          result.unreachable.push(nodeName(node));
+          return;
         }
-        for (let rank = 0; rank < spec.cluster.nodes.length; rank++) {
-          for (const id of Object.keys(spec.steps)) {
-            await executor
-              .stop(target(node), `${input.runKey}/${id}/rank-${rank}`, { graceMs: 3000 })
-              .catch(() => undefined);
-          }
+        try {
+          result.stopped[nodeName(node)] = (
+            await executor.stopUnder(target(node), input.runKey, { graceMs: 3000 })
+          ).stopped;
+        } catch (error) {
+          result.failed[nodeName(node)] = (error as Error).message.split('\n')[0] ?? 'unknown error';
         }
       }),
     );
+    if (result.unreachable.length || Object.keys(result.failed).length)
+      log.warn('some nodes could not be stopped', { unreachable: result.unreachable, failed: result.failed });
+    log.info('stopped what keel launched for the run', { stopped: result.stopped });
+    return result;
+  }
+
+  /** The nodes an operator added to the run's training (its live state), or none when it cannot be asked. */
+  async function addedNodes(trainingWorkflowId: string | undefined): Promise<ExtraNode[]> {
+    if (!trainingWorkflowId) return [];
+    try {
+      const handle = Context.current().client.workflow.getHandle(trainingWorkflowId);
+      const state = await Promise.race([
+        handle.query(trainingStatusQuery),
+        sleepMs(15_000).then(() => {
+          throw new Error('no answer in 15 s');
+        }),
+      ]);
+      return addedNodesOf.parse(state).extraNodes ?? [];
+    } catch (error) {
+      log.info('no added nodes known for the run', { training: trainingWorkflowId, error: (error as Error).message });
+      return [];
+    }
   }
 
   return { probeNodes, startRayCluster, healCluster, stopLaunched };

@@ -38,7 +38,8 @@ const fingerprintScript = [
 async function fingerprints(spec: Spec, node: NodeSpec, paths: string[]): Promise<string[] | string> {
   try {
     const r = await executorFor(spec).run(target(node), ['sh', '-c', fingerprintScript, 'keel-inputs', ...paths], {
-      timeoutMs: 600_000,
+      // sha256 of prompt data of gigabytes on a parallel file system: the probe heartbeats meanwhile
+      timeoutMs: 2 * 3600_000,
       env: spec.cluster.env,
     });
     const lines = r.stdout.trim().split('\n');

@@ -34,8 +34,10 @@ import {
   heartbeat,
   localSpec,
   target,
+  withHeartbeats,
   type ActivityDeps,
 } from './context.js';
+import { durationMs } from '../src/spec/duration.js';
 import { programFailed, runGangToEnd, runToEnd } from './process.js';
 import { clearFailedConversion } from './convert-cleanup.js';
 import { failureTypes } from '../src/failure-types.js';
@@ -128,7 +130,11 @@ export function stepActivities(deps: ActivityDeps) {
   }
 
   async function checkStep({ spec: raw, stepId }: { spec: Spec; stepId: string }): Promise<CheckResult> {
-    return checkWithDependents(localSpec(raw, deps), stepId, new Map());
+    // sha256 over a downloaded model reads every byte of it: heartbeat while the check works
+    const spec = localSpec(raw, deps);
+    return withHeartbeats(durationMs(spec.policies.heartbeatTimeout) / 3, `checking ${stepId}`, () =>
+      checkWithDependents(spec, stepId, new Map()),
+    );
   }
 
   /**

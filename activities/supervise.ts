@@ -177,10 +177,11 @@ export function supervisionActivities(deps: ActivityDeps) {
       maxBytes: logBytesPerPoll,
       locate: (driverNodeId) =>
         locateDriverLog(spec, dashboard, nodePool(spec, input.extraNodes), driverNodeId, input.jobId),
-      onFallback: (reason) => log.warn('reading the whole job log over HTTP on every poll', { reason }),
+      onFallback: (reason) => log.warn("reading the job log's last lines over HTTP on every poll", { reason }),
     });
 
     let unreachableSince: number | undefined;
+    let logUnreadableSince: number | undefined;
     let lastNodeCheck = 0;
     let pendingCheckpoint: { iteration: number; since: number } | undefined;
 
@@ -217,15 +218,6 @@ export function supervisionActivities(deps: ActivityDeps) {
       try {
         job = await jobs.getJob(input.jobId, signal);
         if (job?.status === 'RUNNING') progress.jobRunningAt ??= Date.now();
-        const chunk = await reader.read(job, progress.offset, signal);
-        const readAt = Date.now();
-        if (progress.readAt !== undefined && readAt - progress.readAt > readGapMs)
-          progress.skipGap(progress.readAt, readAt);
-        if (chunk.restarted)
-          log.warn('the job log is shorter than the cursor: reading it from its start', { jobId: input.jobId });
-        progress.push(chunk.text, chunk.nextOffset, readAt, chunk.restarted);
-        caughtUp = chunk.via === 'http' || chunk.bytesRead < logBytesPerPoll;
-        via = chunk.via;
         unreachableSince = undefined;
       } catch (error) {
         if (signal?.aborted) throw error;
@@ -238,6 +230,33 @@ export function supervisionActivities(deps: ActivityDeps) {
           );
         }
       }
+      // The head answered: a log read that fails or is slow is only a read to try again (never a head loss, and the
+      // time it costs is not idle time of the trainer).
+      if (unreachableSince === undefined)
+        try {
+          const chunk = await reader.read(job, progress.offset, signal, progress.tail);
+          const readAt = Date.now();
+          if (progress.readAt !== undefined && readAt - progress.readAt > readGapMs)
+            progress.skipGap(progress.readAt, readAt);
+          if (chunk.restarted)
+            log.warn('the job log is shorter than the cursor: reading it from its start', { jobId: input.jobId });
+          progress.push(chunk.text, chunk.nextOffset, readAt, chunk.restarted);
+          caughtUp = chunk.via === 'http' || chunk.bytesRead < logBytesPerPoll;
+          via = chunk.via;
+          logUnreadableSince = undefined;
+        } catch (error) {
+          if (signal?.aborted) throw error;
+          caughtUp = false;
+          logUnreadableSince ??= Date.now();
+          log.warn('the job log could not be read this poll; reading it again', {
+            jobId: input.jobId,
+            since: new Date(logUnreadableSince).toISOString(),
+            error: (error as Error).message,
+          });
+          // the time the log could not be read is a gap in reading, not the trainer's idle time
+          progress.skipGap(progress.readAt ?? Date.now(), Date.now());
+          progress.readAt = Date.now();
+        }
       const summary = progress.follower.summary;
       heartbeat({ jobId: input.jobId, status: job?.status, logReadVia: via, cursor: progress.cursor() });
 
@@ -287,6 +306,8 @@ export function supervisionActivities(deps: ActivityDeps) {
         const tail = await reader
           .read(job, Math.max(0, progress.offset - 8000))
           .then((chunk) => chunk.text)
+          // over HTTP (no byte ranges there): the log's last lines
+          .catch(() => jobs.tailLogs(input.jobId, 200))
           .catch(() => '');
         return done({ kind: 'failed', failure: await failure(classifyEndedJob(job, ended, tail)) });
       }

@@ -6,8 +6,10 @@ import { readTracker } from '../src/progress/checkpoints.js';
 import { trainJob } from '../src/recipe/commands.js';
 import type { NodeSpec, Spec } from '../src/spec/schema.js';
 import { modelPaths } from '../src/spec/paths.js';
-import { localSpec, type ActivityDeps } from './context.js';
-import { dashboardUrlFor, type ExtraNode } from './cluster.js';
+import { executorFor, localSpec, target, type ActivityDeps } from './context.js';
+import { durationMs } from '../src/spec/duration.js';
+import { dashboardUrlFor, rayLaunchId, type ExtraNode } from './cluster.js';
+import { stopJobForSure, type JobStop } from './job-stop.js';
 import { retentionActivities } from './retention.js';
 import { resolveNodes, supervisionActivities } from './supervise.js';
 import { jobSecretFile, placeJobSecrets } from './job-secrets.js';
@@ -22,6 +24,7 @@ export type {
   SupervisionCursor,
 } from './supervise.js';
 export { classifyEndedJob } from './supervise.js';
+export type { JobStop } from './job-stop.js';
 
 export function trainingActivities(deps: ActivityDeps) {
   const jobsClient = (spec: Spec, head: NodeSpec) =>
@@ -66,22 +69,31 @@ export function trainingActivities(deps: ActivityDeps) {
     return { jobId, tracker: typeof tracker === 'number' ? tracker : -1, created };
   }
 
+  /**
+   * Stop the job until it is stopped (activities/job-stop.ts): asked of the dashboard until Ray reports it ended, then
+   * on the head over the executor. Returns what worked; a job that may still run is `not-stopped`, never an error.
+   */
   async function stopTrainingJob(input: {
     spec: Spec;
     jobId: string;
+    /** the run: its Ray launch on the head is stopped when the dashboard does not stop the job */
+    runKey?: string;
     activeNodes?: string[];
     extraNodes?: ExtraNode[];
-  }): Promise<void> {
+    /** how long the dashboard is asked before the fallback (default 2 minutes) */
+    dashboardDeadlineMs?: number;
+  }): Promise<JobStop> {
     const spec = localSpec(input.spec, deps);
     const head = resolveNodes(spec, input.activeNodes, input.extraNodes)[0]!;
-    const jobs = jobsClient(spec, head);
-    try {
-      await jobs.stopJob(input.jobId);
-      await jobs.waitForStatus(input.jobId, ['STOPPED', 'FAILED', 'SUCCEEDED'], { timeoutMs: 60_000 });
-    } catch (error) {
-      // The head (and so the job) is gone, or the job already ended.
-      log.info('stop: job not reachable or already ended', { jobId: input.jobId, error: (error as Error).message });
-    }
+    return stopJobForSure({
+      jobs: jobsClient(spec, head),
+      executor: executorFor(spec),
+      head: target(head),
+      heartbeatEveryMs: durationMs(spec.policies.heartbeatTimeout) / 3,
+      jobId: input.jobId,
+      rayLaunchId: input.runKey ? rayLaunchId(input.runKey, head) : undefined,
+      dashboardDeadlineMs: input.dashboardDeadlineMs,
+    });
   }
 
   return { submitTrainingJob, stopTrainingJob, ...supervisionActivities(deps), ...retentionActivities(deps) };

@@ -69,6 +69,8 @@ export interface TrainingStatus {
   /** nodes the current Ray cluster runs on (head first) */
   activeNodes?: string[];
   quarantined?: string[];
+  /** how the job was last stopped (keel 0.5): `not-stopped` means it may still run, unsupervised */
+  jobStop?: { jobId: string; how: string; status?: string; detail: string; at: string };
 }
 
 export interface PipelineStatus {

@@ -113,7 +113,20 @@ export function trainingNotifications(spec: Spec, runKey: string, state: Trainin
     announcePhase(announcing, phase);
     announceProgress(announcing);
   };
-  return { observe, delivered: () => notifier.delivered() };
+  /** The job may still run: neither the dashboard nor the fallback on the head stopped it (patches.jobStop). */
+  const jobNotStopped = (stop: NonNullable<TrainingStatus['jobStop']>): void => {
+    if (!notifier.enabled() || !patched(patches.jobStop)) return;
+    notifier.send(
+      'job-not-stopped',
+      stop.jobId,
+      `training's Ray job ${stop.jobId} could not be stopped: ${stop.detail}`,
+      {
+        jobId: stop.jobId,
+        detail: stop.detail,
+      },
+    );
+  };
+  return { observe, jobNotStopped, delivered: () => notifier.delivered() };
 }
 
 interface Announcing {

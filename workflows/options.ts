@@ -22,10 +22,34 @@ function reattaching(spec: Spec, nonRetryableErrorTypes: string[]): RetryPolicy 
   };
 }
 
-/** Checks, probes, small API calls: seconds. */
+/** Bounded checks and small API calls: seconds. */
 export function quick(_spec: Spec): ActivityOptions {
   return {
     startToCloseTimeout: '2m',
+    retry: { maximumAttempts: 3, initialInterval: '1s', nonRetryableErrorTypes: nonRetryableTypes },
+  };
+}
+
+/**
+ * Checks whose work grows with the data or the cluster (sha256 of downloaded files, input fingerprints and probes on
+ * every node): up to hours on a model of terabytes or a thousand nodes, heartbeating while they work.
+ */
+export function checking(spec: Spec): ActivityOptions {
+  return {
+    startToCloseTimeout: '12h',
+    heartbeatTimeout: spec.policies.heartbeatTimeout,
+    retry: { maximumAttempts: 3, initialInterval: '1s', nonRetryableErrorTypes: nonRetryableTypes },
+  };
+}
+
+/**
+ * Stopping what keel launched, or the training job, on every node: minutes (a stop retried until Ray reports the job
+ * ended, a node that does not answer waited out at once with the others), heartbeating while it works.
+ */
+export function stopping(spec: Spec): ActivityOptions {
+  return {
+    startToCloseTimeout: '15m',
+    heartbeatTimeout: spec.policies.heartbeatTimeout,
     retry: { maximumAttempts: 3, initialInterval: '1s', nonRetryableErrorTypes: nonRetryableTypes },
   };
 }

@@ -48,4 +48,9 @@ export const patches = {
    * cancels the guard when the run closes, terminated too, and the guard ends the run's job (workflows/slurm.ts).
    */
   slurmReleaseGuard: 'keel-0.5-slurm-release-guard',
+  /**
+   * keel 0.5: a training job that neither the dashboard nor the fallback on the head stopped is announced to the
+   * run's webhooks (`job-not-stopped`). The stop's outcome itself is recorded in training's state (no command).
+   */
+  jobStop: 'keel-0.5-job-stop',
 } as const;

@@ -47,7 +47,7 @@ import {
 import { preparedRun } from '../src/spec/prepare.js';
 import { isPermanentFailure } from '../src/failure-types.js';
 import { patches } from './patches.js';
-import { prepare, quick, transfer } from './options.js';
+import { checking, prepare, quick, stopping, transfer } from './options.js';
 import { training } from './training.js';
 import { announceRunEnd } from './notify.js';
 import { keepFinalRecord, pipelineDetails, showDetails } from './record.js';
@@ -110,6 +110,8 @@ class PipelineRun implements Steerable {
   private readonly runKey = workflowInfo().workflowId;
   private readonly quickActivities: ActivityInterfaceFor<Activities>;
   private readonly transferActivities: ActivityInterfaceFor<Activities>;
+  private readonly checkingActivities: ActivityInterfaceFor<Activities>;
+  private readonly stoppingActivities: ActivityInterfaceFor<Activities>;
 
   constructor(
     private readonly spec: Spec,
@@ -126,6 +128,9 @@ class PipelineRun implements Steerable {
     }
     this.quickActivities = proxyActivities<Activities>(quick(spec));
     this.transferActivities = proxyActivities<Activities>(transfer(spec));
+    // other options than `quick`, the same commands: a run started before replays unchanged (options are not compared)
+    this.checkingActivities = proxyActivities<Activities>(checking(spec));
+    this.stoppingActivities = proxyActivities<Activities>(stopping(spec));
     setHandler(statusQuery, () => this.status());
     if (legacy) this.handleLegacySignals();
     else this.handleSteering();
@@ -192,7 +197,11 @@ class PipelineRun implements Steerable {
     await Promise.allSettled(running.values());
     // Stop whatever keel launched for this run, even though the run itself is being cancelled.
     await CancellationScope.nonCancellable(() =>
-      this.quickActivities.stopLaunched({ spec: this.spec, runKey: this.runKey }),
+      this.stoppingActivities.stopLaunched({
+        spec: this.spec,
+        runKey: this.runKey,
+        trainingWorkflowId: `${this.runKey}-training`,
+      }),
     );
     for (const step of this.steps.values()) {
       if (step.state === 'pending' || step.state === 'running') step.state = 'cancelled';
@@ -226,7 +235,7 @@ class PipelineRun implements Steerable {
     log.info('step started', { step: id, kind: step.kind });
     try {
       const check = () =>
-        this.quickActivities.checkStep.executeWithOptions({ summary: `check ${id}` }, [
+        this.checkingActivities.checkStep.executeWithOptions({ summary: `check ${id}` }, [
           { spec: this.spec, stepId: id },
         ]);
       const before = await check();
@@ -288,7 +297,7 @@ class PipelineRun implements Steerable {
     const named = { summary: stepSummary(id, step) };
     switch (step.kind) {
       case 'probe':
-        return { nodes: await this.quickActivities.probeNodes.executeWithOptions(named, [input]) };
+        return { nodes: await this.checkingActivities.probeNodes.executeWithOptions(named, [input]) };
       case 'hf-download':
         return await a.downloadModel.executeWithOptions(named, [input]);
       case 'fp8-cast':

@@ -33,7 +33,7 @@ import {
   type TrainingStatus,
 } from './definitions.js';
 import { addNodesArgs, firstProblem, maxExtraNodes, searchDouble, searchInt } from './inputs.js';
-import { quick, retention, supervise, transfer } from './options.js';
+import { retention, stopping, supervise, transfer } from './options.js';
 import { patches } from './patches.js';
 import { trainingNotifications, type Announced } from './notify.js';
 import { keepFinalRecord, showDetails, trainingDetails } from './record.js';
@@ -68,7 +68,6 @@ export interface TrainingResult {
 
 export async function training(input: TrainingInput): Promise<TrainingResult> {
   const { spec, runKey } = input;
-  const q = proxyActivities<Activities>(quick(spec));
   const t = proxyActivities<Activities>(transfer(spec));
   const s = proxyActivities<Activities>(supervise(spec));
   const r = proxyActivities<Activities>(retention(spec));
@@ -169,10 +168,17 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
       state.retention = await r.applyRetention.executeWithOptions(summaries.retention, [{ spec, scores: state.evals }]);
   };
 
-  const stopJob = () =>
-    q.stopTrainingJob.executeWithOptions(summaries.stop, [
-      { spec, jobId: state.jobId!, activeNodes: state.activeNodes, extraNodes: state.extraNodes },
+  // Stopping options (heartbeating, minutes): the same command as under `quick`, so a run replays unchanged.
+  const st = proxyActivities<Activities>(stopping(spec));
+  const stopJob = async (): Promise<void> => {
+    const stop = await st.stopTrainingJob.executeWithOptions(summaries.stop, [
+      { spec, runKey, jobId: state.jobId!, activeNodes: state.activeNodes, extraNodes: state.extraNodes },
     ]);
+    // (an activity of keel 0.4 and before returned nothing)
+    if (!stop) return;
+    state.jobStop = stop;
+    if (stop.how === 'not-stopped') notifications.jobNotStopped(stop);
+  };
 
   /** Continue as new when Temporal suggests it, or when this run's history is long anyway (any server). */
   const continueIfLong = async (where: string): Promise<void> => {

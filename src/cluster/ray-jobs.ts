@@ -186,6 +186,22 @@ export class RayJobsClient {
     return this.http.text(`/api/v0/logs/file?${query.toString()}`, { signal });
   }
 
+  /**
+   * The last `lines` lines of a job's driver log, read by the agent on the driver's node (`/api/v0/logs/file`, which
+   * seeks back from the end of the file: its cost follows `lines`, not the log's size). The dashboard's HTTP APIs offer
+   * no byte range of a job's log: this is the only read over HTTP that does not transfer the whole log.
+   */
+  async tailLogLines(
+    submissionId: string,
+    driverNodeId: string,
+    lines: number,
+    signal?: AbortSignal,
+    timeoutMs?: number,
+  ): Promise<string> {
+    const query = new URLSearchParams({ submission_id: submissionId, node_id: driverNodeId, lines: String(lines) });
+    return this.http.text(`/api/v0/logs/file?${query.toString()}`, { signal, timeoutMs });
+  }
+
   /** Ask Ray to stop the job; false when it had already ended. */
   async stopJob(submissionId: string, signal?: AbortSignal): Promise<boolean> {
     const body = z

@@ -21,6 +21,7 @@ import {
   statusScript,
   readRangeScript,
   stopScript,
+  stopUnderScript,
   tailScript,
   writeFileScript,
   wrapperScript,
@@ -189,6 +190,17 @@ export abstract class ScriptExecutor implements Executor {
     const steps = String(Math.max(0, Math.ceil(graceMs / 100)));
     const out = await this.script(node, 'stop', stopScript, [this.recordDirOf(node, id), steps], {}, true);
     if (out === undefined) throw new UnknownProcessError(nodeName(node), id);
+  }
+
+  async stopUnder(node: NodeTarget, prefix: string, options: { graceMs?: number; timeoutMs?: number } = {}) {
+    const graceMs = options.graceMs ?? defaultGraceMs;
+    const steps = String(Math.max(0, Math.ceil(graceMs / 100)));
+    // the grace, the wait after SIGKILL (10 s at most) and a margin for a slow node
+    const timeoutMs = options.timeoutMs ?? graceMs + 30_000;
+    const out = await this.script(node, 'stop-under', stopUnderScript, [this.recordDirOf(node, prefix), steps], {
+      timeoutMs,
+    });
+    return { stopped: Number(out.trim()) || 0 };
   }
 
   async readFile(node: NodeTarget, path: string): Promise<string | undefined> {

@@ -87,6 +87,15 @@ export interface Executor {
   readFileRange(node: NodeTarget, path: string, offset: number, maxBytes?: number): Promise<FileRange | undefined>;
   /** TERM the process group, KILL it after the grace period; resolves when the group is gone. */
   stop(node: NodeTarget, id: string, options?: { graceMs?: number }): Promise<void>;
+  /**
+   * Stop every live launch whose id starts with `prefix/` (or is `prefix`) in one command on the node: all at once,
+   * TERM then KILL after the grace. Resolves with how many it stopped.
+   */
+  stopUnder(
+    node: NodeTarget,
+    prefix: string,
+    options?: { graceMs?: number; timeoutMs?: number },
+  ): Promise<{ stopped: number }>;
   readFile(node: NodeTarget, path: string): Promise<string | undefined>;
   writeFile(node: NodeTarget, path: string, content: string): Promise<void>;
   /** Ends ssh control masters (no-op for local). */

@@ -12,6 +12,7 @@ export const notificationKinds = [
   'run-completed',
   'checkpoint',
   'eval',
+  'job-not-stopped',
 ] as const;
 
 export type NotificationKind = (typeof notificationKinds)[number];

@@ -6,6 +6,8 @@ import { SlimeLogFollower, type SlimeLogEvent, type SlimeLogSummary } from './sl
 
 /** A line longer than this is kept cut in the cursor (the lines supervision reads are short). */
 const maxPartialChars = 64 * 1024;
+/** Characters of the log kept as the HTTP reader's anchor (a few lines of the trainer's). */
+const tailChars = 1024;
 
 const checkpointRef = z.object({ iteration: z.number().int(), dir: z.string() });
 
@@ -16,6 +18,11 @@ export const supervisionCursorSchema = z.object({
   offset: z.number().int().nonnegative(),
   /** a line begun before `offset` and not yet ended */
   partial: z.string().optional(),
+  /**
+   * the last characters read before `offset`: where the log is read over HTTP (last lines only, no byte ranges), they
+   * tell where the new lines begin
+   */
+  tail: z.string().max(4096).optional(),
   firstRollout: z.number().int().optional(),
   lastRollout: z.number().int().optional(),
   /** when supervision first saw a rollout of this job, and last saw progress (ISO) */
@@ -65,6 +72,8 @@ export class LogProgress {
   firstRolloutAt: number | undefined;
   jobRunningAt: number | undefined;
   lastProgressAt: number;
+  /** the last characters read (at most tailChars): the HTTP log reader's anchor */
+  tail: string | undefined;
   /** when the log was last read; the hang clock is accounted up to here */
   readAt: number | undefined;
   private readonly rewardByRollout = new Map<number, number>();
@@ -78,6 +87,7 @@ export class LogProgress {
     options: { resumeVerified: boolean; now: number; rewardsAfter: number },
   ) {
     this.offset = cursor?.offset ?? 0;
+    this.tail = cursor?.tail;
     this.resumeVerified = options.resumeVerified || cursor?.resumeVerified === true;
     this.firstRolloutAt = cursor?.firstRolloutAt === undefined ? undefined : Date.parse(cursor.firstRolloutAt);
     this.jobRunningAt = cursor?.jobRunningAt === undefined ? undefined : Date.parse(cursor.jobRunningAt);
@@ -105,6 +115,7 @@ export class LogProgress {
     if (restarted) this.follower.end();
     this.follower.push(text);
     this.offset = nextOffset;
+    if (text.length > 0) this.tail = ((restarted ? '' : (this.tail ?? '')) + text).slice(-tailChars);
     this.readAt = now;
     const summary = this.follower.summary;
     // Any line of work resets the clock of the phase it belongs to (a rollout, a train step, an eval, a save).
@@ -149,6 +160,7 @@ export class LogProgress {
       resumeVerified: this.resumeVerified,
       lastProgressAt: new Date(this.lastProgressAt).toISOString(),
       ...(this.readAt === undefined ? {} : { readAt: new Date(this.readAt).toISOString() }),
+      ...(this.tail === undefined ? {} : { tail: this.tail }),
       evals: Object.entries(summary.evals)
         .filter(([rollout]) => pending(Number(rollout)))
         .map(([rollout, e]) => ({ rollout: Number(rollout), ...(e.score === undefined ? {} : { score: e.score }) })),

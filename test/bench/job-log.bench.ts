@@ -2,7 +2,8 @@
 // side: one has written 1 MB of log, the other 100 MB; both then log a line every 100 ms. Supervision's own reader
 // (the driver's log file read by byte range through the executor) polls each in turn from the end of what it has
 // read; the bench prints the bytes each poll read, at 1 MB and at 100 MB, their ratio, and for contrast what one poll
-// of the Jobs API's log endpoint (the whole log) transfers.
+// of the Jobs API's log endpoint (the whole log) transfers. Then the same over HTTP, as when the driver's node is not
+// one keel knows: the reader's fallback asks the dashboard for the log's last lines only.
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -94,7 +95,38 @@ export async function run(): Promise<void> {
         lines[i]!.push(chunk.text.split('\n').length - 1);
       }
     }
-    const whole = await Promise.all(ids.map(async (id) => (await jobs.getLogs(id, 0)).bytesRead));
+    // The HTTP fallback (the driver's node is not one keel knows): the log's last lines, placed by the cursor's anchor.
+    const httpReaders = ids.map(
+      (id) => new JobLogReader({ jobs, executor, submissionId: id, locate: async () => undefined }),
+    );
+    const httpBytes: number[][] = sizes.map(() => []);
+    const httpLines: number[][] = sizes.map(() => []);
+    for (let round = 0; round < polls; round++) {
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+      for (const [i, reader] of httpReaders.entries()) {
+        const { cursor } = progress[i]!;
+        const job = await jobs.getJob(ids[i]!);
+        const chunk: JobLogChunk = await reader.read(job, cursor.offset, undefined, cursor.tail);
+        assert.equal(chunk.via, 'http', 'the reader read over HTTP');
+        assert.ok(!chunk.gap && !chunk.restarted, 'the new lines were placed after what was read');
+        cursor.push(chunk.text, chunk.nextOffset, Date.now());
+        httpBytes[i]!.push(chunk.bytesRead);
+        httpLines[i]!.push(chunk.text.split('\n').length - 1);
+      }
+    }
+    // the offsets the HTTP reads arrived at are the files' sizes then (the file reader carries on from them)
+    for (const [i, id] of ids.entries()) {
+      const range = await executor.readFileRange(
+        node,
+        jobDriverLogPath(head.tempDir, id),
+        progress[i]!.cursor.offset,
+        1 << 20,
+      );
+      assert.ok(range && range.size >= progress[i]!.cursor.offset, 'the HTTP offset is within the file');
+    }
+    const whole = await Promise.all(
+      ids.map(async (id) => (await jobs.getLogs(id, 0).catch(() => ({ bytesRead: Number.NaN }))).bytesRead),
+    );
 
     const perPoll = bytes.map(median);
     for (const [i, size] of sizes.entries()) {
@@ -104,6 +136,16 @@ export async function run(): Promise<void> {
           `the Jobs API's log endpoint: ${whole[i]} bytes per poll`,
       );
     }
+    const httpPerPoll = httpBytes.map(median);
+    for (const [i, size] of sizes.entries()) {
+      console.log(
+        `  job log ${String(size / megabyte).padStart(3)} MB over HTTP (last lines): ${httpPerPoll[i]} bytes per poll ` +
+          `(median of ${polls}, ${median(httpLines[i]!)} new lines; range ${Math.min(...httpBytes[i]!)}-${Math.max(...httpBytes[i]!)})`,
+      );
+    }
+    const httpRatio = httpPerPoll[1]! / httpPerPoll[0]!;
+    console.log(`  bytes per poll over HTTP, 100 MB log / 1 MB log: ${httpRatio.toFixed(2)} (target: within 2x)`);
+    assert.ok(httpRatio <= 2 && httpRatio >= 0.5, `HTTP bytes per poll differ by ${httpRatio.toFixed(2)}x`);
     const ratio = perPoll[1]! / perPoll[0]!;
     console.log(`  bytes per poll, 100 MB log / 1 MB log: ${ratio.toFixed(2)} (target: within 2x)`);
     assert.ok(ratio <= 2 && ratio >= 0.5, `bytes per poll differ by ${ratio.toFixed(2)}x between 1 MB and 100 MB`);

@@ -15,6 +15,8 @@ import { startDevServer, workflowBundle } from '../support/temporal.js';
 import { commandSpec, eventually, tempDir, uniqueQueue } from '../support/pipeline.js';
 import { prepareActivities } from '../../activities/prepare.js';
 import { repoRoot } from '../support/temporal.js';
+import { KeelClient } from '../../src/client/index.js';
+import { formatStatus } from '../../src/cli/commands/run.js';
 
 /**
  * A Ray job stand-in: submitted once, then supervision either fails permanently, waits until cancelled, or reports
@@ -60,6 +62,15 @@ function jobStandIn(supervision: 'fails' | 'runs' | 'saves-twice') {
       },
       async stopTrainingJob({ jobId }: { jobId: string }) {
         calls.stopped.push(jobId);
+        // a failing job's stop did not work: neither the dashboard nor the head stopped it
+        if (supervision === 'fails')
+          return {
+            jobId,
+            how: 'not-stopped',
+            detail: 'stand-in: the dashboard did not stop the job within 120 s; the head did not answer',
+            at: new Date().toISOString(),
+          };
+        return { jobId, how: 'stopped', status: 'STOPPED', detail: 'stand-in: stopped', at: new Date().toISOString() };
       },
       async stopLaunched() {},
       async applyRetention() {
@@ -129,6 +140,10 @@ describe('training stops its job on the way out', { timeout: 180_000 }, () => {
       markers.some((m) => m.includes(patches.trainingRetryPermanent)),
       `the patch marker is in the training history (markers: ${markers.join(' ')})`,
     );
+    // keel status, from the run's record with no worker, says the job may still run
+    const keel = await KeelClient.connect({ address: env.address });
+    const status = formatStatus(await keel.status(workflowId));
+    assert.match(status, /job keel-fails-\d+-train-1 NOT STOPPED: stand-in: the dashboard did not stop the job/);
   });
 
   it('terminating the pipeline cancels its training, which stops its job', async () => {

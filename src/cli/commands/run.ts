@@ -95,6 +95,10 @@ export function formatStatus(status: RunStatus): string {
     for (const c of t.checkpoints)
       lines.push(`    checkpoint ${c.iteration}${c.evalScore !== undefined ? `  eval ${c.evalScore.toFixed(3)}` : ''}`);
     if (t.waitingFor) lines.push(`    waiting for nodes: ${t.waitingFor}`);
+    if (t.jobStop && t.jobStop.how !== 'stopped' && t.jobStop.how !== 'ended')
+      lines.push(
+        `    job ${t.jobStop.jobId} ${t.jobStop.how === 'not-stopped' ? 'NOT STOPPED' : t.jobStop.how}: ${t.jobStop.detail}`,
+      );
     if (t.retention)
       lines.push(
         `    retention keeps ${t.retention.keep.join(', ') || '-'}` +

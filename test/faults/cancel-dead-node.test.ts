@@ -1,0 +1,155 @@
+// A cancel that ends CANCELED with one node dead. A real pipeline on three ssh nodes (real sshd on loopback
+// addresses) runs a gang step, one program per node; then node 3 dies: its sshd is stopped and, inside the test's own
+// network namespace, every packet to its address is dropped (tc netem), so an ssh to it waits out its connect timeout
+// as it would for a host that is gone. The run is cancelled: it ends CANCELED within 2 minutes, and nothing keel
+// launched is left on the two live nodes.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { WorkflowFailedError } from '@temporalio/client';
+import { CancelledFailure } from '@temporalio/common';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Worker } from '@temporalio/worker';
+import { commandSpec, createTestWorker, eventually, tempDir, uniqueQueue } from '../support/pipeline.js';
+import { startDevServer } from '../support/temporal.js';
+import { sshUnavailableReason, startSshCluster, type SshCluster } from '../support/sshd.js';
+
+const dropUnavailable =
+  process.env.KEEL_PRIVATE_NETNS === '1'
+    ? undefined
+    : 'needs the private network namespace of scripts/loopback-only.sh';
+
+/** Drop every packet sent to `ip` on loopback (this namespace only); returns the undo. */
+function dropPacketsTo(ip: string): () => void {
+  const tc = (...args: string[]) => execFileSync('tc', args, { stdio: 'pipe' });
+  // four bands: 1:1-1:3 take traffic as the default priomap does, 1:4 (filtered to) loses everything
+  tc('qdisc', 'add', 'dev', 'lo', 'root', 'handle', '1:', 'prio', 'bands', '4');
+  tc('qdisc', 'add', 'dev', 'lo', 'parent', '1:4', 'handle', '40:', 'netem', 'loss', '100%');
+  tc(
+    'filter',
+    'add',
+    'dev',
+    'lo',
+    'parent',
+    '1:0',
+    'protocol',
+    'ip',
+    'u32',
+    'match',
+    'ip',
+    'dst',
+    `${ip}/32`,
+    'flowid',
+    '1:4',
+  );
+  return () => tc('qdisc', 'del', 'dev', 'lo', 'root');
+}
+
+const program = 'sleep 600; true';
+
+/** Pids on this host of the test's program tagged `tag` (every node of this test runs on this host). */
+async function processesTagged(tag: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    // the program itself (`sh -c SCRIPT TAG`), not its wrapper, whose arguments hold the same words further on
+    const argv = cmdline.split('\0');
+    if (argv[1] === '-c' && argv[2] === program && argv[3] === tag) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+describe('cancel with a dead node', { skip: sshUnavailableReason() ?? dropUnavailable, timeout: 300_000 }, () => {
+  let env: TestWorkflowEnvironment;
+  let ssh: SshCluster;
+  let worker: Worker | undefined;
+  let undoDrop: (() => void) | undefined;
+  const leftovers: number[] = [];
+
+  before(async () => {
+    env = await startDevServer();
+    ssh = await startSshCluster({ count: 3, baseAddress: '127.0.4.1' });
+  });
+  after(async () => {
+    undoDrop?.();
+    // the dead node's program could not be stopped by keel (its node was gone): the test ends it
+    for (const pid of leftovers) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    await ssh?.stop();
+    await env?.teardown();
+  });
+
+  it('ends CANCELED within 2 minutes; nothing launched is left on the live nodes', async () => {
+    const dir = await tempDir('keel-cancel-dead-');
+    const tag = `keel-cancel-dead-${process.pid}-${Date.now()}`;
+    const spec = commandSpec({
+      name: 'cancel-dead-node',
+      dir,
+      steps: { work: { kind: 'gang', nodes: 3, argv: ['sh', '-c', program, tag] } },
+      overrides: {
+        cluster: {
+          nodes: ssh.nodes.map((n, i) => ({ host: n.host, port: n.port, gpus: 2, name: `node-${i + 1}` })),
+          spares: null,
+          stateDir: join(dir, 'nodes', '{node}'),
+          executor: { kind: 'ssh', user: ssh.user, identityFile: ssh.identityFile, knownHostsFile: ssh.knownHostsFile },
+        },
+      },
+    });
+    const queue = uniqueQueue('keel-cancel-dead');
+    worker = await createTestWorker(env, queue);
+    await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start('pipeline', {
+        taskQueue: queue,
+        workflowId: `cancel-dead-${Date.now()}`,
+        args: [spec],
+      });
+      // one program per node, running
+      const running = await eventually(
+        async () => {
+          const pids = await processesTagged(tag);
+          return pids.length === 3 ? pids : undefined;
+        },
+        60_000,
+        'the gang running on all three nodes',
+      );
+      // Node 3 dies: no sshd, and its address drops every packet.
+      await ssh.stopNode(2);
+      try {
+        undoDrop = dropPacketsTo(ssh.nodes[2]!.host);
+      } catch (error) {
+        // without the kernel's netem here, the node is dead by its sshd only (connections refused at once)
+        console.log(`  note: packets to node 3 are not dropped (${(error as Error).message.split('\n')[0]})`);
+      }
+
+      const cancelledAt = Date.now();
+      await handle.cancel();
+      await assert.rejects(handle.result(), (error: unknown) => {
+        assert.ok(error instanceof WorkflowFailedError);
+        assert.ok(error.cause instanceof CancelledFailure, String(error.cause));
+        return true;
+      });
+      const took = Date.now() - cancelledAt;
+      assert.equal((await handle.describe()).status.name, 'CANCELLED');
+      console.log(`  cancelled with node 3 dead: CANCELED after ${(took / 1000).toFixed(1)} s`);
+      assert.ok(took < 120_000, `the cancel took ${took} ms`);
+
+      // The live nodes' programs were stopped; the dead node's is the only one left (nothing could reach it).
+      const left = await processesTagged(tag);
+      leftovers.push(...left);
+      assert.equal(left.length, 1, `one program left (the dead node's), found ${left.length} of ${running.length}`);
+      const rankOf = (pid: number) =>
+        readFile(`/proc/${pid}/environ`, 'utf8')
+          .then((e) => e.split('\0').find((v) => v.startsWith('NODE_RANK=')))
+          .catch(() => undefined);
+      assert.equal(await rankOf(left[0]!), 'NODE_RANK=2', "the program left is the dead node's (rank 2)");
+    });
+  });
+});
