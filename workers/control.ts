@@ -85,10 +85,10 @@ export async function createControlWorker(options: WorkerOptions = {}): Promise<
     connection,
     namespace: target.namespace,
     taskQueue: target.taskQueue,
-    ...(code
-      ? { workflowBundle: { code } }
-      : bundlePath
-        ? { workflowBundle: { codePath: bundlePath } }
+    ...(bundlePath
+      ? { workflowBundle: { codePath: bundlePath } }
+      : code
+        ? { workflowBundle: { code } }
         : { workflowsPath }),
     ...(version
       ? {
