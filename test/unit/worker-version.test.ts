@@ -22,6 +22,12 @@ describe('worker deployment versions', () => {
     assert.notEqual(workerBuildId('bundle B'), id, 'other code, another version');
   });
 
+  it('keel worker --help documents the deployment flags', async () => {
+    const r = await execa('node', ['bin/keel.js', 'worker', '--help'], { cwd: repoRoot });
+    assert.match(r.stdout, /--deployment-name <name>/);
+    assert.match(r.stdout, /--set-current/);
+  });
+
   for (const [args, message] of [
     [['--set-current'], /--set-current needs --deployment-name/],
     [['--deployment-name', 'keel.prod'], /--deployment-name "keel.prod" must be at most 200 characters, no dot/],
