@@ -3,9 +3,10 @@
 // SIGINT/SIGTERM, and optionally a Prometheus endpoint (docs/metrics.md). Killing it never kills a launched program:
 // they run detached with process records.
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
 import { allowedEnvNames } from '../activities/env-allowlist.js';
 import { closeExecutors, createActivities } from '../activities/index.js';
 import { connectionOptions, temporalTarget, type TemporalTarget } from '../src/client/connection.js';
@@ -13,7 +14,9 @@ import type { LogOutput } from '../src/log.js';
 import { RunCollector } from '../src/metrics/collect.js';
 import { startMetricsServer, type MetricsServer } from '../src/metrics/server.js';
 import type { TemporalSection } from '../src/spec/schema.js';
+import { workerBuildId } from '../src/worker-version.js';
 import { installWorkerLogging } from './logging.js';
+import { setCurrentWhenPolling } from './deployment.js';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 /** `npm run bundle` writes it; a worker given it (--bundle) does not bundle workflow code at start-up. */
@@ -45,6 +48,12 @@ export interface WorkerOptions {
   metrics?: MetricsOptions;
   /** environment variables a spec may name beyond each field's own kind (also KEEL_ALLOW_ENV) */
   allowEnv?: string[];
+  /**
+   * Run as a version of this Worker Deployment (Worker Versioning, docs/upgrading.md); default env
+   * KEEL_DEPLOYMENT_NAME, else unversioned. `setCurrent` (env KEEL_SET_CURRENT_VERSION=1) makes this worker's version
+   * the deployment's current one once it polls.
+   */
+  deployment?: { name: string; setCurrent?: boolean };
 }
 
 export interface ControlWorker {
@@ -52,6 +61,8 @@ export interface ControlWorker {
   connection: NativeConnection;
   target: TemporalTarget;
   metrics?: MetricsServer;
+  /** the deployment version it runs as, when versioned */
+  version?: { deploymentName: string; buildId: string; setCurrent: boolean };
 }
 
 export async function createControlWorker(options: WorkerOptions = {}): Promise<ControlWorker> {
@@ -63,11 +74,33 @@ export async function createControlWorker(options: WorkerOptions = {}): Promise<
   const connection = await NativeConnection.connect(await connectionOptions(target));
   const bundlePath = options.bundlePath ?? process.env.KEEL_WORKFLOW_BUNDLE;
   if (bundlePath && !existsSync(bundlePath)) throw new Error(`no workflow bundle at ${bundlePath}: run npm run bundle`);
+  const deployment = options.deployment ?? deploymentFromEnv(process.env);
+  // A versioned worker's build id hashes its bundle: bundle first when no prebuilt bundle is given.
+  const code = deployment ? (bundlePath ? await readFile(bundlePath, 'utf8') : await bundle()) : undefined;
+  const version = deployment
+    ? { deploymentName: deployment.name, buildId: workerBuildId(code!), setCurrent: deployment.setCurrent ?? false }
+    : undefined;
+  if (version) logger.info(version, 'running as a Worker Deployment version (auto-upgrade)');
   const worker = await Worker.create({
     connection,
     namespace: target.namespace,
     taskQueue: target.taskQueue,
-    ...(bundlePath ? { workflowBundle: { codePath: bundlePath } } : { workflowsPath }),
+    ...(bundlePath
+      ? { workflowBundle: { codePath: bundlePath } }
+      : code
+        ? { workflowBundle: { code } }
+        : { workflowsPath }),
+    ...(version
+      ? {
+          workerDeploymentOptions: {
+            useWorkerVersioning: true,
+            version: { deploymentName: version.deploymentName, buildId: version.buildId },
+            // Runs move to the current version at their next workflow task; every change of workflow code is
+            // guarded by patched() (workflows/patches.ts), so a run replays on the new code (docs/upgrading.md).
+            defaultVersioningBehavior: 'AUTO_UPGRADE',
+          },
+        }
+      : {}),
     activities: createActivities({
       cwd: options.cwd ?? process.cwd(),
       env: process.env,
@@ -75,7 +108,7 @@ export async function createControlWorker(options: WorkerOptions = {}): Promise<
     }),
     shutdownGraceTime: '10s',
   });
-  if (!options.metrics) return { worker, connection, target };
+  if (!options.metrics) return { worker, connection, target, version };
   const client = new Client({ connection, namespace: target.namespace });
   const collector = new RunCollector(client, {
     taskQueue: target.taskQueue,
@@ -90,13 +123,27 @@ export async function createControlWorker(options: WorkerOptions = {}): Promise<
     logger,
   });
   logger.info({ url: metrics.url }, 'serving metrics');
-  return { worker, connection, target, metrics };
+  return { worker, connection, target, metrics, version };
+}
+
+function deploymentFromEnv(env: NodeJS.ProcessEnv): WorkerOptions['deployment'] {
+  const name = env.KEEL_DEPLOYMENT_NAME?.trim();
+  return name ? { name, setCurrent: env.KEEL_SET_CURRENT_VERSION === '1' } : undefined;
+}
+
+async function bundle(): Promise<string> {
+  return (await bundleWorkflowCode({ workflowsPath })).code;
 }
 
 export async function runControlWorker(options: WorkerOptions = {}): Promise<void> {
-  const { worker, connection, metrics } = await createControlWorker(options);
+  const { worker, connection, metrics, target, version } = await createControlWorker(options);
   try {
-    await worker.run();
+    const running = worker.run();
+    if (version?.setCurrent) {
+      const client = new Client({ connection, namespace: target.namespace });
+      void setCurrentWhenPolling(client, version);
+    }
+    await running;
   } finally {
     await metrics?.close();
     await closeExecutors();

@@ -44,6 +44,29 @@ interface WorkerCommandOptions {
   metricsHost: string;
   metricsMaxRuns: string;
   allowEnv?: string[];
+  deploymentName?: string;
+  setCurrent?: boolean;
+}
+
+/** `--deployment-name`/`--set-current` (else env KEEL_DEPLOYMENT_NAME/KEEL_SET_CURRENT_VERSION): Worker Versioning. */
+function deploymentOrExit(options: WorkerCommandOptions): { name: string; setCurrent: boolean } | undefined {
+  const name = (options.deploymentName ?? process.env.KEEL_DEPLOYMENT_NAME)?.trim();
+  const setCurrent = options.setCurrent ?? process.env.KEEL_SET_CURRENT_VERSION === '1';
+  if (!name) {
+    if (options.setCurrent) {
+      console.error('keel worker: --set-current needs --deployment-name (or KEEL_DEPLOYMENT_NAME)');
+      process.exit(2);
+    }
+    return undefined;
+  }
+  // Temporal writes a version as `<deployment>.<build id>`: a deployment name holds no dot.
+  if (/[.\s]/.test(name) || name.length > 200) {
+    console.error(
+      `keel worker: --deployment-name ${JSON.stringify(name)} must be at most 200 characters, no dot or space`,
+    );
+    process.exit(2);
+  }
+  return { name, setCurrent };
 }
 
 const portSchema = z.coerce.number().int().min(0).max(65535);
@@ -167,8 +190,19 @@ export function registerRunCommands(program: Command): void {
       'environment variables a spec may name beyond their own kind (secretEnv, hfTokenEnv, hfEndpointEnv, urlEnv); ' +
         'also KEEL_ALLOW_ENV (docs/security.md)',
     )
+    .option(
+      '--deployment-name <name>',
+      "run as a version of this Worker Deployment (Worker Versioning; build id = keel's version and the bundle's " +
+        'hash); also KEEL_DEPLOYMENT_NAME (docs/upgrading.md)',
+    )
+    .option(
+      '--set-current',
+      "make this worker's version the deployment's current one once it polls (the first version, or a deploy without " +
+        'ramping); also KEEL_SET_CURRENT_VERSION=1',
+    )
     .action(async (options: ServerOptions & WorkerCommandOptions) => {
       const metrics = metricsOptionsOrExit(options);
+      const deployment = deploymentOrExit(options);
       const { runControlWorker } = await import('../../../workers/control.js');
       const spec = await specSection(options);
       const target = temporalTarget(flagTarget(options), process.env, spec);
@@ -180,6 +214,7 @@ export function registerRunCommands(program: Command): void {
         logs: { format: options.logFormat, destination: options.logFile ? resolve(options.logFile) : 1 },
         metrics,
         allowEnv: options.allowEnv,
+        deployment,
       }).catch(exitOnConfigError);
     });
 
