@@ -22,7 +22,7 @@ import { RayJobsClient } from '../../src/cluster/ray-jobs.js';
 import { dashboardUrlFor } from '../../activities/cluster.js';
 import { startLocalCluster, type LocalCluster } from '../../src/local/cluster.js';
 import { durationMs } from '../../src/spec/duration.js';
-import { hangFromEstimates } from '../../src/spec/hang.js';
+import { hangFromEstimates, hangMargin } from '../../src/spec/hang.js';
 import { llama3FailuresPerGpuHour } from '../../src/spec/schema.js';
 import { presets, type Spec } from '../../src/spec/index.js';
 import { restartAccounts, type RestartAccount } from '../../src/progress/recovery.js';
@@ -49,6 +49,15 @@ export interface Options {
   scale: number;
   failureRate: number;
   levers: 'seed' | 'both' | 'compare';
+  /**
+   * Seconds the stand-in itself takes to start (a Ray job, Python and torch imports, the ranks), which no scale
+   * shrinks: added to the start-up phase (so its timeout grows by twice this, as the R1 preset's hang margin says).
+   */
+  startupAllowance: number;
+  /** the run's own figures (default: the R1 preset's): a rollout, a blocking save, a restart, an async save's staging */
+  times: { rolloutTime: string; checkpointSaveTime: string; restartTime: string; asyncSaveBlockingTime: string };
+  /** save (and eval) every this many rollouts (default: the R1 preset's 20) */
+  saveInterval: number;
   json: boolean;
 }
 
@@ -91,33 +100,35 @@ interface PollCost {
   bytesPerPoll: number;
 }
 
+/** SIGINT or SIGTERM: the rehearsal stops and takes its cluster and control plane down with it. */
+let interrupted = false;
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** R1's reliability estimates (the preset's) and its timers, divided by the scale: what the stand-in and keel run on. */
-function scaledTimeline(scale: number) {
-  const r1 = presets['deepseek-r1-128xh100'].reliability!;
+function scaledTimeline(scale: number, startupAllowance: number, r1: Options['times']) {
   const s = (value: string | number) => (typeof value === 'number' ? value : durationMs(value)) / scale;
   const estimates = {
-    restartTime: `${s(r1.restartTime!)}ms`,
-    rolloutTime: `${s(r1.rolloutTime!)}ms`,
-    checkpointSaveTime: `${s(r1.checkpointSaveTime!)}ms`,
+    restartTime: `${s(r1.restartTime)}ms`,
+    rolloutTime: `${s(r1.rolloutTime)}ms`,
+    checkpointSaveTime: `${s(r1.checkpointSaveTime)}ms`,
   };
   const hang = Object.fromEntries(
-    Object.entries(hangFromEstimates(r1 as Parameters<typeof hangFromEstimates>[0])).map(([phase, value]) => [
+    Object.entries(hangFromEstimates(r1)).map(([phase, value]) => [
       phase,
-      `${Math.round(s(value))}ms`,
+      `${Math.round(s(value) + (phase === 'startup' ? hangMargin * startupAllowance * 1000 : 0))}ms`,
     ]),
   );
   return {
     estimates,
     hang,
-    rolloutS: s(r1.rolloutTime!) / 1000,
-    saveS: s(r1.checkpointSaveTime!) / 1000,
-    asyncBlockS: s(r1.asyncSaveBlockingTime!) / 1000,
+    rolloutS: s(r1.rolloutTime) / 1000,
+    saveS: s(r1.checkpointSaveTime) / 1000,
+    asyncBlockS: s(r1.asyncSaveBlockingTime) / 1000,
     // R1's restart is loading the weights and starting the engines: half of it the stand-in's own sleep
-    weightLoadS: s(r1.restartTime!) / 2000,
+    weightLoadS: s(r1.restartTime) / 2000,
     // an eval of 30 AIME prompts x 16 samples of up to 16k tokens: about half a rollout (32 x 8 of up to 32k, trained on)
-    evalS: s(r1.rolloutTime!) / 2000,
+    evalS: s(r1.rolloutTime) / 2000,
     engineRestartS: s(r1EngineRestartMs) / 1000,
     deletionS: s(r1DeletionMs) / 1000,
     crashLoopWindow: `${Math.round(s('1h'))}ms`,
@@ -131,7 +142,7 @@ export async function rehearse(
   log: (line: string) => void,
 ): Promise<RehearsalReport> {
   const began = Date.now();
-  const t = scaledTimeline(o.scale);
+  const t = scaledTimeline(o.scale, o.startupAllowance, o.times);
   const root = await tempDir('keel-rehearsal-');
   const portBase = 27500;
   const cluster: LocalCluster = await startLocalCluster({
@@ -156,15 +167,14 @@ export async function rehearse(
       },
     });
     const engineFlag = join(root, 'engine-fails');
-    const k = 20;
-    const r1 = presets['deepseek-r1-128xh100'];
+    const k = o.saveInterval;
     const ratio = o.rollouts / r1.rollout!.numRollout!;
     const spec: Spec = tinySpec(cluster, portBase, {
       name: `rehearsal-${settings}`,
       model: { saveDir: `save-rehearsal-${settings}/` },
       rollout: { numRollout: o.rollouts },
-      ckpt: { saveInterval: r1.ckpt!.saveInterval },
-      eval: { evalInterval: r1.eval!.evalInterval },
+      ckpt: { saveInterval: k },
+      eval: { evalInterval: k },
       extraArgs: settings === 'both' ? ['--async-save', '--use-fault-tolerance'] : [],
       policies: {
         hang: t.hang,
@@ -190,7 +200,6 @@ export async function rehearse(
         },
       },
     });
-    if (spec.ckpt.saveInterval !== k) throw new Error(`R1 saves every ${spec.ckpt.saveInterval} rollouts, not ${k}`);
     const workflowId = `rehearsal-${settings}`;
     worker = plane.startWorker();
     let temporal = await plane.connect();
@@ -218,15 +227,19 @@ export async function rehearse(
     let serverRestarted = false;
     let now: TrainingStatus | undefined;
 
-    const readLog = async (s: TrainingStatus) => {
-      const head = s.activeNodes?.[0];
-      if (!s.jobId || !head) return;
+    // keel's status says which job runs (its rollouts reach the workflow only at checkpoints); the job's own log says
+    // where it is, line by line
+    const logChars = new Map<string, number>();
+    const jobsTraining = new Set<string>();
+    const readLog = async (s: TrainingStatus): Promise<number | undefined> => {
+      const head = s.activeNodes?.[0] ?? cluster.nodes[0]!.host;
+      if (!s.jobId) return undefined;
       const jobs = new RayJobsClient({ url: dashboardUrlFor(spec, { host: head, gpus: 1 }), timeoutMs: 3000 });
       const text = (await jobs.getLogs(s.jobId).catch(() => undefined))?.text;
-      if (text === undefined) return;
-      const seenBefore = logLength.get(s.jobId) ?? 0;
+      if (text === undefined) return undefined;
+      const fresh = text.slice(Math.min(logChars.get(s.jobId) ?? 0, text.length));
+      logChars.set(s.jobId, text.length);
       logLength.set(s.jobId, Buffer.byteLength(text));
-      const fresh = text.slice(Math.min(seenBefore, text.length));
       const at = Date.now();
       const mark = (what: string, iteration: string) => {
         const key = `${s.jobId} ${what} ${Number(iteration)}`;
@@ -235,6 +248,11 @@ export async function rehearse(
       for (const m of fresh.matchAll(/saving checkpoint at iteration\s+(\d+)/g)) mark('saving', m[1]!);
       for (const m of fresh.matchAll(/successfully saved checkpoint from iteration\s+(\d+)/g)) mark('saved', m[1]!);
       for (const m of fresh.matchAll(/scheduled an async checkpoint save at iteration\s+(\d+)/g)) mark('staged', m[1]!);
+      // the rollout side's perf line (its dict has perf/rollout_time): rollout N generated
+      let last: number | undefined;
+      for (const m of text.matchAll(/(?:^|\n)perf (\d+): \{[^\n]*rollout_time/g)) last = Number(m[1]);
+      if (last !== undefined) jobsTraining.add(s.jobId);
+      return last;
     };
     const cpuSeconds = async (pid: number | undefined) => {
       if (pid === undefined) return undefined;
@@ -244,12 +262,15 @@ export async function rehearse(
       return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 1/100 s
     };
 
+    /** No failure being recovered from: every injected restart has been followed by a new job that trains. */
+    const recovered = () => jobsTraining.size >= 1 + injected.filter((x) => x.restarts).length;
+
     const inject = async (kind: Kind, s: TrainingStatus): Promise<Kind> => {
       const head = s.activeNodes?.[0] ?? cluster.nodes[0]!.host;
       const all = [...cluster.nodes, ...cluster.spares];
       if (kind === 'node-lost' && spareLeft === 0) kind = 'crash';
       if (kind === 'node-lost') {
-        const victim = (s.activeNodes ?? []).slice(1).at(-1);
+        const victim = (s.activeNodes ?? cluster.nodes.map((n) => n.host)).slice(1).at(-1);
         const index = all.findIndex((n) => n.host === victim);
         if (index < 0) kind = 'crash';
         else {
@@ -298,10 +319,12 @@ export async function rehearse(
     const finished = () => result !== undefined;
     while (!finished()) {
       await sleep(1000);
+      if (interrupted) throw new Error('interrupted');
+      if (Date.now() - began > 120 * 60_000) throw new Error('the rehearsal took more than 2 hours: given up');
       if (controlPlaneBusy) continue;
       now = await status();
       if (!now) continue;
-      await readLog(now);
+      const rollout = await readLog(now);
       const at = Date.now();
       if (at >= nextSampleAt) {
         nextSampleAt = at + 5000;
@@ -313,19 +336,21 @@ export async function rehearse(
           bytes: now.jobId ? logLength.get(now.jobId) : undefined,
         });
       }
-      const rollout = now.lastRollout ?? -1;
-      const advanced = rollout > lastRollout || (rollout !== lastRollout && rollout >= 0);
+      if (rollout === undefined) continue;
+      const advanced = rollout !== lastRollout;
+      if (advanced && rollout % 10 === 0 && firstRolloutAt !== undefined)
+        log(`  rollout ${rollout} at ${((at - firstRolloutAt) / 1000).toFixed(0)} s (${now.restarts} restarts)`);
       lastRollout = rollout;
-      if (rollout >= 0) firstRolloutAt ??= at;
+      firstRolloutAt ??= at;
       if (!advanced || firstRolloutAt === undefined || rollout >= o.rollouts - 2) continue;
 
       // The control plane's own faults, once each, between injected failures.
-      if (!workerRestarted && rollout >= Math.floor(o.rollouts / 3) && recovered(now, injected)) {
+      if (!workerRestarted && rollout >= Math.floor(o.rollouts / 3) && recovered()) {
         workerRestarted = true;
         await restartWorker();
         continue;
       }
-      if (!serverRestarted && rollout >= Math.floor((2 * o.rollouts) / 3) && recovered(now, injected)) {
+      if (!serverRestarted && rollout >= Math.floor((2 * o.rollouts) / 3) && recovered()) {
         serverRestarted = true;
         await restartServer();
         continue;
@@ -333,7 +358,7 @@ export async function rehearse(
       // The next failure: once its time has come (a Poisson rate's mean spacing), at its place in the save interval.
       const i = injected.length;
       const due = firstRolloutAt + ((i + 1) * t.mtbfS * 1000) / o.failureRate;
-      if (at < due || !recovered(now, injected) || (rollout + 1) % k !== failurePhase(i, k)) continue;
+      if (at < due || !recovered() || (rollout + 1) % k !== failurePhase(i, k)) continue;
       const kind = await inject(kinds[i % kinds.length]!, now);
       injected.push({ kind, at, rollout, restarts: !(kind === 'engine' && settings === 'both') });
       log(`  injected ${kind} at rollout ${rollout}`);
@@ -429,13 +454,6 @@ export async function rehearse(
   }
 }
 
-/** No failure being recovered from: every injected restart has been recorded and training runs again. */
-function recovered(s: TrainingStatus, injected: Injection[]): boolean {
-  const restarting = injected.filter((x) => x.restarts).length;
-  const failures = s.failures.filter((f) => f.kind !== 'config-error' && f.kind !== 'resume-mismatch');
-  return failures.length >= restarting && failures.every((f) => f.recoveredAt !== undefined);
-}
-
 function median(values: number[]): number | undefined {
   if (values.length === 0) return undefined;
   const sorted = [...values].sort((a, b) => a - b);
@@ -501,13 +519,21 @@ export function printReport(r: RehearsalReport, log: (line: string) => void): vo
   log(`  supervision: at the start ${cost(r.supervision.start)}; at the end ${cost(r.supervision.end)}`);
 }
 
+const r1 = presets['deepseek-r1-128xh100'];
+
 function options(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
     options: {
-      rollouts: { type: 'string', default: '80' },
+      rollouts: { type: 'string', default: '60' },
       scale: { type: 'string', default: '150' },
-      'failure-rate': { type: 'string', default: '50' },
+      'failure-rate': { type: 'string', default: '35' },
+      'startup-allowance': { type: 'string', default: '40' },
+      'rollout-time': { type: 'string', default: r1.reliability!.rolloutTime },
+      'save-time': { type: 'string', default: r1.reliability!.checkpointSaveTime },
+      'restart-time': { type: 'string', default: r1.reliability!.restartTime },
+      'async-save-blocking-time': { type: 'string', default: r1.reliability!.asyncSaveBlockingTime },
+      'save-interval': { type: 'string', default: String(r1.ckpt!.saveInterval) },
       levers: { type: 'string', default: 'seed' },
       json: { type: 'boolean', default: false },
     },
@@ -517,6 +543,15 @@ function options(argv: string[]): Options {
     if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number of at least ${min}, not ${value}`);
     return n;
   };
+  const time = (name: string, value: string | undefined) => {
+    if (value === undefined) throw new Error(`--${name} is needed`);
+    try {
+      durationMs(value);
+      return value;
+    } catch {
+      throw new Error(`--${name} must be a duration like 20m or 90s, not ${value}`);
+    }
+  };
   const levers = values.levers;
   if (levers !== 'seed' && levers !== 'both' && levers !== 'compare')
     throw new Error(`--levers must be seed, both or compare, not ${levers}`);
@@ -524,6 +559,14 @@ function options(argv: string[]): Options {
     rollouts: Math.round(number('rollouts', values.rollouts, 21)),
     scale: number('scale', values.scale, 1),
     failureRate: number('failure-rate', values['failure-rate'], 0.001),
+    startupAllowance: number('startup-allowance', values['startup-allowance'], 0),
+    times: {
+      rolloutTime: time('rollout-time', values['rollout-time']),
+      checkpointSaveTime: time('save-time', values['save-time']),
+      restartTime: time('restart-time', values['restart-time']),
+      asyncSaveBlockingTime: time('async-save-blocking-time', values['async-save-blocking-time']),
+    },
+    saveInterval: Math.round(number('save-interval', values['save-interval'], 2)),
     levers,
     json: values.json,
   };
@@ -562,6 +605,7 @@ export async function run(argv: string[] = []): Promise<void> {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => (interrupted = true));
   run(process.argv.slice(2)).then(
     () => process.exit(0),
     (error: unknown) => {
