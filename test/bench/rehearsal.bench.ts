@@ -605,7 +605,7 @@ export async function run(argv: string[] = []): Promise<void> {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => (interrupted = true));
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => (interrupted = true));
   run(process.argv.slice(2)).then(
     () => process.exit(0),
     (error: unknown) => {
