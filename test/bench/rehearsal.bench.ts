@@ -318,7 +318,7 @@ export async function rehearse(
     let nextSampleAt = 0;
     const finished = () => result !== undefined;
     while (!finished()) {
-      await sleep(1000);
+      await sleep(2000);
       if (interrupted) throw new Error('interrupted');
       if (Date.now() - began > 120 * 60_000) throw new Error('the rehearsal took more than 2 hours: given up');
       if (controlPlaneBusy) continue;
@@ -528,7 +528,7 @@ function options(argv: string[]): Options {
       rollouts: { type: 'string', default: '60' },
       scale: { type: 'string', default: '150' },
       'failure-rate': { type: 'string', default: '35' },
-      'startup-allowance': { type: 'string', default: '40' },
+      'startup-allowance': { type: 'string', default: '90' },
       'rollout-time': { type: 'string', default: r1.reliability!.rolloutTime },
       'save-time': { type: 'string', default: r1.reliability!.checkpointSaveTime },
       'restart-time': { type: 'string', default: r1.reliability!.restartTime },
