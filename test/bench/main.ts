@@ -7,8 +7,9 @@ const wanted = process.argv.slice(2);
 const benches = (await readdir(dir))
   .filter((f) => f.endsWith('.bench.ts'))
   .map((f) => f.slice(0, -'.bench.ts'.length))
-  // The fault soak and the learning runs are long: they run only when named (npm run bench:faults, bench:learning).
-  .filter((name) => (wanted.length === 0 ? !['faults', 'learning'].includes(name) : wanted.includes(name)))
+  // The fault soak, the learning runs and the rehearsal are long: they run only when named (npm run bench:faults,
+  // bench:learning, bench:rehearsal).
+  .filter((name) => (wanted.length === 0 ? !['faults', 'learning', 'rehearsal'].includes(name) : wanted.includes(name)))
   .sort();
 if (benches.length === 0) {
   console.error(`no benchmark named ${wanted.join(', ')}`);

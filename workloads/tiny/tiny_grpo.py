@@ -145,8 +145,11 @@ class TinyTrainRayActor:
                     out[f'{OPTIMIZER_PREFIX}{name}.{key}'] = value
         return out
 
-    def save(self, save_dir: str, rollout_id: int) -> None:
-        """iter_{rollout_id:07d}/ with weights + optimizer state (all ranks), then rank 0's side files and tracker."""
+    def save(self, save_dir: str, rollout_id: int, blocking_s: float | None = None) -> None:
+        """iter_{rollout_id:07d}/ with weights + optimizer state (all ranks), then rank 0's side files and tracker.
+
+        ``blocking_s`` (an async save, Megatron's --async-save): the call returns after that long (the staging); the
+        rest of the save is the caller's to wait for, and ``finalize_save`` writes the side files and the tracker."""
         assert self.model is not None and self.cfg is not None
         save = Path(save_dir)
         target = save / sc.iteration_dir_name(rollout_id)
@@ -156,24 +159,33 @@ class TinyTrainRayActor:
             shutil.rmtree(target, ignore_errors=True)  # a partial directory left by an interrupted save
             target.mkdir()
         dist.barrier()
-        delay = self.knobs.get('save_sleep_s', 0.0)
+        delay = self.knobs.get('save_sleep_s', 0.0) if blocking_s is None else blocking_s
         time.sleep(delay / 2)
         state = self.model.state_dict()
         state.update(self._optimizer_state())
         dcp.save(state, checkpoint_id=str(target))
         time.sleep(delay / 2)
         dist.barrier()
-        if self.rank == 0:
-            # TINY_SAVE_FILES: that many more (empty) files, as a sharded checkpoint of terabytes has, so that deleting
-            # it takes real time
-            padding = target / 'shards'
-            for i in range(int(self.knobs.get('save_files', 0))):
-                padding.mkdir(exist_ok=True)
-                (padding / f'{i:07d}.distcp').touch()
-            sc.write_checkpoint_side_files(target, rollout_id, self.cfg.to_json(), vars(self.args))
-            sc.write_tracker(save, rollout_id)
-            sc.log(f'successfully saved checkpoint from iteration {rollout_id:7d} to {save}')
+        if blocking_s is None:
+            self.finalize_save(save_dir, rollout_id)
         dist.barrier()
+
+    def finalize_save(self, save_dir: str, rollout_id: int) -> None:
+        """Rank 0: the padding files, the side files and the tracker: the checkpoint is complete from here on."""
+        assert self.cfg is not None
+        if self.rank != 0:
+            return
+        save = Path(save_dir)
+        target = save / sc.iteration_dir_name(rollout_id)
+        # TINY_SAVE_FILES: that many more (empty) files, as a sharded checkpoint of terabytes has, so that deleting
+        # it takes real time
+        padding = target / 'shards'
+        for i in range(int(self.knobs.get('save_files', 0))):
+            padding.mkdir(exist_ok=True)
+            (padding / f'{i:07d}.distcp').touch()
+        sc.write_checkpoint_side_files(target, rollout_id, self.cfg.to_json(), vars(self.args))
+        sc.write_tracker(save, rollout_id)
+        sc.log(f'successfully saved checkpoint from iteration {rollout_id:7d} to {save}')
 
     # --- sampling ------------------------------------------------------------------------------------------------
 

@@ -27,7 +27,12 @@ Environment knobs: ``TINY_ROLLOUT_SLEEP_S`` (stretch every rollout), ``TINY_SAVE
 ``TINY_SAVE_FILES`` (that many more files in every checkpoint, so that deleting one takes real time),
 ``TINY_STARTUP_SLEEP_S`` (a slow start-up: after loading the checkpoint and building the ranks, wait that many seconds
 before the first rollout, or before the eval at rollout 0), ``TINY_CRASH_IF_EXISTS`` (fault injection: while that
-file exists, the job crashes before its first rollout).
+file exists, the job crashes before its first rollout), ``TINY_EVAL_SLEEP_S`` (stretch every eval),
+``TINY_ASYNC_SAVE_BLOCK_S`` (with ``--async-save``: a save blocks training that long, the staging; the rest of
+``TINY_SAVE_SLEEP_S`` goes on in the background and the next save, or the end, waits for it, as Megatron's async save
+does), ``TINY_ENGINE_FAIL_IF_EXISTS`` (fault injection: when that file exists at the start of a rollout, it is removed
+and a rollout engine dies; with ``--use-fault-tolerance`` the engine is restarted inside the job, logged as slime's
+health monitor and rollout manager log it, after ``TINY_ENGINE_RESTART_S``; without it the job fails).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import os
 import random
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -75,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ('--no-load-optim', '--no-load-rng', '--finetune', '--no-save-optim', '--no-save-rng'):
         flag(g, name)
     g.add_argument('--ckpt-format', choices=['torch_dist'], default='torch_dist')
+    flag(g, '--async-save')
 
     g = p.add_argument_group('performance (PERF_ARGS)')
     g.add_argument('--recompute-granularity', choices=['full', 'selective'])
@@ -448,6 +455,9 @@ def evaluate(args, ranks, eval_sets: list[tuple[str, list[dict[str, Any]]]], rol
         metrics[f'eval/{name}'] = statistics.fmean(rewards)
         metrics[f'eval/{name}-truncated_ratio'] = sum(1 for r in responses if not r or r[-1] != EOS) / len(responses)
         metrics[f'eval/{name}/response_len/mean'] = statistics.fmean(len(r) for r in responses)
+    eval_sleep = float(os.environ.get('TINY_EVAL_SLEEP_S', '0') or 0)
+    if eval_sleep > 0:
+        time.sleep(eval_sleep)
     sc.log(f'eval {rollout_id}: {sc.metrics_repr(metrics)}')
 
 
@@ -471,6 +481,36 @@ def record_secret(path: str | None) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, 'w') as f:
         f.write(value or '')
+
+
+def engine_failure(args, flag_path: str | None, rollout_id: int) -> None:
+    """Fault injection: a rollout engine dies. slime with --use-fault-tolerance finds it by its health check and
+    restarts it inside the job (slime/utils/health_monitor.py, slime/ray/rollout.py log these lines); without it the
+    rollout fails and so does the job."""
+    if not flag_path or not os.path.exists(flag_path):
+        return
+    os.remove(flag_path)
+    if not args.use_fault_tolerance:
+        raise RuntimeError(f'rollout {rollout_id}: rollout engine 0 died (injected) and --use-fault-tolerance is off')
+    sc.log(
+        'Health check failed for rollout engine 0 (ray timeout or error). Killing actor. '
+        'Exception: injected engine failure'
+    )
+    time.sleep(float(os.environ.get('TINY_ENGINE_RESTART_S', '0') or 0))
+    sc.log('Recovered 1 dead rollout engines (worker_type=regular)')
+
+
+def background_save(rank0, save_dir: str, rollout_id: int, seconds: float) -> threading.Thread:
+    """The part of an async save after staging: written in the background, then the checkpoint is complete."""
+    import ray
+
+    def finish() -> None:
+        time.sleep(max(0.0, seconds))
+        ray.get(rank0.finalize_save.remote(save_dir, rollout_id))
+
+    thread = threading.Thread(target=finish, name=f'async-save-{rollout_id}', daemon=True)
+    thread.start()
+    return thread
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -525,21 +565,32 @@ def main(argv: list[str] | None = None) -> int:
     if crash_flag and os.path.exists(crash_flag):
         raise RuntimeError(f'injected crash: {crash_flag} exists')
 
+    async_block = float(os.environ.get('TINY_ASYNC_SAVE_BLOCK_S', '0') or 0)
+    pending_save: threading.Thread | None = None
     for rollout_id in range(start['start'], args.num_rollout):
         if eval_sets and args.eval_interval is not None and rollout_id == 0 and not args.skip_eval_before_train:
             evaluate(args, ranks, eval_sets, rollout_id)
+        engine_failure(args, os.environ.get('TINY_ENGINE_FAIL_IF_EXISTS'), rollout_id)
         groups, perf = generate_rollout(args, ranks, source, rollout_id)
         sc.log(f'perf {rollout_id}: {sc.metrics_repr(perf)}')
         samples, rollout_stats = grpo_samples(args, groups)
         shares = split_evenly(samples, len(ranks))
         ray.get([r.train.remote(rollout_id, share, args.num_steps_per_rollout, rollout_stats) for r, share in zip(ranks, shares)])
         if args.save is not None and periodic(rollout_id, args.save_interval, args.num_rollout):
-            ray.get([r.save.remote(args.save, rollout_id) for r in ranks])
+            if pending_save is not None:  # the next save waits for the one still being written
+                pending_save.join()
             state_path = sc.dataset_state_path(args.save, rollout_id)
+            if args.async_save:
+                ray.get([r.save.remote(args.save, rollout_id, async_block) for r in ranks])
+                pending_save = background_save(ranks[0], args.save, rollout_id, knobs['save_sleep_s'] - async_block)
+            else:
+                ray.get([r.save.remote(args.save, rollout_id) for r in ranks])
             state_path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(source.state_dict(), state_path)
         if eval_sets and periodic(rollout_id, args.eval_interval):
             evaluate(args, ranks, eval_sets, rollout_id)
+    if pending_save is not None:
+        pending_save.join()
     sc.log(f'> training finished at rollout {args.num_rollout - 1}')
     return 0
 

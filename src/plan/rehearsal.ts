@@ -1,0 +1,74 @@
+// A rehearsal's two ETTRs: the one measured by keel's recovery accounting (src/progress/recovery.ts) and the one the
+// plan's model (src/plan/reliability.ts) predicts when fed with the rehearsal's own measured times and failure rate.
+// The check is that the model predicts what happened, so that its advice on the save interval can be trusted.
+// Pure; `npm run bench:rehearsal` and docs/reliability.md.
+import type { TrainingStatus } from '../../workflows/definitions.js';
+import { outageSeconds, restartAccounts } from '../progress/recovery.js';
+import { expectedEttr, type ReliabilityModel } from './reliability.js';
+
+/** What a rehearsal measured, beside the failure records keel kept. */
+export interface RehearsalMeasures {
+  /** training wall time: from the first rollout to the end of training */
+  wallSeconds: number;
+  endedAt: string;
+  failuresInjected: number;
+  /** of the injected failures, those that restart the job (an engine failure with fault tolerance on does not) */
+  restartingFailures: number;
+  saveInterval: number;
+  /** the healthy period: from one save's start to the next one's, with no failure between (k rollouts, evals, a save) */
+  periodSeconds: number;
+  /** training stops this long for one save (an async save: the staging) */
+  saveSeconds: number;
+  /** an async save: the whole write, during which a failure loses the interval before it too */
+  asyncWriteSeconds?: number;
+  /** saves the run made */
+  saves: number;
+}
+
+export interface RehearsalEttr {
+  model: ReliabilityModel;
+  /** kept training / wall: wall - outages - re-done rollouts - saves, over wall */
+  ettrMeasured: number;
+  ettrModel: number;
+  rolloutsLost: number;
+  downSeconds: number;
+  restarts: number;
+}
+
+export function rehearsalEttr(training: Pick<TrainingStatus, 'failures'>, m: RehearsalMeasures): RehearsalEttr {
+  const accounts = restartAccounts(training);
+  const down = outageSeconds(training.failures, m.endedAt);
+  const rolloutsLost = accounts.reduce((sum, a) => sum + a.rolloutsLost, 0);
+  // A rollout's time, evals spread over rollouts, without the save: what the model calls r.
+  const rolloutSeconds = (m.periodSeconds - m.saveSeconds) / m.saveInterval;
+  const model: ReliabilityModel = {
+    saveSeconds: m.saveSeconds,
+    // R: from the last progress before a failure to the first rollout of the resubmitted job, on average
+    restartSeconds: accounts.length > 0 ? down / accounts.length : 0,
+    rolloutSeconds,
+    mtbfSeconds: m.failuresInjected > 0 ? m.wallSeconds / m.failuresInjected : Number.POSITIVE_INFINITY,
+    restartedShare: m.failuresInjected > 0 ? m.restartingFailures / m.failuresInjected : 1,
+    ...(m.asyncWriteSeconds === undefined ? {} : { extraLossSeconds: m.asyncWriteSeconds }),
+  };
+  const kept = m.wallSeconds - down - rolloutsLost * rolloutSeconds - m.saves * m.saveSeconds;
+  return {
+    model,
+    ettrMeasured: m.wallSeconds > 0 ? Math.max(0, kept) / m.wallSeconds : 0,
+    ettrModel: expectedEttr(model, m.saveInterval),
+    rolloutsLost,
+    downSeconds: down,
+    restarts: accounts.length,
+  };
+}
+
+/**
+ * Where the k-th injected failure falls within a save interval (rollouts done since the last save): the van der
+ * Corput sequence, so that any first n failures spread evenly over the interval and lose half an interval on average,
+ * as the model assumes of failures that arrive at random; without it, five failures are too few to average out.
+ */
+export function failurePhase(k: number, saveInterval: number): number {
+  let x = 0;
+  let base = 0.5;
+  for (let n = k + 1; n > 0; n = Math.floor(n / 2), base /= 2) if (n % 2) x += base;
+  return Math.min(saveInterval - 1, Math.max(1, Math.round(x * saveInterval)));
+}
