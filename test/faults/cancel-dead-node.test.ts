@@ -1,5 +1,5 @@
-// A cancel that ends CANCELED with one node dead. A real pipeline on three ssh nodes (real sshd on loopback
-// addresses) runs a gang step, one program per node; then node 3 dies: its sshd is stopped and, inside the test's own
+// A cancel that ends CANCELED with one node dead. A real pipeline on four ssh nodes (the tiny-local layout's) (real sshd on loopback
+// addresses) runs a gang step, one program per node; then node 4 dies: its sshd is stopped and, inside the test's own
 // network namespace, every packet to its address is dropped (tc netem), so an ssh to it waits out its connect timeout
 // as it would for a host that is gone. The run is cancelled: it ends CANCELED within 2 minutes, and nothing keel
 // launched is left on the two live nodes.
@@ -71,7 +71,7 @@ describe('cancel with a dead node', { skip: sshUnavailableReason() ?? dropUnavai
 
   before(async () => {
     env = await startDevServer();
-    ssh = await startSshCluster({ count: 3, baseAddress: '127.0.4.1' });
+    ssh = await startSshCluster({ count: 4, baseAddress: '127.0.4.1' });
   });
   after(async () => {
     undoDrop?.();
@@ -93,7 +93,7 @@ describe('cancel with a dead node', { skip: sshUnavailableReason() ?? dropUnavai
     const spec = commandSpec({
       name: 'cancel-dead-node',
       dir,
-      steps: { work: { kind: 'gang', nodes: 3, argv: ['sh', '-c', program, tag] } },
+      steps: { work: { kind: 'gang', nodes: 4, argv: ['sh', '-c', program, tag] } },
       overrides: {
         cluster: {
           nodes: ssh.nodes.map((n, i) => ({ host: n.host, port: n.port, gpus: 2, name: `node-${i + 1}` })),
@@ -115,18 +115,18 @@ describe('cancel with a dead node', { skip: sshUnavailableReason() ?? dropUnavai
       const running = await eventually(
         async () => {
           const pids = await processesTagged(tag);
-          return pids.length === 3 ? pids : undefined;
+          return pids.length === 4 ? pids : undefined;
         },
         60_000,
-        'the gang running on all three nodes',
+        'the gang running on all four nodes',
       );
-      // Node 3 dies: no sshd, and its address drops every packet.
-      await ssh.stopNode(2);
+      // Node 4 dies: no sshd, and its address drops every packet.
+      await ssh.stopNode(3);
       try {
-        undoDrop = dropPacketsTo(ssh.nodes[2]!.host);
+        undoDrop = dropPacketsTo(ssh.nodes[3]!.host);
       } catch (error) {
         // without the kernel's netem here, the node is dead by its sshd only (connections refused at once)
-        console.log(`  note: packets to node 3 are not dropped (${(error as Error).message.split('\n')[0]})`);
+        console.log(`  note: packets to node 4 are not dropped (${(error as Error).message.split('\n')[0]})`);
       }
 
       const cancelledAt = Date.now();
@@ -138,7 +138,7 @@ describe('cancel with a dead node', { skip: sshUnavailableReason() ?? dropUnavai
       });
       const took = Date.now() - cancelledAt;
       assert.equal((await handle.describe()).status.name, 'CANCELLED');
-      console.log(`  cancelled with node 3 dead: CANCELED after ${(took / 1000).toFixed(1)} s`);
+      console.log(`  cancelled with node 4 dead: CANCELED after ${(took / 1000).toFixed(1)} s`);
       assert.ok(took < 120_000, `the cancel took ${took} ms`);
 
       // The live nodes' programs were stopped; the dead node's is the only one left (nothing could reach it).
@@ -149,7 +149,7 @@ describe('cancel with a dead node', { skip: sshUnavailableReason() ?? dropUnavai
         readFile(`/proc/${pid}/environ`, 'utf8')
           .then((e) => e.split('\0').find((v) => v.startsWith('NODE_RANK=')))
           .catch(() => undefined);
-      assert.equal(await rankOf(left[0]!), 'NODE_RANK=2', "the program left is the dead node's (rank 2)");
+      assert.equal(await rankOf(left[0]!), 'NODE_RANK=3', "the program left is the dead node's (rank 3)");
     });
   });
 });
