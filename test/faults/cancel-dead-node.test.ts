@@ -1,13 +1,14 @@
 // A cancel that ends CANCELED with one node dead. A real pipeline on four ssh nodes (the tiny-local layout's) (real sshd on loopback
 // addresses) runs a gang step, one program per node; then node 4 dies: its sshd is stopped and, inside the test's own
-// network namespace, every packet to its address is dropped (tc netem), so an ssh to it waits out its connect timeout
-// as it would for a host that is gone. The run is cancelled: it ends CANCELED within 2 minutes, and nothing keel
+// network namespace, every packet to its address is dropped (tc netem) or, where the kernel has no netem, its port
+// accepts and never answers: either way an ssh to it waits out its timeout, as it would for a host that is gone. The run is cancelled: it ends CANCELED within 2 minutes, and nothing keel
 // launched is left on the two live nodes.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createServer, type Socket } from 'node:net';
 import { WorkflowFailedError } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -45,6 +46,17 @@ function dropPacketsTo(ip: string): () => void {
     '1:4',
   );
   return () => tc('qdisc', 'del', 'dev', 'lo', 'root');
+}
+
+/** A listener on `host:port` that accepts connections and never sends a byte; returns the undo. */
+async function hangOn(host: string, port: number): Promise<() => void> {
+  const sockets: Socket[] = [];
+  const server = createServer((socket) => sockets.push(socket));
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
+  return () => {
+    for (const socket of sockets) socket.destroy();
+    server.close();
+  };
 }
 
 const program = 'sleep 600; true';
@@ -125,8 +137,10 @@ describe('cancel with a dead node', { skip: sshUnavailableReason() ?? dropUnavai
       try {
         undoDrop = dropPacketsTo(ssh.nodes[3]!.host);
       } catch (error) {
-        // without the kernel's netem here, the node is dead by its sshd only (connections refused at once)
-        console.log(`  note: packets to node 4 are not dropped (${(error as Error).message.split('\n')[0]})`);
+        // Without the kernel's netem here, node 4's port is taken by a listener that accepts and never answers: an
+        // ssh to it waits out its timeout for the server's greeting, as it would for a host that hangs.
+        console.log(`  note: packets to node 4 are not dropped (${(error as Error).message.split('\n')[0]}); it hangs`);
+        undoDrop = await hangOn(ssh.nodes[3]!.host, ssh.nodes[3]!.port);
       }
 
       const cancelledAt = Date.now();
