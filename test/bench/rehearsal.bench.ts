@@ -310,18 +310,22 @@ export async function rehearse(
       controlPlaneBusy = false;
     };
 
-    let result: unknown;
-    const done = handle.result().then(
-      (r) => (result = r),
-      (e: unknown) => (result = e instanceof Error ? e : new Error(String(e))),
-    );
+    // The run's end is seen by describing it on the client of the moment: a result() held open across the server's
+    // restart would fail with the connection it was made on.
+    const closed = async (): Promise<boolean> => {
+      const described = await temporal.client.workflow
+        .getHandle(handle.workflowId)
+        .describe()
+        .catch(() => undefined);
+      return described !== undefined && described.status.name !== 'RUNNING';
+    };
     let nextSampleAt = 0;
-    const finished = () => result !== undefined;
-    while (!finished()) {
+    for (;;) {
       await sleep(2000);
       if (interrupted) throw new Error('interrupted');
       if (Date.now() - began > 120 * 60_000) throw new Error('the rehearsal took more than 2 hours: given up');
       if (controlPlaneBusy) continue;
+      if (await closed()) break;
       now = await status();
       if (!now) continue;
       const rollout = await readLog(now);
@@ -363,7 +367,10 @@ export async function rehearse(
       injected.push({ kind, at, rollout, restarts: !(kind === 'engine' && settings === 'both') });
       log(`  injected ${kind} at rollout ${rollout}`);
     }
-    await done;
+    const result = await temporal.client.workflow
+      .getHandle(handle.workflowId)
+      .result()
+      .catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
     if (result instanceof Error) throw new Error(`the rehearsal's run failed: ${describeError(result)}`);
     const final = (await status())!;
     const endedAt = lineSeen.get(`${final.jobId} saved ${o.rollouts - 1}`) ?? Date.now();
