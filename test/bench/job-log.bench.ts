@@ -125,7 +125,12 @@ export async function run(): Promise<void> {
       assert.ok(range && range.size >= progress[i]!.cursor.offset, 'the HTTP offset is within the file');
     }
     const whole = await Promise.all(
-      ids.map(async (id) => (await jobs.getLogs(id, 0).catch(() => ({ bytesRead: Number.NaN }))).bytesRead),
+      ids.map((id) =>
+        jobs.getLogs(id, 0).then(
+          (logs) => `${logs.bytesRead} bytes per poll`,
+          (error: unknown) => `refused (${(error as Error).message.split('\n')[0]})`,
+        ),
+      ),
     );
 
     const perPoll = bytes.map(median);
@@ -133,7 +138,7 @@ export async function run(): Promise<void> {
       console.log(
         `  job log ${String(size / megabyte).padStart(3)} MB: ${perPoll[i]} bytes read per poll (median of ${polls}, ` +
           `${median(lines[i]!)} new lines; range ${Math.min(...bytes[i]!)}-${Math.max(...bytes[i]!)}); ` +
-          `the Jobs API's log endpoint: ${whole[i]} bytes per poll`,
+          `the Jobs API's log endpoint: ${whole[i]}`,
       );
     }
     const httpPerPoll = httpBytes.map(median);
