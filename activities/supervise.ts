@@ -370,7 +370,6 @@ async function locateDriverLog(
   return { node: target(node), path: jobDriverLogPath(tempDir, submissionId) };
 }
 
-/** Nodes Ray declares dead, and nodes the executor cannot reach (Ray notices a lost node only after a while). */
 /** The job's nodes that Slurm has taken from the allocation (none for other executors, or when Slurm does not answer). */
 async function lostInSlurm(spec: Spec, nodes: NodeSpec[]): Promise<SlurmLostNode[]> {
   const ex = spec.cluster.executor;
@@ -390,6 +389,7 @@ function slurmSays(lost: SlurmLostNode[]): string {
   return `Slurm: ${lost.map((n) => `${n.name} ${n.why}`).join('; ')}`;
 }
 
+/** Nodes Ray declares dead, and nodes the executor cannot reach (Ray notices a lost node only after a while). */
 async function deadNodes(spec: Spec, dashboard: RayDashboardClient, nodes: NodeSpec[]): Promise<string[]> {
   const dead = new Set<string>();
   try {
