@@ -6,8 +6,10 @@
 // The script below finds those processes through /proc, TERMs their process groups, KILLs what is left after the
 // grace, and prints how many groups it stopped. Values arrive as arguments only (`sh -c SCRIPT keel ID STEPS`).
 
+import { stopGroupsFunctions } from '../exec/node-scripts.js';
+
 /** Args: submissionId graceSteps (x 100 ms). Prints the number of process groups it stopped. */
-export const stopJobDriverScript = `
+export const stopJobDriverScript = `${stopGroupsFunctions}
 id=$1; steps=$2
 suffix="/job-driver-$id.log"
 groups=""
@@ -20,25 +22,7 @@ for fd in /proc/[0-9]*/fd/1; do
   case " $groups " in *" $pg "*) ;; *) groups="$groups $pg" ;; esac
 done
 [ -n "$groups" ] || { echo 0; exit 0; }
-alive() {
-  cat /proc/[0-9]*/stat 2>/dev/null | awk -v pgs="$groups " '{ sub(/.*\\) /, ""); if (index(pgs, " " $3 " ") && $1 != "Z") found = 1 } END { exit !found }'
-}
-for pg in $groups; do kill -s TERM -- "-$pg" 2>/dev/null; done
-i=0
-while alive; do
-  i=$((i + 1))
-  if [ "$i" -gt "$steps" ]; then
-    for pg in $groups; do kill -s KILL -- "-$pg" 2>/dev/null; done
-    break
-  fi
-  sleep 0.1
-done
-i=0
-while alive; do
-  i=$((i + 1))
-  if [ "$i" -gt 100 ]; then echo "process groups survived SIGKILL:$groups" >&2; exit 1; fi
-  sleep 0.1
-done
+keel_stop_groups "$groups" "$steps" || exit 1
 set -- $groups
 echo $#
 `;

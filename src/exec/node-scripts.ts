@@ -137,12 +137,40 @@ exec "$@"
 `;
 
 /**
+ * Shell functions: `keel_stop_groups "PGID..." STEPS` TERMs the process groups, KILLs what is left of them after
+ * STEPS x 100 ms, then waits until none is left (returns 1, naming them, if one survives SIGKILL).
+ */
+export const stopGroupsFunctions = `
+keel_groups_alive() {
+  cat /proc/[0-9]*/stat 2>/dev/null | awk -v pgs=" $1 " '{ sub(/.*\\) /, ""); if (index(pgs, " " $3 " ") && $1 != "Z") found = 1 } END { exit !found }'
+}
+keel_stop_groups() {
+  for _pg in $1; do kill -s TERM -- "-$_pg" 2>/dev/null; done
+  _i=0
+  while keel_groups_alive "$1"; do
+    _i=$((_i + 1))
+    if [ "$_i" -gt "$2" ]; then
+      for _pg in $1; do kill -s KILL -- "-$_pg" 2>/dev/null; done
+      break
+    fi
+    sleep 0.1
+  done
+  _i=0
+  while keel_groups_alive "$1"; do
+    _i=$((_i + 1))
+    if [ "$_i" -gt 100 ]; then echo "process groups survived SIGKILL: $1" >&2; return 1; fi
+    sleep 0.1
+  done
+}
+`;
+
+/**
  * Every live launch under one record directory (a run's launches: `<stateDir>/procs/<run>/`) at once: TERM every
  * process group, KILL what is left after graceSteps x 100 ms, wait until no member is left, and write exit code 137
  * for each launch whose wrapper was killed before it could write one. One command per node however many launches.
  * Prints the number of launches it stopped. Args: root graceSteps
  */
-export const stopUnderScript = `${prelude}
+export const stopUnderScript = `${prelude}${stopGroupsFunctions}
 root=$1; steps=$2
 [ -d "$root" ] || { echo 0; exit 0; }
 live=$(find "$root" -name pid -type f 2>/dev/null | while IFS= read -r p; do
@@ -153,25 +181,7 @@ live=$(find "$root" -name pid -type f 2>/dev/null | while IFS= read -r p; do
 done)
 [ -n "$live" ] || { echo 0; exit 0; }
 pids=$(printf '%s\\n' "$live" | cut -d' ' -f1 | tr '\\n' ' ')
-groups_alive() {
-  cat /proc/[0-9]*/stat 2>/dev/null | awk -v pgs=" $pids " '{ sub(/.*\\) /, ""); if (index(pgs, " " $3 " ") && $1 != "Z") found = 1 } END { exit !found }'
-}
-for pid in $pids; do kill -s TERM -- "-$pid" 2>/dev/null; done
-i=0
-while groups_alive; do
-  i=$((i + 1))
-  if [ "$i" -gt "$steps" ]; then
-    for pid in $pids; do kill -s KILL -- "-$pid" 2>/dev/null; done
-    break
-  fi
-  sleep 0.1
-done
-i=0
-while groups_alive; do
-  i=$((i + 1))
-  if [ "$i" -gt 100 ]; then echo "process groups survived SIGKILL: $pids" >&2; exit 1; fi
-  sleep 0.1
-done
+keel_stop_groups "$pids" "$steps" || exit 1
 printf '%s\\n' "$live" | while read -r pid d; do [ -f "$d/exit_code" ] || keel_put "$d/exit_code" 137; done
 printf '%s\\n' "$live" | grep -c .
 `;
