@@ -82,12 +82,10 @@ describe('steering through Updates only', { timeout: 180_000 }, () => {
       overrides: { policies: { heartbeatTimeout: '2s', initialRetryInterval: '100ms' } },
     });
 
-  const eventTypes = async (keel: KeelClient, workflowId: string) =>
-    ((await keel.client.workflow.getHandle(workflowId).fetchHistory()).events ?? []).map((e) => e.eventType);
-
-  it('a pause right after the start is held until the run is prepared, then answered; the history has no signal', async () => {
+  /** The stand-in job's activities on a worker of their own queue, and a client that starts runs there. */
+  const workerAndClient = async (queuePrefix: string) => {
     const job = standIn();
-    const taskQueue = uniqueQueue('keel-steer');
+    const taskQueue = uniqueQueue(queuePrefix);
     const worker = await Worker.create({
       connection: env.nativeConnection,
       taskQueue,
@@ -95,6 +93,14 @@ describe('steering through Updates only', { timeout: 180_000 }, () => {
       activities: job.activities,
     });
     const keel = await KeelClient.connect({ address: env.address, namespace: 'default', taskQueue });
+    return { job, worker, keel, taskQueue };
+  };
+
+  const eventTypes = async (keel: KeelClient, workflowId: string) =>
+    ((await keel.client.workflow.getHandle(workflowId).fetchHistory()).events ?? []).map((e) => e.eventType);
+
+  it('a pause right after the start is held until the run is prepared, then answered; the history has no signal', async () => {
+    const { job, worker, keel } = await workerAndClient('keel-steer');
     try {
       await worker.runUntil(async () => {
         const { workflowId } = await keel.start(await specFor('steered'));
@@ -157,15 +163,7 @@ describe('steering through Updates only', { timeout: 180_000 }, () => {
   });
 
   it('a run that fails to prepare refuses a held Update with the reason', async () => {
-    const job = standIn();
-    const taskQueue = uniqueQueue('keel-steer-bad');
-    const worker = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue,
-      workflowBundle: await workflowBundle(),
-      activities: job.activities,
-    });
-    const keel = await KeelClient.connect({ address: env.address, namespace: 'default', taskQueue });
+    const { job, worker, keel, taskQueue } = await workerAndClient('keel-steer-bad');
     try {
       await worker.runUntil(async () => {
         // past the client's own check, as the Web UI's Start Workflow form would send it
