@@ -202,7 +202,10 @@ export class RayJobsClient {
     return this.http.text(`/api/v0/logs/file?${query.toString()}`, { signal, timeoutMs });
   }
 
-  /** Ask Ray to stop the job; false when it had already ended. */
+  /**
+   * Ask Ray to stop the job. Ray answers whether the job's supervisor actor was still alive to be asked, not whether the
+   * job was running: true for a moment after the status reads STOPPED, false once the supervisor has exited.
+   */
   async stopJob(submissionId: string, signal?: AbortSignal): Promise<boolean> {
     const body = z
       .object({ stopped: z.boolean() })

@@ -297,7 +297,8 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 900_00
     const terminated = await temporal.client.workflow.start('pipeline', {
       taskQueue: plane.taskQueue,
       workflowId: 'slurm-terminated',
-      args: [slurmSpec({ name: 'slurm-e2e', model: { saveDir: 'save-slurm/' } })],
+      // the cancelled run's long training: the run must still be in it when it is terminated
+      args: [spec],
     });
     const heldJob = await eventuallyWhileRunning(
       terminated,

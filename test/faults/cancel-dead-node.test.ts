@@ -74,6 +74,18 @@ async function processesTagged(tag: string): Promise<number[]> {
   return pids;
 }
 
+/** Whether an sshd process is among `pid`'s ancestors. */
+async function underSshd(pid: number): Promise<boolean> {
+  for (let at = pid; at > 1;) {
+    const stat = await readFile(`/proc/${at}/stat`, 'utf8').catch(() => undefined);
+    if (stat === undefined) return false;
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    if (comm.startsWith('sshd')) return true;
+    at = Number(stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[1]);
+  }
+  return false;
+}
+
 describe('cancel with a dead node', { skip: sshUnavailableReason() ?? dropUnavailable, timeout: 300_000 }, () => {
   let env: TestWorkflowEnvironment;
   let ssh: SshCluster;
@@ -123,14 +135,17 @@ describe('cancel with a dead node', { skip: sshUnavailableReason() ?? dropUnavai
         workflowId: `cancel-dead-${Date.now()}`,
         args: [spec],
       });
-      // one program per node, running
+      // one program per node, running and detached from its ssh session (keel's launch script has returned): until
+      // then a program is still a descendant of its node's sshd, and stopping that sshd would end it with the session
       const running = await eventually(
         async () => {
           const pids = await processesTagged(tag);
-          return pids.length === 4 ? pids : undefined;
+          if (pids.length !== 4) return undefined;
+          for (const pid of pids) if (await underSshd(pid)) return undefined;
+          return pids;
         },
         60_000,
-        'the gang running on all four nodes',
+        'the gang running on all four nodes, detached from its ssh sessions',
       );
       // Node 4 dies: no sshd, and its address drops every packet.
       await ssh.stopNode(3);
