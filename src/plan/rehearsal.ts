@@ -72,3 +72,83 @@ export function failurePhase(k: number, saveInterval: number): number {
   for (let n = k + 1; n > 0; n = Math.floor(n / 2), base /= 2) if (n % 2) x += base;
   return Math.min(saveInterval - 1, Math.max(1, Math.round(x * saveInterval)));
 }
+
+/** What a rehearsal reads from the times its job logs' lines were first seen. */
+export interface LineMeasures {
+  /** the healthy period (k rollouts, their eval and a save), NaN when no stretch of the run showed one */
+  periodSeconds: number;
+  /** where the period came from: two saves of one job, or the rollouts' own lines */
+  periodFrom: 'saves' | 'rollouts' | 'none';
+  saveSeconds: number;
+  asyncWriteSeconds: number;
+  saves: number;
+}
+
+/**
+ * The healthy period, a save's blocking part and an async save's whole write, from the first-seen time of each job's
+ * lines, keyed `<job> <what> <iteration>` with `what` one of `saving`, `saved`, `staged` (Megatron's async save
+ * scheduled) and `perf` (the rollout's perf line). Stretches with an injected failure in them are left out. The period is
+ * the median from one save's start to the same job's next; when no job saved twice between failures (at a high
+ * failure rate they come about once an interval), it is built from the rollouts' lines: k - 1 gaps with nothing else
+ * between two rollouts, and the gap that holds the save and its eval.
+ */
+export function measureLines(
+  firstSeen: ReadonlyMap<string, number>,
+  injectedAt: readonly number[],
+  saveInterval: number,
+  asyncSave: boolean,
+): LineMeasures {
+  const k = saveInterval;
+  const byJob = new Map<string, Map<string, number>>();
+  for (const [key, at] of firstSeen) {
+    const [job, what, iteration] = key.split(' ');
+    const lines = byJob.get(job!) ?? new Map<string, number>();
+    lines.set(`${what} ${Number(iteration)}`, at);
+    byJob.set(job!, lines);
+  }
+  const clean = (from: number, to: number) => !injectedAt.some((at) => at >= from && at <= to);
+  const periods: number[] = [];
+  const blocking: number[] = [];
+  const writes: number[] = [];
+  const plain: number[] = [];
+  const withSave: number[] = [];
+  let saves = 0;
+  for (const lines of byJob.values()) {
+    for (const [key, at] of lines) {
+      const [what, iteration] = key.split(' ');
+      const n = Number(iteration);
+      if (what === 'perf') {
+        const next = lines.get(`perf ${n + 1}`);
+        if (next !== undefined && clean(at, next)) ((n + 1) % k === 0 ? withSave : plain).push((next - at) / 1000);
+        continue;
+      }
+      if (what !== 'saving') continue;
+      saves++;
+      const next = lines.get(`saving ${n + k}`);
+      if (next !== undefined && clean(at, next)) periods.push((next - at) / 1000);
+      const saved = lines.get(`saved ${n}`);
+      const staged = lines.get(`staged ${n}`);
+      if (asyncSave && staged !== undefined) blocking.push((staged - at) / 1000);
+      if (!asyncSave && saved !== undefined) blocking.push((saved - at) / 1000);
+      if (asyncSave && saved !== undefined) writes.push((saved - at) / 1000);
+    }
+  }
+  const rollout = median(plain);
+  const last = median(withSave);
+  const fromRollouts = rollout !== undefined && last !== undefined ? (k - 1) * rollout + last : undefined;
+  const fromSaves = median(periods);
+  return {
+    periodSeconds: fromSaves ?? fromRollouts ?? Number.NaN,
+    periodFrom: fromSaves !== undefined ? 'saves' : fromRollouts !== undefined ? 'rollouts' : 'none',
+    saveSeconds: median(blocking) ?? Number.NaN,
+    asyncWriteSeconds: median(writes) ?? Number.NaN,
+    saves,
+  };
+}
+
+function median(values: number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}

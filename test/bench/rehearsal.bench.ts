@@ -26,7 +26,7 @@ import { hangFromEstimates, hangMargin } from '../../src/spec/hang.js';
 import { llama3FailuresPerGpuHour } from '../../src/spec/schema.js';
 import { presets, type Spec } from '../../src/spec/index.js';
 import { restartAccounts, type RestartAccount } from '../../src/progress/recovery.js';
-import { failurePhase, rehearsalEttr, type RehearsalEttr } from '../../src/plan/rehearsal.js';
+import { failurePhase, measureLines, rehearsalEttr, type RehearsalEttr } from '../../src/plan/rehearsal.js';
 import { startControlPlane, type ControlPlane } from '../support/control-plane.js';
 import { tempDir } from '../support/pipeline.js';
 import { sshUnavailableReason } from '../support/sshd.js';
@@ -85,6 +85,8 @@ export interface RehearsalReport {
   accounts: RestartAccount[];
   measured: {
     periodSeconds: number;
+    /** from two saves of one job, or from the rollouts' own lines (src/plan/rehearsal.ts measureLines) */
+    periodFrom: 'saves' | 'rollouts' | 'none';
     saveSeconds: number;
     asyncWriteSeconds?: number;
     saves: number;
@@ -250,7 +252,10 @@ export async function rehearse(
       for (const m of fresh.matchAll(/scheduled an async checkpoint save at iteration\s+(\d+)/g)) mark('staged', m[1]!);
       // the rollout side's perf line (its dict has perf/rollout_time): rollout N generated
       let last: number | undefined;
-      for (const m of text.matchAll(/(?:^|\n)perf (\d+): \{[^\n]*rollout_time/g)) last = Number(m[1]);
+      for (const m of text.matchAll(/(?:^|\n)perf (\d+): \{[^\n]*rollout_time/g)) {
+        last = Number(m[1]);
+        mark('perf', m[1]!);
+      }
       if (last !== undefined) jobsTraining.add(s.jobId);
       return last;
     };
@@ -376,39 +381,20 @@ export async function rehearse(
     const endedAt = lineSeen.get(`${final.jobId} saved ${o.rollouts - 1}`) ?? Date.now();
 
     // --- measured: the healthy period between saves, a save's blocking part and (async) its whole write ---
-    const byJob = new Map<string, Map<string, number>>();
-    for (const [key, at] of lineSeen) {
-      const [job, what, iteration] = key.split(' ');
-      const m = byJob.get(job!) ?? new Map<string, number>();
-      m.set(`${what} ${iteration}`, at);
-      byJob.set(job!, m);
-    }
-    const periods: number[] = [];
-    const blocking: number[] = [];
-    const writes: number[] = [];
-    let saves = 0;
-    for (const m of byJob.values()) {
-      for (const [key, at] of m) {
-        const [what, iteration] = key.split(' ');
-        if (what !== 'saving') continue;
-        saves++;
-        const it = Number(iteration);
-        const next = m.get(`saving ${it + k}`);
-        if (next !== undefined && !injected.some((x) => x.at >= at && x.at <= next)) periods.push((next - at) / 1000);
-        const saved = m.get(`saved ${it}`);
-        const staged = m.get(`staged ${it}`);
-        if (settings === 'both' && staged !== undefined) blocking.push((staged - at) / 1000);
-        if (settings === 'seed' && saved !== undefined) blocking.push((saved - at) / 1000);
-        if (settings === 'both' && saved !== undefined) writes.push((saved - at) / 1000);
-      }
-    }
+    const lines = measureLines(
+      lineSeen,
+      injected.map((x) => x.at),
+      k,
+      settings === 'both',
+    );
     const wallSeconds = (endedAt - firstRolloutAt!) / 1000;
     const measured = {
       wallSeconds,
-      periodSeconds: median(periods) ?? Number.NaN,
-      saveSeconds: median(blocking) ?? Number.NaN,
-      ...(settings === 'both' ? { asyncWriteSeconds: median(writes) ?? Number.NaN } : {}),
-      saves,
+      periodSeconds: lines.periodSeconds,
+      periodFrom: lines.periodFrom,
+      saveSeconds: lines.saveSeconds,
+      ...(settings === 'both' ? { asyncWriteSeconds: lines.asyncWriteSeconds } : {}),
+      saves: lines.saves,
     };
     const ettr = rehearsalEttr(final, {
       ...measured,
@@ -461,13 +447,6 @@ export async function rehearse(
   }
 }
 
-function median(values: number[]): number | undefined {
-  if (values.length === 0) return undefined;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
 /** The worker's CPU and the log bytes a poll reads (the log's growth per 2 s poll), over a minute at each end. */
 function pollCosts(
   samples: { at: number; pid?: number; cpu?: number; job?: string; bytes?: number }[],
@@ -485,7 +464,10 @@ function pollCosts(
   const startA = inRange[0];
   const startB = inRange.filter((s) => s.at <= (startA?.at ?? 0) + window && s.pid === startA?.pid).at(-1);
   const endB = inRange.at(-1);
-  const endA = inRange.find((s) => s.at >= (endB?.at ?? 0) - window && s.pid === endB?.pid && s.job === endB?.job);
+  const lastMinute = inRange.filter((s) => s.at >= (endB?.at ?? 0) - window && s.at < (endB?.at ?? 0));
+  // the same job's samples when there are (bytes per poll need them), else the worker's CPU alone
+  const endA =
+    lastMinute.find((s) => s.pid === endB?.pid && s.job === endB?.job) ?? lastMinute.find((s) => s.pid === endB?.pid);
   return { start: cost(startA, startB), end: cost(endA, endB) };
 }
 
@@ -534,7 +516,7 @@ function options(argv: string[]): Options {
     options: {
       rollouts: { type: 'string', default: '60' },
       scale: { type: 'string', default: '150' },
-      'failure-rate': { type: 'string', default: '35' },
+      'failure-rate': { type: 'string', default: '45' },
       'startup-allowance': { type: 'string', default: '90' },
       'rollout-time': { type: 'string', default: r1.reliability!.rolloutTime },
       'save-time': { type: 'string', default: r1.reliability!.checkpointSaveTime },

@@ -2,7 +2,7 @@
 // the rehearsal's measured times, against the plan's model fed with the same times and the injected failure rate.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { failurePhase, rehearsalEttr, type RehearsalMeasures } from '../../src/plan/rehearsal.js';
+import { failurePhase, measureLines, rehearsalEttr, type RehearsalMeasures } from '../../src/plan/rehearsal.js';
 
 const near = (actual: number, expected: number, tolerance = 1e-6) =>
   assert.ok(Math.abs(actual - expected) <= tolerance, `${actual} is not ${expected}`);
@@ -85,5 +85,41 @@ describe("the rehearsal's ETTR, measured and modelled", () => {
       assert.ok(Math.abs(mean - 10) <= 1.5, `the first ${n} lose ${mean} rollouts on average`);
     }
     assert.ok(phases.every((p) => p >= 1 && p <= 19));
+  });
+
+  it("the healthy period from two saves of one job; without one, from the rollouts' lines", () => {
+    // save interval 4: rollouts 10 s apart, the save (6 s) and eval (4 s) after rollouts 3, 7, 11 (a 20 s gap)
+    const job = (name: string, from: number, to: number, startAt: number, seen: Map<string, number>) => {
+      let t = startAt;
+      for (let n = from; n <= to; n++) {
+        seen.set(`${name} perf ${n}`, t * 1000);
+        if ((n + 1) % 4 === 0) {
+          seen.set(`${name} saving ${n}`, (t + 1) * 1000);
+          seen.set(`${name} saved ${n}`, (t + 7) * 1000);
+          t += 20;
+        } else t += 10;
+      }
+      return seen;
+    };
+    // one job saving at 3 and 7, no failure between: the period is 4 rollouts' time with the save and eval, 50 s
+    const twoSaves = measureLines(job('a', 0, 9, 0, new Map()), [], 4, false);
+    assert.equal(twoSaves.periodFrom, 'saves');
+    near(twoSaves.periodSeconds, 50);
+    near(twoSaves.saveSeconds, 6);
+    assert.equal(twoSaves.saves, 2);
+
+    // a failure after every save: no job saves twice; the period is 3 plain gaps (10 s) and the save's (20 s)
+    const seen = job('a', 0, 5, 0, new Map());
+    job('b', 4, 9, 200, seen);
+    const injected = [70_000, 290_000];
+    const fromRollouts = measureLines(seen, injected, 4, false);
+    assert.equal(fromRollouts.periodFrom, 'rollouts');
+    near(fromRollouts.periodSeconds, 3 * 10 + 20);
+    assert.equal(fromRollouts.saves, 2);
+
+    // a stretch with a failure in it is not healthy: a 300 s gap over a failure changes nothing
+    seen.set('b perf 10', 600_000);
+    near(measureLines(seen, [...injected, 500_000], 4, false).periodSeconds, 50);
+    assert.equal(measureLines(new Map(), [], 4, false).periodFrom, 'none');
   });
 });
