@@ -211,12 +211,27 @@ export function supervisionActivities(deps: ActivityDeps) {
     const failed = async (kind: FailureKind, message: string) =>
       done({ kind: 'failed', failure: await failure({ kind, message }) });
 
+    // A request to the head, a read of the log or a check of the nodes waits up to its own timeout (60 s for the log's
+    // last lines over HTTP), longer than a short heartbeat timeout: the worker is alive meanwhile, so it heartbeats
+    // where it stands.
+    let beat: { jobId: string; status?: string; logReadVia?: string } = { jobId: input.jobId };
+    const beatWhile = <T>(work: Promise<T>): Promise<T> => {
+      const timer = setInterval(() => heartbeat({ ...beat, cursor: progress.cursor() }), pollMs);
+      return work.finally(() => clearInterval(timer));
+    };
+    // The log went unread until now (it could not be read, or the head did not answer): not the trainer's idle time.
+    const unread = () => {
+      const now = Date.now();
+      progress.skipGap(progress.readAt ?? now, now);
+      progress.readAt = now;
+    };
+
     for (;;) {
       let job: RayJob | undefined;
       let caughtUp = true;
       let via: 'file' | 'http' | undefined;
       try {
-        job = await jobs.getJob(input.jobId, signal);
+        job = await beatWhile(jobs.getJob(input.jobId, signal));
         if (job?.status === 'RUNNING') progress.jobRunningAt ??= Date.now();
         unreachableSince = undefined;
       } catch (error) {
@@ -229,12 +244,13 @@ export function supervisionActivities(deps: ActivityDeps) {
             `the Ray head ${nodeName(head)} ${headUp ? 'answers but its dashboard does not' : 'is unreachable'}: ${(error as Error).message}`,
           );
         }
+        unread();
       }
       // The head answered: a log read that fails or is slow is only a read to try again (never a head loss, and the
       // time it costs is not idle time of the trainer).
       if (unreachableSince === undefined)
         try {
-          const chunk = await reader.read(job, progress.offset, signal, progress.tail);
+          const chunk = await beatWhile(reader.read(job, progress.offset, signal, progress.tail));
           const readAt = Date.now();
           if (progress.readAt !== undefined && readAt - progress.readAt > readGapMs)
             progress.skipGap(progress.readAt, readAt);
@@ -253,12 +269,11 @@ export function supervisionActivities(deps: ActivityDeps) {
             since: new Date(logUnreadableSince).toISOString(),
             error: (error as Error).message,
           });
-          // the time the log could not be read is a gap in reading, not the trainer's idle time
-          progress.skipGap(progress.readAt ?? Date.now(), Date.now());
-          progress.readAt = Date.now();
+          unread();
         }
       const summary = progress.follower.summary;
-      heartbeat({ jobId: input.jobId, status: job?.status, logReadVia: via, cursor: progress.cursor() });
+      beat = { jobId: input.jobId, status: job?.status, logReadVia: via };
+      heartbeat({ ...beat, cursor: progress.cursor() });
 
       // Verified resume: the first rollout logged after a (re)submission must be tracker + 1, with its data state.
       if (!progress.resumeVerified && summary.firstRollout !== undefined) {
@@ -316,9 +331,9 @@ export function supervisionActivities(deps: ActivityDeps) {
       if (Date.now() - lastNodeCheck > 10_000 && unreachableSince === undefined) {
         lastNodeCheck = Date.now();
         // On Slurm, Slurm's own judgement first: a node it marked DOWN or drained, or dropped from the allocation.
-        const slurmLost = await lostInSlurm(spec, nodes);
+        const slurmLost = await beatWhile(lostInSlurm(spec, nodes));
         if (slurmLost.length) return failed(lostKind(slurmLost.map((n) => n.name)), slurmSays(slurmLost));
-        const dead = await deadNodes(spec, dashboard, nodes);
+        const dead = await beatWhile(deadNodes(spec, dashboard, nodes));
         if (dead.length) return failed(lostKind(dead), `node(s) ${dead.join(', ')} no longer alive in Ray`);
       }
 
@@ -331,7 +346,8 @@ export function supervisionActivities(deps: ActivityDeps) {
           `no progress for ${Math.round(idle / 1000)} s in the ${phase === 'save' ? 'checkpoint save' : phase} phase (timeout ${Math.round(hang[phase] / 1000)} s)`,
         );
       }
-      if (caughtUp) await sleepMs(pollMs, signal);
+      // a log that could not be read is read again at the next poll, not at once (the dashboard is not hammered)
+      if (caughtUp || logUnreadableSince !== undefined) await sleepMs(pollMs, signal);
     }
   }
 
