@@ -389,7 +389,11 @@ function slurmSays(lost: SlurmLostNode[]): string {
   return `Slurm: ${lost.map((n) => `${n.name} ${n.why}`).join('; ')}`;
 }
 
-/** Nodes Ray declares dead, and nodes the executor cannot reach (Ray notices a lost node only after a while). */
+/**
+ * Nodes Ray declares dead, and nodes the executor cannot reach (Ray notices a lost node only after a while). On Slurm,
+ * Slurm's node states stand for the reachability probe (lostInSlurm): a node whose slurmd does not answer is Slurm's to
+ * judge (DOWN after its SlurmdTimeout), and a probe of every node every 10 s would be one job step each (MaxStepCount).
+ */
 async function deadNodes(spec: Spec, dashboard: RayDashboardClient, nodes: NodeSpec[]): Promise<string[]> {
   const dead = new Set<string>();
   try {
@@ -401,6 +405,7 @@ async function deadNodes(spec: Spec, dashboard: RayDashboardClient, nodes: NodeS
   } catch {
     // the dashboard is the head's: its loss is classified as head-lost elsewhere
   }
+  if (spec.cluster.executor.kind === 'slurm') return [...dead];
   const answers = await Promise.all(nodes.map((n) => reachable(spec, n)));
   nodes.forEach((n, i) => {
     if (!answers[i]) dead.add(nodeName(n));
