@@ -28,7 +28,7 @@ if (skip) console.log(`# skipped: ${skip}`);
 const portBase = 24700;
 const grace = '5s';
 
-describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 900_000 }, () => {
+describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_000 }, () => {
   let root: string;
   let cluster: LocalCluster;
   let slurm: LocalSlurm;
