@@ -315,7 +315,8 @@ export function supervisionActivities(deps: ActivityDeps) {
             lostKind(slurmLost.map((n) => n.name)),
             `${slurmSays(slurmLost)}; the job ${job.status.toLowerCase()}`,
           );
-        const dead = await deadNodes(spec, dashboard, nodes);
+        // an ended job's nodes are probed on Slurm too: its slurmd may be gone before Slurm says the node is DOWN
+        const dead = await deadNodes(spec, dashboard, nodes, true);
         if (dead.length)
           return failed(lostKind(dead), `node(s) ${dead.join(', ')} lost; the job ${job.status.toLowerCase()}`);
         const tail = await reader
@@ -333,7 +334,10 @@ export function supervisionActivities(deps: ActivityDeps) {
         // On Slurm, Slurm's own judgement first: a node it marked DOWN or drained, or dropped from the allocation.
         const slurmLost = await beatWhile(lostInSlurm(spec, nodes));
         if (slurmLost.length) return failed(lostKind(slurmLost.map((n) => n.name)), slurmSays(slurmLost));
-        const dead = await beatWhile(deadNodes(spec, dashboard, nodes));
+        // On Slurm, Slurm's node states stand for the probe of every node: a node whose slurmd does not answer while
+        // its programs run is Slurm's to judge (DOWN after its SlurmdTimeout), and a probe of every node every 10 s
+        // would be one job step each (MaxStepCount).
+        const dead = await beatWhile(deadNodes(spec, dashboard, nodes, spec.cluster.executor.kind !== 'slurm'));
         if (dead.length) return failed(lostKind(dead), `node(s) ${dead.join(', ')} no longer alive in Ray`);
       }
 
@@ -405,8 +409,16 @@ function slurmSays(lost: SlurmLostNode[]): string {
   return `Slurm: ${lost.map((n) => `${n.name} ${n.why}`).join('; ')}`;
 }
 
-/** Nodes Ray declares dead, and nodes the executor cannot reach (Ray notices a lost node only after a while). */
-async function deadNodes(spec: Spec, dashboard: RayDashboardClient, nodes: NodeSpec[]): Promise<string[]> {
+/**
+ * Nodes Ray declares dead, and, with `probe`, nodes the executor cannot reach (Ray notices a lost node only after a
+ * while).
+ */
+async function deadNodes(
+  spec: Spec,
+  dashboard: RayDashboardClient,
+  nodes: NodeSpec[],
+  probe: boolean,
+): Promise<string[]> {
   const dead = new Set<string>();
   try {
     const all = await dashboard.listNodes();
@@ -417,6 +429,7 @@ async function deadNodes(spec: Spec, dashboard: RayDashboardClient, nodes: NodeS
   } catch {
     // the dashboard is the head's: its loss is classified as head-lost elsewhere
   }
+  if (!probe) return [...dead];
   const answers = await Promise.all(nodes.map((n) => reachable(spec, n)));
   nodes.forEach((n, i) => {
     if (!answers[i]) dead.add(nodeName(n));

@@ -122,7 +122,18 @@ export function parseSqueue(text: string): SlurmJob[] {
     });
 }
 
-/** `scontrol show node -o` lines -> name, NodeAddr, State. */
+/**
+ * A node state as sinfo writes it: the NOT_RESPONDING flag as a `*` after the base state. scontrol of Slurm 22.05
+ * prints `DOWN+NOT_RESPONDING` where older releases (and sinfo) print `DOWN*`.
+ */
+export function shortNodeState(state: string): string {
+  const [base = '', ...flags] = state.split('+');
+  const rest = flags.filter((f) => f.toUpperCase() !== 'NOT_RESPONDING');
+  if (rest.length === flags.length) return state;
+  return [base.endsWith('*') ? base : `${base}*`, ...rest].join('+');
+}
+
+/** `scontrol show node -o` lines -> name, NodeAddr, State (see shortNodeState). */
 export function parseNodes(text: string): SlurmNode[] {
   return text
     .split('\n')
@@ -134,7 +145,7 @@ export function parseNodes(text: string): SlurmNode[] {
       return {
         name: field('NodeName'),
         address: field('NodeAddr') || field('NodeName'),
-        state: field('State'),
+        state: shortNodeState(field('State')),
         ...(reason && reason !== '(null)' ? { reason } : {}),
       };
     });

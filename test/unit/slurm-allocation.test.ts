@@ -74,13 +74,19 @@ describe('the Slurm allocation', () => {
     const nodes = parseNodes(
       'NodeName=n3 Arch=x86_64 CoresPerSocket=1 Gres=gpu:2 NodeAddr=127.0.1.3 NodeHostName=n3 Port=17003 State=MIXED ThreadsPerCore=1\n' +
         'NodeName=gpu-07 NodeAddr=10.0.0.7 State=DOWN* Reason=Not responding [slurm@2026-12-07T04:42:01]\n' +
-        'NodeName=gpu-08 NodeAddr=10.0.0.8 State=MIXED+DRAIN Reason=ECC errors\n',
+        'NodeName=gpu-08 NodeAddr=10.0.0.8 State=MIXED+DRAIN Reason=ECC errors\n' +
+        // Slurm 22.05's scontrol writes the not-responding flag out
+        'NodeName=n2 NodeAddr=127.0.1.2 State=DOWN+NOT_RESPONDING Reason=Not responding [slurm@2026-12-07T12:37:03]\n' +
+        'NodeName=n4 NodeAddr=127.0.1.4 State=MIXED+DRAIN+NOT_RESPONDING\n',
     );
     assert.deepEqual(nodes, [
       { name: 'n3', address: '127.0.1.3', state: 'MIXED' },
       { name: 'gpu-07', address: '10.0.0.7', state: 'DOWN*', reason: 'Not responding' },
       { name: 'gpu-08', address: '10.0.0.8', state: 'MIXED+DRAIN', reason: 'ECC errors' },
+      { name: 'n2', address: '127.0.1.2', state: 'DOWN*', reason: 'Not responding' },
+      { name: 'n4', address: '127.0.1.4', state: 'MIXED*+DRAIN' },
     ]);
+    assert.equal(parseNodes('NodeName=n1 State=ALLOCATED+NOT_RESPONDING\n')[0]?.state, 'ALLOCATED*');
   });
 
   it("reads a node lost to the job from Slurm's state: DOWN, drained or failed, not a node that is only slow", () => {
