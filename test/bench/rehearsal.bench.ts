@@ -410,8 +410,16 @@ export async function rehearse(
     for (const f of restartAccounts(final)) {
       const at = Date.parse(f.at);
       const index = expected.findIndex((x) => x <= at);
-      if (index < 0) falseRestarts++;
-      else expected.splice(index, 1);
+      if (index >= 0) {
+        expected.splice(index, 1);
+        continue;
+      }
+      falseRestarts++;
+      // what keel recorded, so that a false restart can be told from the report alone
+      const record = final.failures.find((x) => x.at === f.at);
+      log(
+        `  false restart: ${f.kind} at rollout ${f.rollout ?? '-'} (tracker ${f.tracker ?? '-'}): ${record?.message ?? 'no message'}`,
+      );
     }
 
     const historyEvents: RehearsalReport['historyEvents'] = [];

@@ -168,6 +168,9 @@ class TinyTrainRayActor:
         dist.barrier()
         if blocking_s is None:
             self.finalize_save(save_dir, rollout_id)
+        elif self.rank == 0:
+            # Megatron's line once the async save is scheduled (megatron/training/checkpointing.py save_checkpoint)
+            sc.log(f'  scheduled an async checkpoint save at iteration {rollout_id:7d} to {save}')
         dist.barrier()
 
     def finalize_save(self, save_dir: str, rollout_id: int) -> None:
