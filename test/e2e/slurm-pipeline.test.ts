@@ -73,6 +73,23 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_
     });
   }
 
+  /** A training of `numRollout` rollouts of `rolloutSleepS` s each into `saveDir`, started on a live worker. */
+  const startTraining = async (workflowId: string, saveDir: string, numRollout: number, rolloutSleepS: string) => {
+    if (worker === undefined || worker.exitCode !== null || worker.signalCode !== null) worker = plane.startWorker();
+    const spec = slurmSpec({
+      name: 'slurm-e2e',
+      model: { saveDir },
+      rollout: { numRollout },
+      rayHead: { jobEnv: { TINY_ROLLOUT_SLEEP_S: rolloutSleepS } },
+    });
+    const handle = await temporal.client.workflow.start('pipeline', {
+      taskQueue: plane.taskQueue,
+      workflowId,
+      args: [spec],
+    });
+    return { spec, handle };
+  };
+
   /** SIGTERM, as a service manager stops it. */
   const terminate = async (running: ResultPromise): Promise<string> => {
     running.kill('SIGTERM');
@@ -223,18 +240,7 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_
   it('cancel releases the allocation within the grace period plus 10 s; a failed and a terminated run release it too', async () => {
     // Training that would run for minutes, on the outputs the first test prepared.
     const workflowId = 'slurm-cancel';
-    if (worker === undefined || worker.exitCode !== null || worker.signalCode !== null) worker = plane.startWorker();
-    const spec = slurmSpec({
-      name: 'slurm-e2e',
-      model: { saveDir: 'save-slurm/' },
-      rollout: { numRollout: 200 },
-      rayHead: { jobEnv: { TINY_ROLLOUT_SLEEP_S: '2' } },
-    });
-    const handle = await temporal.client.workflow.start('pipeline', {
-      taskQueue: plane.taskQueue,
-      workflowId,
-      args: [spec],
-    });
+    const { spec, handle } = await startTraining(workflowId, 'save-slurm/', 200, '2');
     const jobId = await eventuallyWhileRunning(
       handle,
       async () => {
@@ -332,18 +338,7 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_
   // Slurm takes to mark the node DOWN (its SlurmdTimeout and ping cycle, about 15 s here) plus keel's 10 s check.
   it('a slurmd killed mid-training: Slurm marks its node DOWN, the spare takes its place, training resumes at tracker + 1', async () => {
     const workflowId = 'slurm-node';
-    if (worker === undefined || worker.exitCode !== null || worker.signalCode !== null) worker = plane.startWorker();
-    const spec = slurmSpec({
-      name: 'slurm-e2e',
-      model: { saveDir: 'save-slurm-node/' },
-      rollout: { numRollout: 15 },
-      rayHead: { jobEnv: { TINY_ROLLOUT_SLEEP_S: '4' } },
-    });
-    const handle = await temporal.client.workflow.start('pipeline', {
-      taskQueue: plane.taskQueue,
-      workflowId,
-      args: [spec],
-    });
+    const { spec, handle } = await startTraining(workflowId, 'save-slurm-node/', 15, '4');
     const training = temporal.client.workflow.getHandle(`${workflowId}-training`);
     const jobId = await eventuallyWhileRunning(
       handle,
