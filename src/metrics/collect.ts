@@ -190,10 +190,28 @@ export class RunCollector {
     });
     try {
       return await Promise.race([this.client.withDeadline(deadline, fn), timeout]);
+    } catch (error) {
+      // The client's own deadline can win the race against the timer; the SDK then wraps it as, e.g., "Failed to
+      // query Workflow". Say what happened instead.
+      if (Date.now() >= deadline || deadlineExceeded(error)) {
+        throw new Error(`no answer within the scrape's ${this.options.timeoutMs} ms`, { cause: error });
+      }
+      throw error;
     } finally {
       clearTimeout(timer);
     }
   }
+}
+
+/** gRPC's status code DEADLINE_EXCEEDED (grpc/doc/statuscodes.md) */
+const grpcDeadlineExceeded = 4;
+
+/** Whether `error`, or an error it wraps, is gRPC's DEADLINE_EXCEEDED. */
+function deadlineExceeded(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { code?: unknown }).code === grpcDeadlineExceeded) return true;
+  }
+  return false;
 }
 
 async function mapBounded<T, R>(items: T[], concurrency: number, fn: (item: T) => Promise<R>): Promise<R[]> {
