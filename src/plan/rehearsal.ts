@@ -23,13 +23,22 @@ export interface RehearsalMeasures {
   asyncWriteSeconds?: number;
   /** saves the run made */
   saves: number;
+  /**
+   * Where the restarting failures fell, as the rehearsal placed them: for each, the rollouts done since the last save;
+   * and how many fell while that save was still being written (async save). Without it the model assumes failures
+   * that arrive at random, as `keel plan` does.
+   */
+  placement?: { rolloutsSinceSave: number[]; duringWrite: number };
 }
 
 export interface RehearsalEttr {
   model: ReliabilityModel;
   /** kept training / wall: wall - outages - re-done rollouts - saves, over wall */
   ettrMeasured: number;
+  /** the model fed with where the failures fell (`placement`); without a placement, as `ettrModelAtRandom` */
   ettrModel: number;
+  /** the model as `keel plan` uses it: failures at random times lose half an interval, plus an async save's write */
+  ettrModelAtRandom: number;
   rolloutsLost: number;
   downSeconds: number;
   restarts: number;
@@ -51,10 +60,23 @@ export function rehearsalEttr(training: Pick<TrainingStatus, 'failures'>, m: Reh
     ...(m.asyncWriteSeconds === undefined ? {} : { extraLossSeconds: m.asyncWriteSeconds }),
   };
   const kept = m.wallSeconds - down - rolloutsLost * rolloutSeconds - m.saves * m.saveSeconds;
+  const atRandom = expectedEttr(model, m.saveInterval);
+  const placed = m.placement;
+  const n = placed?.rolloutsSinceSave.length ?? 0;
+  // A failure during an async save's write loses the interval before it too: k rollouts more.
+  const placedModel: ReliabilityModel | undefined =
+    placed && n > 0
+      ? {
+          ...model,
+          lostShare: placed.rolloutsSinceSave.reduce((sum, x) => sum + x, 0) / n / m.saveInterval,
+          extraLossSeconds: (placed.duringWrite / n) * m.saveInterval * rolloutSeconds,
+        }
+      : undefined;
   return {
-    model,
+    model: placedModel ?? model,
     ettrMeasured: m.wallSeconds > 0 ? Math.max(0, kept) / m.wallSeconds : 0,
-    ettrModel: expectedEttr(model, m.saveInterval),
+    ettrModel: placedModel ? expectedEttr(placedModel, m.saveInterval) : atRandom,
+    ettrModelAtRandom: atRandom,
     rolloutsLost,
     downSeconds: down,
     restarts: accounts.length,

@@ -43,12 +43,17 @@ export interface ReliabilityModel {
    * expected loss is tau/2 + d, while training stops only for the staging part (saveSeconds).
    */
   extraLossSeconds?: number;
+  /**
+   * The share of the save interval a restarting failure loses on average (default 0.5: failures that arrive at random
+   * times lose half an interval). A rehearsal, which places its few failures itself, gives its own.
+   */
+  lostShare?: number;
 }
 
-/** ETTR(k·r) = 1 - delta/(k·r) - s·(R + k·r/2 + d)/M, floored at 0 (a run that never keeps any work). */
+/** ETTR(k·r) = 1 - delta/(k·r) - s·(R + l·k·r + d)/M, l = 1/2 unless given, floored at 0 (a run that keeps no work). */
 export function expectedEttr(model: ReliabilityModel, saveInterval: number): number {
   const tau = saveInterval * model.rolloutSeconds;
-  const perFailure = model.restartSeconds + tau / 2 + (model.extraLossSeconds ?? 0);
+  const perFailure = model.restartSeconds + (model.lostShare ?? 0.5) * tau + (model.extraLossSeconds ?? 0);
   return Math.max(0, 1 - model.saveSeconds / tau - ((model.restartedShare ?? 1) * perFailure) / model.mtbfSeconds);
 }
 

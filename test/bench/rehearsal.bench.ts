@@ -67,6 +67,10 @@ export interface Injection {
   rollout: number;
   /** the job restarts because of it (not so for an engine failure with fault tolerance on) */
   restarts: boolean;
+  /** rollouts done since the last save when it was injected */
+  rolloutsSinceSave: number;
+  /** an async save's write was still under way (its `saved` line not yet seen) */
+  duringWrite: boolean;
 }
 
 export interface RehearsalReport {
@@ -80,6 +84,7 @@ export interface RehearsalReport {
   falseRestarts: number;
   ettrMeasured: number;
   ettrModel: number;
+  ettrModelAtRandom: number;
   ettr: RehearsalEttr;
   /** keel's account of each restart, in order */
   accounts: RestartAccount[];
@@ -368,8 +373,20 @@ export async function rehearse(
       const i = injected.length;
       const due = firstRolloutAt + ((i + 1) * t.mtbfS * 1000) / o.failureRate;
       if (at < due || !recovered() || (rollout + 1) % k !== failurePhase(i, k)) continue;
+      const lastSave = Math.floor((rollout + 1) / k) * k - 1;
+      const duringWrite =
+        settings === 'both' &&
+        lineSeen.has(`${now.jobId} saving ${lastSave}`) &&
+        !lineSeen.has(`${now.jobId} saved ${lastSave}`);
       const kind = await inject(kinds[i % kinds.length]!, now);
-      injected.push({ kind, at, rollout, restarts: !(kind === 'engine' && settings === 'both') });
+      injected.push({
+        kind,
+        at,
+        rollout,
+        restarts: !(kind === 'engine' && settings === 'both'),
+        rolloutsSinceSave: (rollout + 1) % k,
+        duringWrite,
+      });
       log(`  injected ${kind} at rollout ${rollout}`);
     }
     const result = await temporal.client.workflow
@@ -402,6 +419,10 @@ export async function rehearse(
       failuresInjected: injected.length,
       restartingFailures: injected.filter((x) => x.restarts).length,
       saveInterval: k,
+      placement: {
+        rolloutsSinceSave: injected.filter((x) => x.restarts).map((x) => x.rolloutsSinceSave),
+        duringWrite: injected.filter((x) => x.restarts && x.duringWrite).length,
+      },
     });
 
     // restarts no injection caused: each failure record is matched to the earliest unmatched injection before it
@@ -439,6 +460,7 @@ export async function rehearse(
       falseRestarts,
       ettrMeasured: ettr.ettrMeasured,
       ettrModel: ettr.ettrModel,
+      ettrModelAtRandom: ettr.ettrModelAtRandom,
       ettr,
       accounts: restartAccounts(final),
       measured,
@@ -507,9 +529,16 @@ export function printReport(r: RehearsalReport, log: (line: string) => void): vo
       `a rollout ${f(m.rolloutSeconds)} s, a restart ${f(m.restartSeconds)} s, a failure every ${f(m.mtbfSeconds, 0)} s; ` +
       `training wall ${f(r.measured.wallSeconds, 0)} s, ${r.ettr.rolloutsLost} rollouts re-done`,
   );
+  const since = r.injected.filter((x) => x.restarts).map((x) => x.rolloutsSinceSave);
+  const during = r.injected.filter((x) => x.restarts && x.duringWrite).length;
+  log(
+    `  failures placed ${since.join(', ')} rollouts after a save` +
+      `${r.settings === 'both' ? `, ${during} during a save's write` : ''} (at random times: half an interval)`,
+  );
   log(
     `  ETTR measured ${r.ettrMeasured.toFixed(3)} (keel's recovery accounting), model ${r.ettrModel.toFixed(3)} ` +
-      `(src/plan/reliability.ts with these inputs): difference ${(r.ettrMeasured - r.ettrModel).toFixed(3)}`,
+      `(src/plan/reliability.ts with these inputs and this placement): difference ${(r.ettrMeasured - r.ettrModel).toFixed(3)}; ` +
+      `model at random times ${r.ettrModelAtRandom.toFixed(3)} (as keel plan)`,
   );
   log(`  history events per run of the training workflow: ${r.historyEvents.map((h) => h.events).join(', ')}`);
   const cost = (c?: PollCost) => (c ? `CPU ${f(c.cpuPercent)}%, ${f(c.bytesPerPoll, 0)} B/poll` : '-');
@@ -581,6 +610,7 @@ function summary(r: RehearsalReport) {
     falseRestarts: r.falseRestarts,
     ettrMeasured: Number(r.ettrMeasured.toFixed(4)),
     ettrModel: Number(r.ettrModel.toFixed(4)),
+    ettrModelAtRandom: Number(r.ettrModelAtRandom.toFixed(4)),
     minutes: Number(r.minutes.toFixed(1)),
   };
 }

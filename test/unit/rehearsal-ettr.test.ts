@@ -77,6 +77,39 @@ describe("the rehearsal's ETTR, measured and modelled", () => {
     near(e.ettrMeasured, 0.72);
   });
 
+  it('fed with where the rehearsal placed its failures, the model loses what they lost; the plan assumes random times', () => {
+    const placed = rehearsalEttr(
+      { failures },
+      { ...measures, placement: { rolloutsSinceSave: [5, 13], duringWrite: 0 } },
+    );
+    // 9 rollouts since the save on average: 1 - 8/180 - (55 + 0.45 x 180)/500
+    near(placed.model.lostShare!, 0.45);
+    near(placed.ettrModel, 1 - 8 / 180 - (55 + 81) / 500);
+    near(placed.ettrModelAtRandom, 1 - 8 / 180 - 145 / 500);
+    near(placed.ettrMeasured, 0.696);
+    // without a placement, the model is the plan's
+    const plain = rehearsalEttr({ failures }, measures);
+    near(plain.ettrModel, plain.ettrModelAtRandom);
+    assert.equal(plain.model.lostShare, undefined);
+  });
+
+  it('an async save: a failure placed during the write loses the interval before it as well', () => {
+    const e = rehearsalEttr(
+      { failures },
+      {
+        ...measures,
+        saveSeconds: 2,
+        periodSeconds: 182,
+        asyncWriteSeconds: 8,
+        placement: { rolloutsSinceSave: [1, 13], duringWrite: 1 },
+      },
+    );
+    // r = 9 s, tau = 180 s: half the failures lose a whole interval more, 90 s each on average
+    near(e.model.extraLossSeconds!, 90);
+    near(e.ettrModel, 1 - 2 / 180 - (55 + 0.35 * 180 + 90) / 500);
+    near(e.ettrModelAtRandom, 1 - 2 / 180 - (55 + 90 + 8) / 500);
+  });
+
   it('failures fall evenly over the save interval: half an interval lost on average, for any first few', () => {
     const phases = Array.from({ length: 8 }, (_, i) => failurePhase(i, 20));
     assert.deepEqual(phases, [10, 5, 15, 3, 13, 8, 18, 1]);
