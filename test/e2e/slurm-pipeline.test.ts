@@ -193,11 +193,8 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_
     );
     assert.equal(announced.path, '/slurm');
     assert.deepEqual(
-      {
-        jobId: (announced.body.fields as Record<string, unknown>).jobId,
-        reason: (announced.body.fields as Record<string, unknown>).reason,
-      },
-      { jobId: pending, reason: 'Resources' },
+      { jobId: announced.body.jobId, state: announced.body.state, reason: announced.body.reason },
+      { jobId: pending, state: 'PENDING', reason: 'Resources' },
     );
     assert.match(
       String(announced.body.text),
