@@ -30,7 +30,7 @@ if (skip) console.log(`# skipped: ${skip}`);
 const portBase = 24700;
 const grace = '5s';
 
-describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_000 }, () => {
+describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_800_000 }, () => {
   let root: string;
   let cluster: LocalCluster;
   let slurm: LocalSlurm;
@@ -225,7 +225,7 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_
         );
         return statuses.every((s) => s?.state === 'running') ? statuses : undefined;
       },
-      300_000,
+      600_000,
       'the conversion running on every node',
     );
     for (const [rank, record] of before.entries()) {
@@ -256,7 +256,7 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_
         const steps = await squeue(['--steps', `--jobs=${pending}`, '--format=%i %N']);
         return ['n1', 'n2', 'n3', 'n4'].every((n) => steps.some((s) => s.endsWith(` ${n}`))) ? steps : undefined;
       },
-      300_000,
+      600_000,
       'training running with a step on every node',
     );
 
@@ -302,7 +302,7 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_
         const status = await handle.query(statusQuery).catch(() => undefined);
         return t?.jobId && (t.lastRollout ?? -1) >= 6 ? status?.allocation?.jobId : undefined;
       },
-      300_000,
+      600_000,
       'training running again',
     );
     const cancelledAt = Date.now();
@@ -398,7 +398,7 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_
         const status = await handle.query(statusQuery).catch(() => undefined);
         return (t?.checkpoints.length ?? 0) >= 1 ? status?.allocation?.jobId : undefined;
       },
-      300_000,
+      600_000,
       'a checkpoint',
     );
     // n2's slurmd is killed: Slurm marks the node DOWN (SlurmdTimeout) and drops it from the job, and keel reads that.
