@@ -80,16 +80,20 @@ describe('a Slurm run releases its allocation however it closes', { timeout: 180
     await env?.teardown();
   });
 
-  it('a terminated run: its guard, cancelled as the run closes, releases the job id it was started for', async () => {
-    const slurm = slurmStandIn();
-    const queue = uniqueQueue('keel-slurm-guard');
-    const worker = await Worker.create({
+  /** A real worker of today's workflows on `queue`, with Slurm's stand-in activities. */
+  const workerOn = async (queue: string, activities: object) =>
+    Worker.create({
       connection: env.nativeConnection,
       taskQueue: queue,
       workflowBundle: await workflowBundle(),
-      activities: slurm.activities,
+      activities,
       shutdownGraceTime: '1s',
     });
+
+  it('a terminated run: its guard, cancelled as the run closes, releases the job id it was started for', async () => {
+    const slurm = slurmStandIn();
+    const queue = uniqueQueue('keel-slurm-guard');
+    const worker = await workerOn(queue, slurm.activities);
     const workflowId = `keel-slurm-terminated-${Date.now()}`;
     const spec = commandSpec({
       name: 'slurm-guard',
@@ -134,13 +138,7 @@ describe('a Slurm run releases its allocation however it closes', { timeout: 180
       env: { KEEL_TEST_SLURM_HOOK_URL: `${hooks.origin}/hook` },
     });
     const queue = uniqueQueue('keel-slurm-pending');
-    const worker = await Worker.create({
-      connection: env.nativeConnection,
-      taskQueue: queue,
-      workflowBundle: await workflowBundle(),
-      activities: slurm.activities,
-      shutdownGraceTime: '1s',
-    });
+    const worker = await workerOn(queue, slurm.activities);
     const workflowId = `keel-slurm-pending-${Date.now()}`;
     const spec = commandSpec({
       name: 'slurm-pending',
