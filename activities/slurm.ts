@@ -6,6 +6,7 @@ import {
   holderJobName,
   holderSbatchArgv,
   terminalJobStates,
+  timeLeftMs,
   type SlurmJob,
 } from '../src/cluster/slurm.js';
 import { durationMs } from '../src/spec/duration.js';
@@ -22,6 +23,19 @@ export interface SlurmAllocation {
   /** how long it waited in the queue, and Slurm's last reason for the wait */
   pendingMs: number;
   pendingReason?: string;
+  /** when Slurm ends the allocation (its time limit, as squeue counts the time left); none without a limit */
+  endsAt?: string;
+}
+
+/** The allocation's time as Slurm counts it now. */
+export interface AllocationTime {
+  jobId: string;
+  /** Slurm's state of the holder job (RUNNING, TIMEOUT, ...), `GONE` when Slurm no longer lists it */
+  state: string;
+  /** the job still holds its nodes */
+  live: boolean;
+  /** when Slurm ends it (now + squeue's time left); none without a limit */
+  endsAt?: string;
 }
 
 function slurmExecutor(spec: Spec): SlurmExecutorSpec {
@@ -99,7 +113,9 @@ export function slurmActivities(deps: ActivityDeps) {
         const byName = new Map((await client.nodes(names)).map((n) => [n.name, n]));
         const nodes = names.map((name) => ({ name, address: byName.get(name)?.address ?? name }));
         log.info('the Slurm allocation runs', { jobId, nodes: job.nodeList, waitedMs: Date.now() - started });
-        return { jobId, jobName, nodes, adopted, pendingMs: Date.now() - started, pendingReason };
+        const left = timeLeftMs(job.timeLeft);
+        const endsAt = left === undefined ? undefined : new Date(Date.now() + left).toISOString();
+        return { jobId, jobName, nodes, adopted, pendingMs: Date.now() - started, pendingReason, endsAt };
       }
       if (job.reason && job.reason !== 'None') pendingReason = job.reason;
       heartbeat({ jobId, state: job.state, reason: pendingReason, waitingSince: started } satisfies WaitDetails);
@@ -149,5 +165,23 @@ export function slurmActivities(deps: ActivityDeps) {
     return job ? { jobId: job.jobId, state: job.state, reason: job.reason } : {};
   }
 
-  return { slurmAllocate, slurmRelease, slurmPending };
+  /**
+   * The run's allocation (the placed spec's job) now: whether it still holds its nodes, and when its time limit ends
+   * it. Training reads it after each checkpoint, so that a limit changed by an administrator counts too.
+   */
+  async function slurmAllocationTime(input: { spec: Spec }): Promise<AllocationTime> {
+    const ex = slurmExecutor(localSpec(input.spec, deps));
+    if (!ex.jobId) throw ApplicationFailure.nonRetryable('the spec is not placed on an allocation', 'InvalidSpec');
+    const job = await new SlurmClient(ex.slurmConf).job(ex.jobId);
+    if (job === undefined) return { jobId: ex.jobId, state: 'GONE', live: false };
+    const left = timeLeftMs(job.timeLeft);
+    return {
+      jobId: ex.jobId,
+      state: job.state,
+      live: !isTerminal(job),
+      ...(left === undefined ? {} : { endsAt: new Date(Date.now() + left).toISOString() }),
+    };
+  }
+
+  return { slurmAllocate, slurmRelease, slurmPending, slurmAllocationTime };
 }

@@ -2,7 +2,7 @@
 // history in test/histories against the current workflow code. A history, once committed, is never re-recorded:
 // this script refuses to overwrite one. Record a new set when workflow behaviour changes (under a new patch id):
 //
-//   npx tsx scripts/record-history.ts <label> [lost-node|steering|slurm]
+//   npx tsx scripts/record-history.ts <label> [lost-node|steering|slurm|slurm-time-limit]
 //
 // writes test/histories/<label>-*.binpb from one scenario on a tiny-local cluster (4 nodes and a spare, ssh off).
 // lost-node (the default): a pipeline whose training loses a node after its first checkpoint (a restart, a heal that
@@ -14,6 +14,8 @@
 // slurm: a run on a local Slurm cluster (Debian's slurmctld and slurmd, as `keel local up --slurm`) whose holder job
 // first waits in the queue behind another job, long enough to be announced (`allocation-pending`), then runs the
 // tiny pipeline and releases its allocation: the pipeline, its training and its allocation's guard.
+// slurm-time-limit: a run on a local Slurm cluster whose allocations (3 min) are shorter than the run: training leaves
+// the first after a checkpoint, and the run goes on in a second one: the pipeline, both trainings, both guards.
 import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -37,9 +39,13 @@ import { startWebhookReceiver } from '../test/support/webhook-receiver.js';
 
 const label = process.argv[2];
 const scenario = process.argv[3] ?? 'lost-node';
-if (!label || !/^[a-z0-9][a-z0-9.-]*$/.test(label) || !['lost-node', 'steering', 'slurm'].includes(scenario)) {
+if (
+  !label ||
+  !/^[a-z0-9][a-z0-9.-]*$/.test(label) ||
+  !['lost-node', 'steering', 'slurm', 'slurm-time-limit'].includes(scenario)
+) {
   console.error(
-    'usage: npx tsx scripts/record-history.ts <label> [lost-node|steering|slurm]   (lowercase, e.g. keel-0.2)',
+    'usage: npx tsx scripts/record-history.ts <label> [lost-node|steering|slurm|slurm-time-limit]   (lowercase, e.g. keel-0.2)',
   );
   process.exit(2);
 }
@@ -86,6 +92,7 @@ const notify = { webhooks: [{ urlEnv: 'KEEL_RECORDING_WEBHOOK_URL', format: 'jso
 try {
   if (scenario === 'steering') await steering(rig.env.client);
   else if (scenario === 'slurm') await slurmRun(rig.env.client);
+  else if (scenario === 'slurm-time-limit') await slurmTimeLimit(rig.env.client);
   else await lostNode();
 } finally {
   await rig.stop();
@@ -261,6 +268,41 @@ async function slurmRun(client: Client): Promise<void> {
     await save(client, workflowId, 'slurm-pipeline');
     await save(client, `${workflowId}-training`, 'slurm-training');
     await save(client, `${workflowId}-slurm-${jobId}`, 'slurm-guard');
+  } finally {
+    await slurm.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function slurmTimeLimit(client: Client): Promise<void> {
+  const unavailable = localSlurmUnavailable();
+  if (unavailable) throw new Error(`the slurm-time-limit scenario needs a local Slurm: ${unavailable}`);
+  const dir = await tempDir('keel-history-slurm-time-');
+  const slurm = await startLocalSlurm({ dir: join(dir, 'slurm'), nodes: 5, gpusPerNode: 2 });
+  try {
+    const workflowId = 'keel-history-slurm-time';
+    const spec = rig.spec({
+      name: 'slurm-time',
+      model: { saveDir: 'save-slurm-time/' },
+      rollout: { numRollout: 6 },
+      rayHead: { jobEnv: { TINY_ROLLOUT_SLEEP_S: '10' } },
+      cluster: {
+        stateDir: join(dir, 'nodes', '{node}'),
+        executor: { kind: 'slurm', slurmConf: slurm.conf, releaseGrace: '5s', timeLimit: '3m', stopBeforeEnd: '110s' },
+      },
+    });
+    const handle = await client.workflow.start('pipeline', { taskQueue: rig.taskQueue, workflowId, args: [spec] });
+    await handle.result();
+    const status = await handle.query(statusQuery);
+    const ends = (await client.workflow.getHandle(`${workflowId}-training`).query(trainingStatusQuery)).allocationEnds;
+    if (!ends?.length) throw new Error('the run did not go on in a second allocation');
+    console.log(`allocations: ${status.allocation?.allocations}; ends: ${JSON.stringify(ends)}`);
+    await save(client, workflowId, 'slurm-time-pipeline');
+    await save(client, `${workflowId}-training`, 'slurm-time-training');
+    for (const [i, jobId] of [...ends.map((e) => e.allocation), status.allocation!.jobId!].entries()) {
+      await client.workflow.getHandle(`${workflowId}-slurm-${jobId}`).result();
+      await save(client, `${workflowId}-slurm-${jobId}`, `slurm-time-guard${i + 1}`);
+    }
   } finally {
     await slurm.stop();
     await rm(dir, { recursive: true, force: true });

@@ -69,6 +69,21 @@ export interface TrainingStatus {
   /** nodes the current Ray cluster runs on (head first) */
   activeNodes?: string[];
   quarantined?: string[];
+  /**
+   * keel 0.7, Slurm: where each allocation of the run ended under training -- after a checkpoint, for its time limit
+   * (`planned`), or under the job (Slurm ended it) -- and the training job it ended.
+   */
+  allocationEnds?: {
+    at: string;
+    /** the Slurm holder job */
+    allocation: string;
+    /** the training job stopped there */
+    job?: string;
+    /** the checkpoint training goes on from */
+    checkpoint?: number;
+    planned: boolean;
+    why: string;
+  }[];
   /** how the job was last stopped (keel 0.5): `not-stopped` means it may still run, unsupervised */
   jobStop?: { jobId: string; how: string; status?: string; detail: string; at: string };
 }
@@ -103,6 +118,10 @@ export interface AllocationStatus {
   pendingReason?: string;
   /** while allocating: the holder job's Slurm state (PENDING, ...), as `keel status` read it from the activity */
   jobState?: string;
+  /** when Slurm ends the allocation (its time limit) */
+  endsAt?: string;
+  /** keel 0.7: the how-many-th allocation of the run this is (a run longer than the time limit takes several) */
+  allocations?: number;
 }
 
 /**
@@ -128,6 +147,8 @@ export const resumeSignal = defineSignal('resume');
 export const cancelSignal = defineSignal<[{ reason?: string }?]>('cancel');
 export const stopAfterCheckpointSignal = defineSignal('stopAfterCheckpoint');
 /** Training -> its parent pipeline: the training's phase changed in a way steering must know (paused for an operator). */
+/** Pipeline -> the guard of a Slurm allocation the run has released itself (keel 0.7): the guard ends. */
+export const allocationReleasedSignal = defineSignal('allocationReleased');
 export const trainingPhaseSignal = defineSignal<[{ phase: string }]>('trainingPhase');
 /** Training: add nodes (host names) to the pool of spares, e.g. while waiting for nodes. */
 export const addNodesUpdate = defineUpdate<

@@ -58,4 +58,12 @@ export const patches = {
    * `cluster.executor.notifyPendingAfter` announces the wait with Slurm's reason (`allocation-pending`).
    */
   slurmPending: 'keel-0.6-slurm-pending',
+  /**
+   * keel 0.7: a Slurm run outlives its allocation's time limit. Training reads the allocation's time after each
+   * checkpoint and stops there when the next checkpoint would not be saved before the end (`stopBeforeEnd`); the
+   * pipeline then releases the allocation, allocates again, runs its steps on the new nodes (completed ones skip) and
+   * continues training with its state (workflows/slurm.ts, workflows/pipeline.ts). An allocation that ended under a
+   * step or a job (Slurm's own end of the time limit) is continued the same way.
+   */
+  slurmTimeLimit: 'keel-0.7-slurm-time-limit',
 } as const;

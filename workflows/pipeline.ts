@@ -51,7 +51,8 @@ import { checking, prepare, quick, stopping, transfer } from './options.js';
 import { training } from './training.js';
 import { announceRunEnd } from './notify.js';
 import { keepFinalRecord, pipelineDetails, showDetails } from './record.js';
-import { inSlurmAllocation } from './slurm.js';
+import { inSlurmAllocation, type NextAllocation } from './slurm.js';
+import type { TrainingInput } from './training.js';
 import { EarlySteering, type Steerable, type SteeringAction } from './steering.js';
 
 export interface PipelineResult {
@@ -89,8 +90,8 @@ export async function pipeline(input: unknown): Promise<PipelineResult> {
     });
   if (prepared.spec.cluster.executor.kind === 'slurm' && patched(patches.slurmAllocation)) {
     early?.waitingForAllocation(prepared.spec);
-    return inSlurmAllocation(prepared.spec, (placed, allocation) =>
-      new PipelineRun(placed, prepared.warnings, false, allocation, early).execute(),
+    return inSlurmAllocation(prepared.spec, (placed, allocation, next) =>
+      new PipelineRun(placed, prepared.warnings, false, allocation, early, next).execute(),
     );
   }
   return new PipelineRun(prepared.spec, prepared.warnings, false, undefined, early).execute();
@@ -107,6 +108,12 @@ class PipelineRun implements Steerable {
   private cancelRequested = false;
   private changed = 0;
   private readonly scope = new CancellationScope();
+  /** keel 0.7, Slurm: the allocation ends (or ended) under a step; the run goes on in the next one */
+  private boundary?: AllocationBoundary;
+  /** the boundary before this allocation */
+  private lastBoundary?: AllocationBoundary;
+  /** the training state carried from the allocation before */
+  private trainingCarry?: TrainingInput['state'];
   private readonly runKey = workflowInfo().workflowId;
   private readonly quickActivities: ActivityInterfaceFor<Activities>;
   private readonly transferActivities: ActivityInterfaceFor<Activities>;
@@ -114,7 +121,7 @@ class PipelineRun implements Steerable {
   private readonly stoppingActivities: ActivityInterfaceFor<Activities>;
 
   constructor(
-    private readonly spec: Spec,
+    private spec: Spec,
     private readonly warnings: Warnings,
     /** a keel 0.1 run, replayed: signals only, and a cancelled run ends COMPLETED as it did then */
     private readonly legacy: boolean,
@@ -122,6 +129,8 @@ class PipelineRun implements Steerable {
     private readonly allocation?: AllocationStatus,
     /** keel 0.5+: steering registered at the run's start, attached to this run before its first step */
     private readonly early?: EarlySteering,
+    /** keel 0.7, Slurm: the run goes on in a new allocation when its allocation ends */
+    private readonly nextAllocation?: NextAllocation,
   ) {
     for (const [id, step] of Object.entries(spec.steps)) {
       this.steps.set(id, { id, kind: step.kind, needs: step.needs, state: 'pending', attempts: 0 });
@@ -147,6 +156,12 @@ class PipelineRun implements Steerable {
       while (!this.cancelRequested && !this.finished()) {
         await condition(() => !this.paused || this.cancelRequested);
         if (this.cancelRequested) break;
+        if (this.boundary && ![...this.steps.values()].some((s) => s.state === 'running')) {
+          await Promise.allSettled(running.values());
+          running.clear();
+          await this.continueInNextAllocation(this.boundary);
+          continue;
+        }
         for (const id of this.readySteps()) {
           if (running.has(id)) continue;
           running.set(
@@ -219,7 +234,7 @@ class PipelineRun implements Steerable {
   }
 
   private readySteps(): string[] {
-    if (this.paused || this.failedStep()) return [];
+    if (this.paused || this.failedStep() || this.boundary) return [];
     return [...this.steps.values()]
       .filter((s) => s.state === 'pending')
       .filter((s) => s.needs.every((n) => ['succeeded', 'skipped'].includes(this.steps.get(n)!.state)))
@@ -264,6 +279,14 @@ class PipelineRun implements Steerable {
         status.state = 'cancelled';
         throw error;
       }
+      if (error instanceof AllocationBoundary) {
+        // It runs again in the next allocation (skipped there if its outputs are complete).
+        status.state = 'pending';
+        status.reason = error.message;
+        error.step = id;
+        this.boundary ??= error;
+        return;
+      }
       status.state = 'failed';
       status.reason = describeFailure(error);
       log.warn('step failed', { step: id, reason: status.reason });
@@ -281,7 +304,18 @@ class PipelineRun implements Steerable {
       try {
         return await this.runOnce(id, step, status.attempts);
       } catch (error) {
-        if (isCancellation(error) || isPermanentFailure(error) || status.attempts >= maxAttempts) throw error;
+        if (isCancellation(error) || error instanceof AllocationBoundary) throw error;
+        // keel 0.7, Slurm: a step that failed because its allocation ended goes on in the next one.
+        if (this.nextAllocation && patched(patches.slurmTimeLimit)) {
+          const time = await this.quickActivities.slurmAllocationTime({ spec: this.spec });
+          if (!time.live) {
+            throw new AllocationBoundary(
+              `Slurm job ${time.jobId} ended (${time.state}) under step ${id}: ${describeFailure(error)}`,
+              { planned: false, progressed: false },
+            );
+          }
+        }
+        if (isPermanentFailure(error) || status.attempts >= maxAttempts) throw error;
         status.reason = `attempt ${status.attempts} failed: ${describeFailure(error)}`;
         const backoff = Math.min(msToNumber(initialRetryInterval) * 2 ** (status.attempts - 1), 10 * 60_000);
         log.warn('step attempt failed; retrying', { step: id, attempt: status.attempts, backoffMs: backoff });
@@ -313,13 +347,65 @@ class PipelineRun implements Steerable {
       case 'train': {
         const result = await executeChild(training, {
           workflowId: `${this.runKey}-training`,
-          args: [{ spec: this.spec, runKey: this.runKey, stopAfterCheckpoint: this.stopAfterCheckpoint || undefined }],
+          args: [
+            {
+              spec: this.spec,
+              runKey: this.runKey,
+              stopAfterCheckpoint: this.stopAfterCheckpoint || undefined,
+              // keel 0.7: training stops for the allocation's time limit, and goes on in the next allocation
+              ...(this.nextAllocation ? { inAllocations: true } : {}),
+              ...(this.trainingCarry ? { state: this.trainingCarry } : {}),
+            },
+          ],
           // Terminating or failing this run asks training to cancel: it stops its Ray job before it ends.
           ...(this.legacy ? {} : { parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL }),
         });
-        return { ...result };
+        const { carry, ...shown } = result;
+        if (result.allocationEnd && this.nextAllocation) {
+          const end = result.allocationEnd;
+          const before = this.trainingCarry?.checkpoints.at(-1)?.iteration;
+          this.trainingCarry = carry;
+          throw new AllocationBoundary(
+            `${end.why}; training goes on from checkpoint ${end.lastCheckpoint ?? 'none'} in the next allocation`,
+            { planned: end.planned, progressed: end.lastCheckpoint !== undefined && end.lastCheckpoint !== before },
+          );
+        }
+        return { ...shown };
       }
     }
+  }
+
+  /**
+   * keel 0.7, Slurm: the allocation ends (training stopped after a checkpoint) or ended under a step. Release it,
+   * allocate again, and run the steps once more on the new nodes: completed ones skip, the cluster comes up there, and
+   * training goes on from its checkpoint with its state. When two allocations in a row end under the same step
+   * without a new checkpoint, the step fails: the time limit is too short for it.
+   */
+  private async continueInNextAllocation(boundary: AllocationBoundary): Promise<void> {
+    const last = this.lastBoundary;
+    this.lastBoundary = boundary;
+    this.boundary = undefined;
+    const stopped = boundary.step === undefined ? undefined : this.steps.get(boundary.step);
+    if (stopped && last !== undefined && last.step === boundary.step && !boundary.progressed && !last.progressed) {
+      stopped.state = 'failed';
+      stopped.reason = `two allocations in a row ended under step ${stopped.id} before it completed or saved a checkpoint (${boundary.message}): cluster.executor.timeLimit is too short for it`;
+      this.touch();
+      return;
+    }
+    log.info('continuing in a new allocation', { why: boundary.message, planned: boundary.planned });
+    upsertSearchAttributes([{ key: keelPhase, value: 'allocating' }]);
+    this.spec = await this.nextAllocation!(boundary.message);
+    upsertSearchAttributes([{ key: keelPhase, value: this.phase }]);
+    for (const step of this.steps.values()) {
+      Object.assign(step, {
+        state: 'pending',
+        attempts: 0,
+        startedAt: undefined,
+        endedAt: undefined,
+        outputs: undefined,
+      });
+    }
+    this.touch();
   }
 
   /** A steering Update's validator: throws the reason it is refused. */
@@ -505,6 +591,20 @@ class PipelineRun implements Steerable {
       warnings: this.warnings,
       ...(this.allocation ? { allocation: this.allocation } : {}),
     };
+  }
+}
+
+/** The run's allocation ends under a step (training stopped after a checkpoint: `planned`) and the run goes on. */
+class AllocationBoundary extends Error {
+  /** the step it ended under */
+  step?: string;
+  readonly planned: boolean;
+  /** training saved a checkpoint in the allocation */
+  readonly progressed: boolean;
+  constructor(message: string, how: { planned: boolean; progressed: boolean }) {
+    super(message);
+    this.planned = how.planned;
+    this.progressed = how.progressed;
   }
 }
 

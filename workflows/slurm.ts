@@ -4,6 +4,7 @@ import {
   CancellationScope,
   ParentClosePolicy,
   condition,
+  getExternalWorkflowHandle,
   isCancellation,
   log,
   patched,
@@ -19,7 +20,7 @@ import { keelPhase } from '../src/search-attributes.js';
 import { durationMs } from '../src/spec/duration.js';
 import { placeOnAllocation } from '../src/spec/slurm-allocation.js';
 import type { Spec } from '../src/spec/schema.js';
-import { statusQuery, type AllocationStatus } from './definitions.js';
+import { allocationReleasedSignal, statusQuery, type AllocationStatus } from './definitions.js';
 import { announceAllocationPending } from './notify.js';
 import { allocating, quick, releasing } from './options.js';
 import { patches } from './patches.js';
@@ -29,9 +30,15 @@ function jobNameOf(runKey: string): string {
   return `keel-${runKey}`.slice(0, 200);
 }
 
+/**
+ * keel 0.7: release the allocation the run holds, allocate again (a new holder job of the run's name) and return the
+ * spec placed on the new one. The pipeline calls it when training stopped for the time limit, or the allocation ended.
+ */
+export type NextAllocation = (why: string) => Promise<Spec>;
+
 export async function inSlurmAllocation<T>(
   spec: Spec,
-  run: (placed: Spec, allocation: AllocationStatus) => Promise<T>,
+  run: (placed: Spec, allocation: AllocationStatus, next?: NextAllocation) => Promise<T>,
 ): Promise<T> {
   const runKey = workflowInfo().workflowId;
   const status: AllocationStatus = { jobName: jobNameOf(runKey), state: 'allocating' };
@@ -47,7 +54,9 @@ export async function inSlurmAllocation<T>(
   }));
   let allocation: SlurmAllocation | undefined;
   let why = 'the run ended';
-  try {
+  const release = proxyActivities<Activities>(releasing(spec));
+  /** Allocate, show it, and start its guard; the spec placed on it. */
+  const hold = async (): Promise<Spec> => {
     allocation = await allocate(spec, runKey, status.jobName);
     Object.assign(status, {
       jobId: allocation.jobId,
@@ -56,6 +65,7 @@ export async function inSlurmAllocation<T>(
       adopted: allocation.adopted,
       pendingMs: allocation.pendingMs,
       pendingReason: allocation.pendingReason,
+      endsAt: allocation.endsAt,
     });
     // A terminated run runs no code of its own: its guard, cancelled by Temporal when the run closes, releases the job.
     // Started outside the run's cancellation scope: a cancelled run releases its job itself, after training stopped.
@@ -69,14 +79,37 @@ export async function inSlurmAllocation<T>(
         }),
       );
     }
-    return await run(placeOnAllocation(spec, allocation), status);
+    return placeOnAllocation(spec, allocation);
+  };
+  const next: NextAllocation | undefined = patched(patches.slurmTimeLimit)
+    ? async (reason) => {
+        const ended = allocation!.jobId;
+        status.state = 'releasing';
+        await release.slurmRelease({ spec, runKey, jobId: ended, onlyThisJob: true, why: reason });
+        // Its guard has nothing left to guard: it ends now rather than when the run closes.
+        await getExternalWorkflowHandle(`${runKey}-slurm-${ended}`)
+          .signal(allocationReleasedSignal)
+          .catch((error: unknown) => log.warn('could not end the guard', { jobId: ended, error: String(error) }));
+        Object.assign(status, {
+          state: 'allocating',
+          jobId: undefined,
+          nodes: undefined,
+          endsAt: undefined,
+          allocations: (status.allocations ?? 1) + 1,
+        });
+        allocation = undefined;
+        return hold();
+      }
+    : undefined;
+  try {
+    return await run(await hold(), status, next);
   } catch (error) {
     why = `the run failed or was cancelled: ${(error as Error).message ?? String(error)}`;
     throw error;
   } finally {
     status.state = 'releasing';
     await CancellationScope.nonCancellable(() =>
-      proxyActivities<Activities>(releasing(spec)).slurmRelease({ spec, runKey, jobId: allocation?.jobId, why }),
+      release.slurmRelease({ spec, runKey, jobId: allocation?.jobId, why }),
     ).then(
       () => {
         status.state = 'released';
@@ -127,8 +160,13 @@ async function allocate(spec: Spec, runKey: string, jobName: string): Promise<Sl
  * After a run that released its job itself, the release finds the job ended and returns.
  */
 export async function slurmAllocationGuard(input: { spec: Spec; runKey: string; jobId: string }): Promise<void> {
+  // keel 0.7: a run that released this job and goes on in a new allocation ends the guard.
+  let released = false;
+  setHandler(allocationReleasedSignal, () => {
+    released = true;
+  });
   try {
-    await condition(() => false);
+    await condition(() => released);
   } catch (error) {
     if (!isCancellation(error)) throw error;
     await CancellationScope.nonCancellable(() =>

@@ -17,6 +17,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { durationMs as msToNumber } from '../src/spec/duration.js';
+import { stopForTimeLimit } from '../src/cluster/time-limit.js';
 import type { Activities } from '../activities/index.js';
 import type { SupervisionCursor } from '../activities/training.js';
 import type { Spec } from '../src/spec/schema.js';
@@ -33,7 +34,7 @@ import {
   type TrainingStatus,
 } from './definitions.js';
 import { addNodesArgs, firstProblem, maxExtraNodes, searchDouble, searchInt } from './inputs.js';
-import { retention, stopping, supervise, transfer } from './options.js';
+import { quick, retention, stopping, supervise, transfer } from './options.js';
 import { patches } from './patches.js';
 import { trainingNotifications, type Announced } from './notify.js';
 import { keepFinalRecord, showDetails, trainingDetails } from './record.js';
@@ -51,9 +52,16 @@ export interface TrainingInput {
     cursor?: SupervisionCursor;
     /** what the notifications last announced (workflows/notify.ts) */
     announced?: Announced;
+    /** keel 0.7: when the current job's last checkpoint was recorded (or the job submitted): the next one's interval */
+    intervalFrom?: string;
   };
   /** a stopAfterCheckpoint signal received by an earlier run of the chain, carried across continue-as-new */
   stopAfterCheckpoint?: boolean;
+  /**
+   * keel 0.7, Slurm: the pipeline continues this training in a new allocation when the current one ends, so training
+   * stops after the last checkpoint that its time limit leaves room for (and returns when the allocation ended).
+   */
+  inAllocations?: boolean;
 }
 
 export interface TrainingResult {
@@ -64,6 +72,22 @@ export interface TrainingResult {
   lastEvalScore?: number;
   restarts: number;
   stoppedEarly: boolean;
+  /**
+   * keel 0.7, Slurm: training stopped because its allocation ends (after a checkpoint: `planned`) or ended under the
+   * job; `carry` is its state, for the training that goes on in the next allocation.
+   */
+  allocationEnd?: AllocationEnd;
+  carry?: TrainingInput['state'];
+}
+
+export interface AllocationEnd {
+  planned: boolean;
+  jobId: string;
+  /** Slurm's state of the holder job when training looked (RUNNING, TIMEOUT, GONE, ...) */
+  state: string;
+  endsAt?: string;
+  why: string;
+  lastCheckpoint?: number;
 }
 
 export async function training(input: TrainingInput): Promise<TrainingResult> {
@@ -71,6 +95,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
   const t = proxyActivities<Activities>(transfer(spec));
   const s = proxyActivities<Activities>(supervise(spec));
   const r = proxyActivities<Activities>(retention(spec));
+  const q = proxyActivities<Activities>(quick(spec));
 
   const state: NonNullable<TrainingInput['state']> = input.state ?? {
     phase: 'starting',
@@ -180,6 +205,35 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
     if (stop.how === 'not-stopped') notifications.jobNotStopped(stop);
   };
 
+  // keel 0.7, Slurm: the allocation's time, read after each checkpoint and after a failure.
+  const allocationJob =
+    input.inAllocations && spec.cluster.executor.kind === 'slurm' ? spec.cluster.executor.jobId : undefined;
+  const readAllocation = async () =>
+    allocationJob !== undefined && patched(patches.slurmTimeLimit)
+      ? await q.slurmAllocationTime.executeWithOptions(summaries.allocation, [{ spec }])
+      : undefined;
+  /** Training ends here, for the pipeline to continue it in a new allocation. The job is stopped (or gone). */
+  const allocationEnded = async (end: Omit<AllocationEnd, 'lastCheckpoint'>): Promise<TrainingResult> => {
+    log.info(end.planned ? 'stopping for the allocation time limit' : 'the allocation ended', { ...end });
+    (state.allocationEnds ??= []).push({
+      at: new Date().toISOString(),
+      allocation: end.jobId,
+      job: state.jobId,
+      checkpoint: state.checkpoints.at(-1)?.iteration,
+      planned: end.planned,
+      why: end.why,
+    });
+    if (state.jobId && end.planned) await stopJob();
+    state.jobId = undefined;
+    await retained();
+    setPhase(end.planned ? 'stopped-for-time-limit' : 'allocation-ended');
+    return {
+      ...result(state, true),
+      allocationEnd: { ...end, lastCheckpoint: state.checkpoints.at(-1)?.iteration },
+      carry: carried(state),
+    };
+  };
+
   /** Continue as new when Temporal suggests it, or when this run's history is long anyway (any server). */
   const continueIfLong = async (where: string): Promise<void> => {
     const info = workflowInfo();
@@ -187,7 +241,13 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
     await retained();
     // The next run re-attaches to the same job (state.jobId) or goes on healing (state.healing).
     log.info('continuing as new', { where, jobId: state.jobId, historyLength: info.historyLength });
-    await continueAsNew<typeof training>({ spec, runKey, state, stopAfterCheckpoint });
+    await continueAsNew<typeof training>({
+      spec,
+      runKey,
+      state,
+      stopAfterCheckpoint,
+      inAllocations: input.inAllocations,
+    });
   };
 
   /**
@@ -253,6 +313,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
         const recovering = state.failures.at(-1);
         if (recovering && !recovering.recoveredAt) recovering.resubmittedAt = new Date().toISOString();
         state.jobId = submitted.jobId;
+        state.intervalFrom = new Date().toISOString();
         state.cursor = undefined;
         state.resumeFrom = submitted.tracker;
         state.baseline = submitted.tracker;
@@ -334,6 +395,30 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
           setPhase('stopped');
           return result(state, true);
         }
+        // (the last checkpoint: the job ends by itself)
+        const time = outcome.iteration < state.numRollout - 1 ? await readAllocation() : undefined;
+        if (time) {
+          const now = Date.now();
+          // (a job submitted by keel 0.6: from the checkpoint before this one)
+          const intervalMs =
+            now - Date.parse(state.intervalFrom ?? (state.checkpoints.at(-2) ?? state.checkpoints.at(-1)!).at);
+          state.intervalFrom = new Date(now).toISOString();
+          const marginMs = msToNumber(
+            (spec.cluster.executor as { stopBeforeEnd?: string }).stopBeforeEnd ?? defaultStopBeforeEnd,
+          );
+          const decision = time.live
+            ? stopForTimeLimit({ now, endsAt: time.endsAt, intervalMs, marginMs })
+            : { stop: true, why: `Slurm job ${time.jobId} ended (${time.state})` };
+          if (decision.stop) {
+            return await allocationEnded({
+              planned: time.live,
+              jobId: time.jobId,
+              state: time.state,
+              endsAt: time.endsAt,
+              why: decision.why,
+            });
+          }
+        }
       } else if (outcome.kind === 'succeeded') {
         await retain();
         await retained();
@@ -352,6 +437,16 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
             type: outcome.failure.kind === 'config-error' ? failureTypes.configError : failureTypes.resumeMismatch,
             message: outcome.failure.message,
             nonRetryable: true,
+          });
+        }
+        // Slurm ended the allocation itself (its time limit, or scancel from outside keel): nothing to heal here.
+        const time = await readAllocation();
+        if (time && !time.live) {
+          return await allocationEnded({
+            planned: false,
+            jobId: time.jobId,
+            state: time.state,
+            why: `Slurm job ${time.jobId} ended (${time.state}) under the training job: ${outcome.failure.message}`,
           });
         }
         await stopJob();
@@ -412,7 +507,11 @@ const summaries = {
   heal: { summary: 'heal the cluster' },
   stop: { summary: 'stop the training job' },
   retention: { summary: 'apply checkpoint retention' },
+  allocation: { summary: "read the Slurm allocation's time left" },
 };
+
+/** `cluster.executor.stopBeforeEnd` for specs prepared by keel 0.6 and before. */
+const defaultStopBeforeEnd = '10m';
 
 /** The phase in which training waits for an operator (its parent pipeline is told when it enters or leaves it). */
 const operatorWait = 'paused-crash-loop';
@@ -454,6 +553,22 @@ function trainingRecord(state: NonNullable<TrainingInput['state']>): TrainingSta
     ...record
   } = state;
   return record;
+}
+
+/** Training's state for the training that goes on in the next allocation: what was the job's and the nodes' is gone. */
+function carried(state: NonNullable<TrainingInput['state']>): NonNullable<TrainingInput['state']> {
+  const {
+    jobId: _jobId,
+    cursor: _cursor,
+    activeNodes: _activeNodes,
+    quarantined: _quarantined,
+    healing: _healing,
+    waitingFor: _waitingFor,
+    resumeFrom: _resumeFrom,
+    intervalFrom: _intervalFrom,
+    ...kept
+  } = state;
+  return { ...kept, phase: 'starting' };
 }
 
 function result(state: NonNullable<TrainingInput['state']>, stoppedEarly: boolean): TrainingResult {

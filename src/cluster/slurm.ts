@@ -30,6 +30,8 @@ export interface SlurmJob {
   nodeList: string;
   /** submit time as Slurm prints it (local time, ISO-like) */
   submitTime: string;
+  /** time left before the job's time limit, as squeue's %L prints it (`1-02:03:04`, `59:58`, `UNLIMITED`, ...) */
+  timeLeft?: string;
 }
 
 export interface SlurmNode {
@@ -110,16 +112,27 @@ export function stepArgv(jobId: string, node: string): string[] {
   return ['srun', '--overlap', `--jobid=${jobId}`, '--nodes=1', '--ntasks=1', `--nodelist=${node}`, '--quiet'];
 }
 
-const squeueFormat = '%i|%j|%T|%r|%N|%V';
+const squeueFormat = '%i|%j|%T|%r|%N|%V|%L';
 
 export function parseSqueue(text: string): SlurmJob[] {
   return text
     .split('\n')
     .filter((line) => line.trim() !== '')
     .map((line) => {
-      const [jobId = '', name = '', state = '', reason = '', nodeList = '', submitTime = ''] = line.split('|');
-      return { jobId, name, state, reason, nodeList, submitTime };
+      const [jobId = '', name = '', state = '', reason = '', nodeList = '', submitTime = '', timeLeft] = line.split('|');
+      return { jobId, name, state, reason, nodeList, submitTime, ...(timeLeft ? { timeLeft } : {}) };
     });
+}
+
+/**
+ * squeue's time left (%L) in ms: `[days-][hours:]minutes:seconds`. Undefined when the job has no limit (`UNLIMITED`)
+ * or Slurm has not set one yet (`NOT_SET`, `INVALID`, empty).
+ */
+export function timeLeftMs(text: string | undefined): number | undefined {
+  const m = /^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)$/.exec(text?.trim() ?? '');
+  if (!m) return undefined;
+  const [, days = '0', hours = '0', minutes = '0', seconds = '0'] = m;
+  return (((Number(days) * 24 + Number(hours)) * 60 + Number(minutes)) * 60 + Number(seconds)) * 1000;
 }
 
 /**

@@ -119,7 +119,7 @@ export const slurmExecutorSchema = z
     timeLimit: duration('1m', '3650d')
       .optional()
       .describe(
-        "time limit of one allocation (sbatch --time, whole minutes); a longer run continues in a new allocation after a checkpoint. The partition's limit when absent",
+        "time limit of one allocation (sbatch --time, whole minutes); a longer run continues in a new allocation after a checkpoint (see stopBeforeEnd). The partition's limit when absent",
       ),
     gres: slurmWord
       .optional()
@@ -139,6 +139,11 @@ export const slurmExecutorSchema = z
       .describe('more sbatch options, each one word (e.g. --reservation=r1, --mem=0)'),
     slurmConf: nonEmpty.optional().describe("the slurm.conf Slurm's commands read on the worker host (SLURM_CONF)"),
     releaseGrace: duration('1s', '10m').default('30s').describe('between scancel --signal=TERM and the final scancel'),
+    stopBeforeEnd: duration('1s', '7d')
+      .default('10m')
+      .describe(
+        "training stops after the last checkpoint that leaves this much of the allocation's time limit (for stopping the job and releasing it), then the run continues in a new allocation",
+      ),
     notifyPendingAfter: duration('1s', '30d')
       .default('1h')
       .describe("a run still waiting this long for its allocation is announced to the webhooks, with Slurm's reason"),

@@ -47,6 +47,21 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_800_
       .filter(Boolean);
   /** Live jobs named after this run: "<id> <state>". */
   const holderJobs = (workflowId: string) => squeue([`--name=keel-${workflowId}`, '--format=%i %T']);
+  /** The driver logs of a run's training jobs (Ray writes one per job on its head), oldest first. */
+  const driverLogs = async (pattern: string) =>
+    (await execa('find', [join(root, 'nodes'), '-name', `job-driver-${pattern}.log`, '-printf', '%T@ %p\n'])).stdout
+      .split('\n')
+      .filter(Boolean)
+      .sort((a, b) => Number(a.split(' ')[0]) - Number(b.split(' ')[0]))
+      .map((line) => line.slice(line.indexOf(' ') + 1));
+  const trainingJobs = async (workflowId: string) =>
+    (await driverLogs(`${workflowId}-train-*`)).map((f) => /job-driver-(.*)\.log$/.exec(f)![1]!);
+  /** The rollouts a training job began (the trainer's `perf N` lines). */
+  const loggedRollouts = async (job: string) => {
+    const [file] = await driverLogs(job);
+    assert.ok(file, `the driver log of ${job}`);
+    return [...(await readFile(file, 'utf8')).matchAll(/ perf (\d+): /g)].map((m) => Number(m[1]));
+  };
 
   before(async () => {
     root = await tempDir('keel-slurm-');
@@ -437,5 +452,89 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_800_
       `  node lost: detected ${detected.toFixed(1)} s after the crash (${loss.message}); resumed from ${loss.tracker} after rollout ${loss.lastRollout}; heal ${loss.heal} on ${loss.restartedOn?.join(', ')}`,
     );
     await slurm.reviveNode('n2');
+  });
+  // Allocations of 3 min (Slurm's --time is in whole minutes), of which training keeps 110 s for its stop, and rollouts
+  // of 10 s, a checkpoint every 3: the first checkpoint of an allocation comes after the cluster, the trainer's start
+  // and 30 s of rollouts, and the next one would need as long again, so training leaves each allocation after its
+  // first checkpoint however fast the machine; a slow machine has until Slurm's end (180 s) for that checkpoint. The
+  // next allocation skips the prepared steps, brings Ray up and resumes at tracker + 1; the last checkpoint ends the
+  // job by itself (no stop there).
+  it('a time limit shorter than the run: training completes across allocations, each left after a checkpoint, no rollout lost', async () => {
+    const workflowId = 'slurm-time';
+    if (worker === undefined || worker.exitCode !== null || worker.signalCode !== null) worker = plane.startWorker();
+    const spec = slurmSpec({
+      name: 'slurm-e2e',
+      model: { saveDir: 'save-slurm-time/' },
+      rollout: { numRollout: 6 },
+      rayHead: { jobEnv: { TINY_ROLLOUT_SLEEP_S: '10' } },
+      cluster: {
+        executor: {
+          kind: 'slurm',
+          slurmConf: slurm.conf,
+          releaseGrace: grace,
+          timeLimit: '3m',
+          stopBeforeEnd: '110s',
+        },
+      },
+    });
+    const seen = new Map<string, number>();
+    let most = 0;
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        const live = await holderJobs(workflowId).catch(() => []);
+        most = Math.max(most, live.length);
+        for (const line of live) if (!seen.has(line.split(' ')[0]!)) seen.set(line.split(' ')[0]!, Date.now());
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    })();
+    watchers.push({
+      stop: async () => {
+        watching = false;
+        await watcher;
+      },
+    });
+    const started = Date.now();
+    const handle = await temporal.client.workflow.start('pipeline', {
+      taskQueue: plane.taskQueue,
+      workflowId,
+      args: [spec],
+    });
+    await handle.result().catch((e: unknown) => assert.fail(`run failed: ${describeError(e)}`));
+    await watchers.at(-1)!.stop();
+    const t = await temporal.client.workflow.getHandle(`${workflowId}-training`).query(trainingStatusQuery);
+    const status = await handle.query(statusQuery);
+    const ends = t.allocationEnds ?? [];
+    console.log(`  ${((Date.now() - started) / 1000).toFixed(0)} s, holder jobs ${[...seen.keys()].join(', ')}`);
+    for (const e of ends) console.log(`  allocation ${e.allocation} left after checkpoint ${e.checkpoint}: ${e.why}`);
+
+    assert.ok(seen.size >= 2 && ends.length >= 1, `allocations: ${[...seen.keys()].join(', ')}`);
+    assert.equal(most, 1, 'never two holder jobs of the run at once');
+    assert.equal(status.allocation?.allocations, seen.size);
+    assert.equal(status.allocation?.state, 'released');
+    assert.deepEqual(await holderJobs(workflowId), []);
+    // keel left every allocation before Slurm's limit ended it.
+    for (const id of seen.keys()) {
+      const [state] = await squeue([`--jobs=${id}`, '--states=all', '--format=%T']);
+      assert.ok(['CANCELLED', 'COMPLETED', 'FAILED'].includes(state!), `holder job ${id} ended ${state}`);
+    }
+    assert.deepEqual(t.failures, [], 'no failure at a boundary');
+    assert.equal(t.restarts, 0);
+    assert.equal(t.checkpoints.at(-1)?.iteration, spec.rollout.numRollout - 1);
+    const saved = t.checkpoints.map((c) => c.iteration);
+    for (const e of ends) {
+      assert.ok(e.planned, `left after a checkpoint: ${e.why}`);
+      assert.ok(e.checkpoint !== undefined && saved.includes(e.checkpoint), `at checkpoint ${e.checkpoint}`);
+      // No rollout lost: the stopped job had not finished one past its checkpoint (at most the next one begun), and
+      // the next job began right after it.
+      const rollouts = await loggedRollouts(e.job!);
+      assert.ok(Math.max(...rollouts) <= e.checkpoint! + 1, `job ${e.job} logged rollouts ${rollouts.join(' ')}`);
+    }
+    const jobs = await trainingJobs(workflowId);
+    assert.equal(jobs.length, ends.length + 1, `training jobs: ${jobs.join(', ')}`);
+    for (const [i, e] of ends.entries()) {
+      const next = await loggedRollouts(jobs[i + 1]!);
+      assert.equal(Math.min(...next), e.checkpoint! + 1, `the job after allocation ${e.allocation} resumed there`);
+    }
   });
 });

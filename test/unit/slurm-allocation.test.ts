@@ -7,6 +7,7 @@ import {
   nodeLost,
   parseNodes,
   parseSqueue,
+  timeLeftMs,
   stepArgv,
   timeLimitMinutes,
 } from '../../src/cluster/slurm.js';
@@ -60,6 +61,14 @@ describe('the Slurm allocation', () => {
     ]);
   });
 
+  it("reads squeue's time left (%L) in ms, and nothing for a job without a limit", () => {
+    assert.equal(timeLeftMs('59:58'), (59 * 60 + 58) * 1000);
+    assert.equal(timeLeftMs('1:00:05'), 3605_000);
+    assert.equal(timeLeftMs('2-00:00:01'), (48 * 3600 + 1) * 1000);
+    assert.equal(timeLeftMs('0:00'), 0);
+    for (const none of ['UNLIMITED', 'NOT_SET', 'INVALID', '', undefined]) assert.equal(timeLeftMs(none), undefined);
+  });
+
   it('parses squeue lines and scontrol node records (the address is NodeAddr)', () => {
     assert.deepEqual(parseSqueue('7|keel-run-1|PENDING|Resources||2026-12-07T01:00:00\n'), [
       {
@@ -71,6 +80,7 @@ describe('the Slurm allocation', () => {
         submitTime: '2026-12-07T01:00:00',
       },
     ]);
+    assert.equal(parseSqueue('8|keel-run-2|RUNNING|None|n[1-5]|2026-12-07T01:00:00|1-02:03:04\n')[0]!.timeLeft, '1-02:03:04');
     const nodes = parseNodes(
       'NodeName=n3 Arch=x86_64 CoresPerSocket=1 Gres=gpu:2 NodeAddr=127.0.1.3 NodeHostName=n3 Port=17003 State=MIXED ThreadsPerCore=1\n' +
         'NodeName=gpu-07 NodeAddr=10.0.0.7 State=DOWN* Reason=Not responding [slurm@2026-12-07T04:42:01]\n' +

@@ -4,7 +4,7 @@
 // are under test (test/e2e/slurm-pipeline.test.ts terminates a run on a real local Slurm cluster).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Context } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import { Worker } from '@temporalio/worker';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { notifyActivities } from '../../activities/notify.js';
@@ -71,7 +71,7 @@ function slurmStandIn(options: { pendUntil?: Promise<void>; env?: NodeJS.Process
   };
 }
 
-describe('a Slurm run releases its allocation however it closes', { timeout: 180_000 }, () => {
+describe('a Slurm run releases its allocation however it closes', { timeout: 300_000 }, () => {
   let env: TestWorkflowEnvironment;
   before(async () => {
     env = await startDevServer();
@@ -187,5 +187,129 @@ describe('a Slurm run releases its allocation however it closes', { timeout: 180
     }
     assert.equal(slurm.calls.pendingAsked, 1, 'Slurm asked once, when the threshold passed');
     assert.equal(hooks.posts.filter((p) => p.body.kind === 'allocation-pending').length, 1, 'announced once');
+  });
+  /**
+   * Slurm whose allocations end under the step: job 7, 8, ... in turn; the step's attempt fails in each of the first
+   * `endsUnder` allocations, and Slurm then lists that job TIMEOUT.
+   */
+  function endingAllocations(endsUnder: number) {
+    const calls = { jobs: [] as string[], released: [] as Release[], attempts: [] as string[], guardsEnded: 0 };
+    const ended = new Set<string>();
+    const jobOf = (spec: { cluster: { executor: { jobId?: string } } }) => spec.cluster.executor.jobId!;
+    return {
+      calls,
+      activities: {
+        ...prepareActivities({ cwd: repoRoot, env: {} }),
+        async checkStep() {
+          return { complete: false, checkable: false, reason: 'stand-in: runs' };
+        },
+        async slurmAllocate({ runKey }: { runKey: string }) {
+          const jobId = String(7 + calls.jobs.length);
+          calls.jobs.push(jobId);
+          const nodes = [1, 2, 3, 4, 5].map((i) => ({ name: `n${i}`, address: `127.0.1.${i}` }));
+          return { jobId, jobName: `keel-${runKey}`, nodes, adopted: false, pendingMs: 0 };
+        },
+        async slurmRelease(input: Release) {
+          calls.released.push({ jobId: input.jobId, onlyThisJob: input.onlyThisJob, why: input.why });
+          return { released: input.jobId ? [{ jobId: input.jobId, state: 'CANCELLED' }] : [] };
+        },
+        async slurmAllocationTime({ spec }: { spec: { cluster: { executor: { jobId?: string } } } }) {
+          const jobId = jobOf(spec);
+          return ended.has(jobId) ? { jobId, state: 'TIMEOUT', live: false } : { jobId, state: 'RUNNING', live: true };
+        },
+        async runCommandStep({ spec }: { spec: { cluster: { executor: { jobId?: string } } } }) {
+          const jobId = jobOf(spec);
+          calls.attempts.push(jobId);
+          if (calls.jobs.length <= endsUnder) {
+            ended.add(jobId);
+            // the program Slurm killed at the time limit: a program failure ends the attempt at once
+            throw ApplicationFailure.create({
+              type: 'ProgramFailed',
+              message: `convert exited with signal KILL on n1 (Slurm job ${jobId}: DUE TO TIME LIMIT)`,
+            });
+          }
+          return {};
+        },
+        async stopLaunched() {},
+      },
+    };
+  }
+
+  const endingSpec = async (name: string) =>
+    commandSpec({
+      name,
+      dir: await tempDir(`keel-${name}-`),
+      steps: { work: { kind: 'command', argv: ['true'] } },
+      overrides: {
+        cluster: { executor: { kind: 'slurm', timeLimit: '1h' } },
+        policies: { heartbeatTimeout: '2s', initialRetryInterval: '100ms', maxAttempts: 3 },
+      },
+    });
+
+  it('an allocation that ended under a step: the step runs again in a new allocation, the old one released', async () => {
+    const slurm = endingAllocations(1);
+    const queue = uniqueQueue('keel-slurm-ended');
+    const workflowId = `keel-slurm-ended-${Date.now()}`;
+    const worker = await workerOn(queue, slurm.activities);
+    await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start('pipeline', {
+        taskQueue: queue,
+        workflowId,
+        args: [await endingSpec('slurm-ended')],
+      });
+      const result = await handle.result();
+      assert.equal(result.phase, 'succeeded');
+      const status = await handle.query(statusQuery);
+      assert.deepEqual(
+        { jobId: status.allocation?.jobId, allocations: status.allocation?.allocations },
+        { jobId: '8', allocations: 2 },
+      );
+      // the guard of the first job ended when the run released that job (not only when the run closed)
+      assert.equal((await env.client.workflow.getHandle(`${workflowId}-slurm-7`).describe()).status.name, 'COMPLETED');
+    });
+    assert.deepEqual(slurm.calls.jobs, ['7', '8']);
+    assert.deepEqual(slurm.calls.attempts, ['7', '8'], 'not retried on the ended allocation');
+    // job 7 by the run as it moved on (its guard, ended, released nothing); job 8 by the run's end, and by its guard
+    // once the run closed (it finds the job ended)
+    assert.deepEqual(
+      slurm.calls.released.slice(0, 2).map((r) => ({ jobId: r.jobId, onlyThisJob: r.onlyThisJob })),
+      [
+        { jobId: '7', onlyThisJob: true },
+        { jobId: '8', onlyThisJob: undefined },
+      ],
+    );
+    assert.deepEqual(
+      slurm.calls.released.slice(2).map((r) => r.jobId),
+      slurm.calls.released.slice(2).map(() => '8'),
+      JSON.stringify(slurm.calls.released),
+    );
+    assert.match(slurm.calls.released[0]!.why, /Slurm job 7 ended \(TIMEOUT\) under step work/);
+  });
+
+  it('two allocations in a row that end under the same step fail the run: the time limit is too short for it', async () => {
+    const slurm = endingAllocations(99);
+    const queue = uniqueQueue('keel-slurm-short');
+    const workflowId = `keel-slurm-short-${Date.now()}`;
+    const worker = await workerOn(queue, slurm.activities);
+    await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start('pipeline', {
+        taskQueue: queue,
+        workflowId,
+        args: [await endingSpec('slurm-short')],
+      });
+      await assert.rejects(handle.result(), (error: Error) => {
+        assert.match(
+          String((error.cause as Error | undefined)?.message),
+          /step work failed .*two allocations in a row ended under step work .*cluster\.executor\.timeLimit is too short for it/,
+        );
+        return true;
+      });
+    });
+    assert.deepEqual(slurm.calls.jobs, ['7', '8'], 'no third allocation');
+    assert.deepEqual(
+      slurm.calls.released.slice(0, 2).map((r) => r.jobId),
+      ['7', '8'],
+      'each released',
+    );
   });
 });

@@ -99,9 +99,11 @@ export function formatStatus(status: RunStatus): string {
         : a.state === 'allocating'
           ? `, ${a.jobState ?? 'waiting'} for ${seconds} s in the queue`
           : `, waited ${seconds} s in the queue`;
+    const ends = a.endsAt && a.state === 'held' ? `, time limit at ${a.endsAt}` : '';
+    const nth = (a.allocations ?? 1) > 1 ? `, allocation ${a.allocations} of the run` : '';
     lines.push(
       `  slurm      job ${a.jobId ?? '-'} (${a.jobName}) ${a.state}${a.adopted ? ', adopted' : ''}${waited}` +
-        `${a.pendingReason ? ` (${a.pendingReason})` : ''}`,
+        `${a.pendingReason ? ` (${a.pendingReason})` : ''}${ends}${nth}`,
     );
     if (a.nodes?.length) lines.push(`    nodes ${a.nodes.map((n) => `${n.name} ${n.address}`).join(', ')}`);
   }
@@ -123,6 +125,11 @@ export function formatStatus(status: RunStatus): string {
     );
     for (const c of t.checkpoints)
       lines.push(`    checkpoint ${c.iteration}${c.evalScore !== undefined ? `  eval ${c.evalScore.toFixed(3)}` : ''}`);
+    for (const e of t.allocationEnds ?? [])
+      lines.push(
+        `    allocation ${e.allocation} ${e.planned ? 'left' : 'ended'} after checkpoint ${e.checkpoint ?? '-'} ` +
+          `(${e.planned ? 'time limit' : 'ended by Slurm'}) at ${e.at}`,
+      );
     if (t.waitingFor) lines.push(`    waiting for nodes: ${t.waitingFor}`);
     if (t.jobStop && t.jobStop.how !== 'stopped' && t.jobStop.how !== 'ended')
       lines.push(
