@@ -119,7 +119,8 @@ export function parseSqueue(text: string): SlurmJob[] {
     .split('\n')
     .filter((line) => line.trim() !== '')
     .map((line) => {
-      const [jobId = '', name = '', state = '', reason = '', nodeList = '', submitTime = '', timeLeft] = line.split('|');
+      const [jobId = '', name = '', state = '', reason = '', nodeList = '', submitTime = '', timeLeft] =
+        line.split('|');
       return { jobId, name, state, reason, nodeList, submitTime, ...(timeLeft ? { timeLeft } : {}) };
     });
 }

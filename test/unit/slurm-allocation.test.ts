@@ -80,7 +80,10 @@ describe('the Slurm allocation', () => {
         submitTime: '2026-12-07T01:00:00',
       },
     ]);
-    assert.equal(parseSqueue('8|keel-run-2|RUNNING|None|n[1-5]|2026-12-07T01:00:00|1-02:03:04\n')[0]!.timeLeft, '1-02:03:04');
+    assert.equal(
+      parseSqueue('8|keel-run-2|RUNNING|None|n[1-5]|2026-12-07T01:00:00|1-02:03:04\n')[0]!.timeLeft,
+      '1-02:03:04',
+    );
     const nodes = parseNodes(
       'NodeName=n3 Arch=x86_64 CoresPerSocket=1 Gres=gpu:2 NodeAddr=127.0.1.3 NodeHostName=n3 Port=17003 State=MIXED ThreadsPerCore=1\n' +
         'NodeName=gpu-07 NodeAddr=10.0.0.7 State=DOWN* Reason=Not responding [slurm@2026-12-07T04:42:01]\n' +
