@@ -14,7 +14,7 @@
 // slurm: a run on a local Slurm cluster (Debian's slurmctld and slurmd, as `keel local up --slurm`) whose holder job
 // first waits in the queue behind another job, long enough to be announced (`allocation-pending`), then runs the
 // tiny pipeline and releases its allocation: the pipeline, its training and its allocation's guard.
-// slurm-time-limit: a run on a local Slurm cluster whose allocations (3 min) are shorter than the run: training leaves
+// slurm-time-limit: a run on a local Slurm cluster whose allocations (6 min, of which training keeps 290 s) are shorter than the run: training leaves
 // the first after a checkpoint, and the run goes on in a second one: the pipeline, both trainings, both guards.
 import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
@@ -288,7 +288,7 @@ async function slurmTimeLimit(client: Client): Promise<void> {
       rayHead: { jobEnv: { TINY_ROLLOUT_SLEEP_S: '10' } },
       cluster: {
         stateDir: join(dir, 'nodes', '{node}'),
-        executor: { kind: 'slurm', slurmConf: slurm.conf, releaseGrace: '5s', timeLimit: '3m', stopBeforeEnd: '110s' },
+        executor: { kind: 'slurm', slurmConf: slurm.conf, releaseGrace: '5s', timeLimit: '6m', stopBeforeEnd: '290s' },
       },
     });
     const handle = await client.workflow.start('pipeline', { taskQueue: rig.taskQueue, workflowId, args: [spec] });

@@ -12,8 +12,8 @@ import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { bundleWorkflowCode } from '@temporalio/worker';
 
-/** The releases whose runs the current keel takes over, tested by the upgrade test. */
-export const supportedReleases = ['v0.3.0', 'v0.4.0', 'v0.5.0'] as const;
+/** The releases whose runs the current keel takes over, tested by the upgrade test: the last three. */
+export const supportedReleases = ['v0.4.0', 'v0.5.0', 'v0.6.0'] as const;
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const fixtures = join(repoRoot, 'test', 'fixtures', 'releases');

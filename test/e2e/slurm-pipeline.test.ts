@@ -453,10 +453,10 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_800_
     );
     await slurm.reviveNode('n2');
   });
-  // Allocations of 3 min (Slurm's --time is in whole minutes), of which training keeps 110 s for its stop, and rollouts
+  // Allocations of 6 min (Slurm's --time is in whole minutes), of which training keeps 290 s for its stop, and rollouts
   // of 10 s, a checkpoint every 3: the first checkpoint of an allocation comes after the cluster, the trainer's start
-  // and 30 s of rollouts, and the next one would need as long again, so training leaves each allocation after its
-  // first checkpoint however fast the machine; a slow machine has until Slurm's end (180 s) for that checkpoint. The
+  // and 30 s of rollouts (70 s at the least), and the next one would need as long again, so training leaves each
+  // allocation after its first checkpoint however fast the machine, while a slow one has until Slurm's end for it. The
   // next allocation skips the prepared steps, brings Ray up and resumes at tracker + 1; the last checkpoint ends the
   // job by itself (no stop there).
   it('a time limit shorter than the run: training completes across allocations, each left after a checkpoint, no rollout lost', async () => {
@@ -472,8 +472,8 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_800_
           kind: 'slurm',
           slurmConf: slurm.conf,
           releaseGrace: grace,
-          timeLimit: '3m',
-          stopBeforeEnd: '110s',
+          timeLimit: '6m',
+          stopBeforeEnd: '290s',
         },
       },
     });
