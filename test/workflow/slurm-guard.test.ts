@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { Worker } from '@temporalio/worker';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { WorkflowHandle } from '@temporalio/client';
 import { notifyActivities } from '../../activities/notify.js';
 import { prepareActivities } from '../../activities/prepare.js';
 import { KeelClient } from '../../src/client/index.js';
@@ -246,17 +247,24 @@ describe('a Slurm run releases its allocation however it closes', { timeout: 300
       },
     });
 
+  /** A run of `endingSpec(name)` on a worker with `activities`; `check` runs while the worker does. */
+  const runOn = async (
+    activities: object,
+    name: string,
+    check: (handle: WorkflowHandle, workflowId: string) => Promise<void>,
+  ): Promise<void> => {
+    const queue = uniqueQueue(`keel-${name}`);
+    const workflowId = `keel-${name}-${Date.now()}`;
+    const worker = await workerOn(queue, activities);
+    await worker.runUntil(async () => {
+      const args = [await endingSpec(name)];
+      await check(await env.client.workflow.start('pipeline', { taskQueue: queue, workflowId, args }), workflowId);
+    });
+  };
+
   it('an allocation that ended under a step: the step runs again in a new allocation, the old one released', async () => {
     const slurm = endingAllocations(1);
-    const queue = uniqueQueue('keel-slurm-ended');
-    const workflowId = `keel-slurm-ended-${Date.now()}`;
-    const worker = await workerOn(queue, slurm.activities);
-    await worker.runUntil(async () => {
-      const handle = await env.client.workflow.start('pipeline', {
-        taskQueue: queue,
-        workflowId,
-        args: [await endingSpec('slurm-ended')],
-      });
+    await runOn(slurm.activities, 'slurm-ended', async (handle, workflowId) => {
       const result = await handle.result();
       assert.equal(result.phase, 'succeeded');
       const status = await handle.query(statusQuery);
@@ -288,15 +296,7 @@ describe('a Slurm run releases its allocation however it closes', { timeout: 300
 
   it('two allocations in a row that end under the same step fail the run: the time limit is too short for it', async () => {
     const slurm = endingAllocations(99);
-    const queue = uniqueQueue('keel-slurm-short');
-    const workflowId = `keel-slurm-short-${Date.now()}`;
-    const worker = await workerOn(queue, slurm.activities);
-    await worker.runUntil(async () => {
-      const handle = await env.client.workflow.start('pipeline', {
-        taskQueue: queue,
-        workflowId,
-        args: [await endingSpec('slurm-short')],
-      });
+    await runOn(slurm.activities, 'slurm-short', async (handle) => {
       await assert.rejects(handle.result(), (error: Error) => {
         assert.match(
           String((error.cause as Error | undefined)?.message),
