@@ -40,6 +40,11 @@ describe('replay of recorded workflow histories', () => {
       'keel-0.6-slurm-pipeline.binpb',
       'keel-0.6-slurm-training.binpb',
       'keel-0.6-slurm-guard.binpb',
+      'keel-0.7-slurm-time-pipeline.binpb',
+      'keel-0.7-slurm-time-training-run1.binpb',
+      'keel-0.7-slurm-time-training-run2.binpb',
+      'keel-0.7-slurm-time-guard1.binpb',
+      'keel-0.7-slurm-time-guard2.binpb',
     ]) {
       assert.ok(files.includes(required), `${required} is committed`);
     }
