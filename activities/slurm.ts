@@ -71,7 +71,12 @@ export function slurmActivities(deps: ActivityDeps) {
    * Adopt the run's holder job (by `jobId` in the spec, else by name), or submit it; then wait, heartbeating Slurm's
    * reason, until it runs, and read its nodes and their addresses from Slurm.
    */
-  async function slurmAllocate(input: { spec: Spec; runKey: string }): Promise<SlurmAllocation> {
+  async function slurmAllocate(input: {
+    spec: Spec;
+    runKey: string;
+    /** nodes the allocation must not have (sbatch --exclude): lost under an earlier allocation of the run */
+    exclude?: string[];
+  }): Promise<SlurmAllocation> {
     const spec = localSpec(input.spec, deps);
     const ex = slurmExecutor(spec);
     const client = new SlurmClient(ex.slurmConf);
@@ -91,7 +96,13 @@ export function slurmActivities(deps: ActivityDeps) {
       } else {
         const nodes = spec.cluster.nodes.length + spec.cluster.spares.length;
         jobId = await client.submit(
-          holderSbatchArgv({ executor: ex, runKey: input.runKey, nodes, gpusPerNode: spec.cluster.gpusPerNode }),
+          holderSbatchArgv({
+            executor: ex,
+            runKey: input.runKey,
+            nodes,
+            gpusPerNode: spec.cluster.gpusPerNode,
+            exclude: input.exclude,
+          }),
         );
       }
     }

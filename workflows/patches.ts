@@ -63,7 +63,8 @@ export const patches = {
    * checkpoint and stops there when the next checkpoint would not be saved before the end (`stopBeforeEnd`); the
    * pipeline then releases the allocation, allocates again, runs its steps on the new nodes (completed ones skip) and
    * continues training with its state (workflows/slurm.ts, workflows/pipeline.ts). An allocation that ended under a
-   * step or a job (Slurm's own end of the time limit) is continued the same way.
+   * step or a job (Slurm's own end of the time limit) is continued the same way, and so is a training whose heal
+   * finds too few healthy nodes left in the allocation (the next allocation excludes the lost ones).
    */
   slurmTimeLimit: 'keel-0.7-slurm-time-limit',
 } as const;

@@ -114,6 +114,8 @@ class PipelineRun implements Steerable {
   private lastBoundary?: AllocationBoundary;
   /** the training state carried from the allocation before */
   private trainingCarry?: TrainingInput['state'];
+  /** nodes no later allocation may have (lost under training, with too few healthy nodes left) */
+  private readonly excluded: string[] = [];
   private readonly runKey = workflowInfo().workflowId;
   private readonly quickActivities: ActivityInterfaceFor<Activities>;
   private readonly transferActivities: ActivityInterfaceFor<Activities>;
@@ -365,9 +367,15 @@ class PipelineRun implements Steerable {
           const end = result.allocationEnd;
           const before = this.trainingCarry?.checkpoints.at(-1)?.iteration;
           this.trainingCarry = carry;
+          const lost = (end.exclude ?? []).filter((n) => !this.excluded.includes(n));
+          this.excluded.push(...lost);
           throw new AllocationBoundary(
             `${end.why}; training goes on from checkpoint ${end.lastCheckpoint ?? 'none'} in the next allocation`,
-            { planned: end.planned, progressed: end.lastCheckpoint !== undefined && end.lastCheckpoint !== before },
+            {
+              planned: end.planned,
+              // (a new allocation without lost nodes is a step on, too)
+              progressed: (end.lastCheckpoint !== undefined && end.lastCheckpoint !== before) || lost.length > 0,
+            },
           );
         }
         return { ...shown };
@@ -394,7 +402,7 @@ class PipelineRun implements Steerable {
     }
     log.info('continuing in a new allocation', { why: boundary.message, planned: boundary.planned });
     upsertSearchAttributes([{ key: keelPhase, value: 'allocating' }]);
-    this.spec = await this.nextAllocation!(boundary.message);
+    this.spec = await this.nextAllocation!(boundary.message, [...this.excluded]);
     upsertSearchAttributes([{ key: keelPhase, value: this.phase }]);
     for (const step of this.steps.values()) {
       Object.assign(step, {

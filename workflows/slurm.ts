@@ -34,7 +34,7 @@ function jobNameOf(runKey: string): string {
  * keel 0.7: release the allocation the run holds, allocate again (a new holder job of the run's name) and return the
  * spec placed on the new one. The pipeline calls it when training stopped for the time limit, or the allocation ended.
  */
-export type NextAllocation = (why: string) => Promise<Spec>;
+export type NextAllocation = (why: string, exclude?: string[]) => Promise<Spec>;
 
 export async function inSlurmAllocation<T>(
   spec: Spec,
@@ -56,8 +56,8 @@ export async function inSlurmAllocation<T>(
   let why = 'the run ended';
   const release = proxyActivities<Activities>(releasing(spec));
   /** Allocate, show it, and start its guard; the spec placed on it. */
-  const hold = async (): Promise<Spec> => {
-    allocation = await allocate(spec, runKey, status.jobName);
+  const hold = async (exclude?: string[]): Promise<Spec> => {
+    allocation = await allocate(spec, runKey, status.jobName, exclude);
     Object.assign(status, {
       jobId: allocation.jobId,
       state: 'held',
@@ -82,7 +82,7 @@ export async function inSlurmAllocation<T>(
     return placeOnAllocation(spec, allocation);
   };
   const next: NextAllocation | undefined = patched(patches.slurmTimeLimit)
-    ? async (reason) => {
+    ? async (reason, exclude) => {
         const ended = allocation!.jobId;
         status.state = 'releasing';
         await release.slurmRelease({ spec, runKey, jobId: ended, onlyThisJob: true, why: reason });
@@ -98,7 +98,7 @@ export async function inSlurmAllocation<T>(
           allocations: (status.allocations ?? 1) + 1,
         });
         allocation = undefined;
-        return hold();
+        return hold(exclude?.length ? exclude : undefined);
       }
     : undefined;
   try {
@@ -123,8 +123,12 @@ export async function inSlurmAllocation<T>(
  * Allocate (or adopt) the run's holder job. keel 0.6: the run shows `allocating` in the Web UI (KeelPhase) meanwhile,
  * and one still waiting after `notifyPendingAfter` is announced with Slurm's reason.
  */
-async function allocate(spec: Spec, runKey: string, jobName: string): Promise<SlurmAllocation> {
-  const allocated = proxyActivities<Activities>(allocating(spec)).slurmAllocate({ spec, runKey });
+async function allocate(spec: Spec, runKey: string, jobName: string, exclude?: string[]): Promise<SlurmAllocation> {
+  const allocated = proxyActivities<Activities>(allocating(spec)).slurmAllocate({
+    spec,
+    runKey,
+    ...(exclude ? { exclude } : {}),
+  });
   if (spec.cluster.executor.kind !== 'slurm' || !patched(patches.slurmPending)) return allocated;
   upsertSearchAttributes([{ key: keelPhase, value: 'allocating' }]);
   if ((spec.notify?.webhooks.length ?? 0) === 0) return allocated;

@@ -82,6 +82,8 @@ export interface TrainingResult {
 
 export interface AllocationEnd {
   planned: boolean;
+  /** nodes the next allocation must not have (lost ones: too few healthy nodes were left) */
+  exclude?: string[];
   jobId: string;
   /** Slurm's state of the holder job when training looked (RUNNING, TIMEOUT, GONE, ...) */
   state: string;
@@ -212,6 +214,10 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
     allocationJob !== undefined && patched(patches.slurmTimeLimit)
       ? await q.slurmAllocationTime.executeWithOptions(summaries.allocation, [{ spec }])
       : undefined;
+  /** keel 0.7, Slurm: the heal found too few healthy nodes; training goes on in a new allocation without these. */
+  let reallocation: { why: string; exclude: string[] } | undefined;
+  const reallocated = (): Promise<TrainingResult> =>
+    allocationEnded({ planned: false, jobId: allocationJob!, state: 'RUNNING', ...reallocation! });
   /** Training ends here, for the pipeline to continue it in a new allocation. The job is stopped (or gone). */
   const allocationEnded = async (end: Omit<AllocationEnd, 'lastCheckpoint'>): Promise<TrainingResult> => {
     log.info(end.planned ? 'stopping for the allocation time limit' : 'the allocation ended', { ...end });
@@ -270,9 +276,11 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
           ...(keepRay ? { keepRay, activeNodes: state.activeNodes } : {}),
         },
       ]);
+      let bringUpFailed = false;
       const healed = await healing.catch((error: unknown) => {
         // Ray did not come up on the chosen nodes this time: probe and try again after a pause.
         log.warn('healing attempt failed', { error: String(error) });
+        bringUpFailed = true;
         return {
           ready: false,
           reason: `bring-up failed: ${String(error)}`,
@@ -288,6 +296,14 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
         return healed;
       }
       state.waitingFor = healed.reason;
+      // keel 0.7, Slurm: too few healthy nodes left in the allocation -- a new one, without the lost nodes.
+      if (!bringUpFailed && allocationJob !== undefined && patched(patches.slurmTimeLimit)) {
+        reallocation = {
+          why: `${healed.reason}: a new allocation without ${healed.quarantined.join(', ') || 'them'}`,
+          exclude: healed.quarantined,
+        };
+        return healed;
+      }
       setPhase('waiting-for-nodes');
       await continueIfLong('waiting for nodes');
     }
@@ -297,6 +313,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
     for (;;) {
       if (retentionFailure !== undefined) await retained();
       if (state.healing) await heal();
+      if (reallocation) return await reallocated();
       if (!state.jobId) {
         setPhase('submitting');
         const submitted = await t.submitTrainingJob.executeWithOptions(summaries.submit, [
@@ -470,6 +487,7 @@ export async function training(input: TrainingInput): Promise<TrainingResult> {
           const previous = state.failures.at(-2);
           const keptInVain = previous?.heal === 'kept' && !previous.recoveredAt;
           const healed = await heal(!keptInVain);
+          if (reallocation) return await reallocated();
           failure.healedAt = new Date().toISOString();
           failure.heal = healed.mode;
           failure.restartedOn = healed.restartedOn;

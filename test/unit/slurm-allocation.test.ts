@@ -56,6 +56,18 @@ describe('the Slurm allocation', () => {
       '--wrap=exec sleep infinity',
     ]);
     assert.equal(timeLimitMinutes('61s'), 2, 'whole minutes, rounded up');
+    // a new allocation of the run, without the nodes lost under the one before
+    const without = holderSbatchArgv({
+      executor: spec.cluster.executor,
+      runKey: 'run-1',
+      nodes: 5,
+      gpusPerNode: 2,
+      exclude: ['n2', 'n5'],
+    });
+    assert.ok(
+      without.includes('--exclude=n2,n5') && without.at(-1) === '--wrap=exec sleep infinity',
+      without.join(' '),
+    );
     assert.deepEqual(stepArgv('12', 'n3'), [
       ...['srun', '--overlap', '--jobid=12', '--nodes=1', '--ntasks=1', '--nodelist=n3', '--quiet'],
     ]);

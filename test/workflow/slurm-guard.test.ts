@@ -13,7 +13,7 @@ import { prepareActivities } from '../../activities/prepare.js';
 import { KeelClient } from '../../src/client/index.js';
 import { formatStatus } from '../../src/cli/commands/run.js';
 import { keelPhase } from '../../src/search-attributes.js';
-import { statusQuery } from '../../workflows/definitions.js';
+import { statusQuery, trainingStatusQuery } from '../../workflows/definitions.js';
 import { startWebhookReceiver } from '../support/webhook-receiver.js';
 import { repoRoot, startDevServer, workflowBundle } from '../support/temporal.js';
 import { commandSpec, eventually, tempDir, uniqueQueue } from '../support/pipeline.js';
@@ -311,5 +311,121 @@ describe('a Slurm run releases its allocation however it closes', { timeout: 300
       ['7', '8'],
       'each released',
     );
+  });
+  it('a node lost with no spare left in the allocation: training goes on in a new allocation without it', async () => {
+    const calls = { allocations: [] as { jobId: string; exclude?: string[] }[], submitted: [] as string[] };
+    const jobOf = (spec: { cluster: { executor: { jobId?: string } } }) => spec.cluster.executor.jobId!;
+    const activities = {
+      ...prepareActivities({ cwd: repoRoot, env: {} }),
+      async checkStep({ stepId }: { stepId: string }) {
+        return stepId === 'train'
+          ? { complete: false, checkable: false, reason: 'stand-in: trains' }
+          : { complete: true, reason: 'stand-in: converted earlier' };
+      },
+      async slurmAllocate({ runKey, exclude }: { runKey: string; exclude?: string[] }) {
+        const jobId = String(7 + calls.allocations.length);
+        calls.allocations.push({ jobId, exclude });
+        const names = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6'].filter((n) => !exclude?.includes(n)).slice(0, 4);
+        const nodes = names.map((name) => ({ name, address: `127.0.1.${name.slice(1)}` }));
+        return { jobId, jobName: `keel-${runKey}`, nodes, adopted: false, pendingMs: 0 };
+      },
+      async slurmRelease({ jobId }: Release) {
+        return { released: jobId ? [{ jobId, state: 'CANCELLED' }] : [] };
+      },
+      async slurmAllocationTime({ spec }: { spec: { cluster: { executor: { jobId?: string } } } }) {
+        return { jobId: jobOf(spec), state: 'RUNNING', live: true };
+      },
+      async submitTrainingJob({
+        runKey,
+        spec,
+      }: {
+        runKey: string;
+        spec: { cluster: { executor: { jobId?: string } } };
+      }) {
+        const jobId = `${runKey}-train-${calls.submitted.length + 1}`;
+        calls.submitted.push(`${jobId} in ${jobOf(spec)}`);
+        return { jobId, tracker: calls.submitted.length === 1 ? -1 : 2, created: true };
+      },
+      // in job 7: n2 is lost after checkpoint 2; in job 8: the job saves its last checkpoint and succeeds
+      async superviseUntilCheckpoint(input: {
+        jobId: string;
+        afterIteration?: number;
+        spec: { cluster: { executor: { jobId?: string } } };
+      }) {
+        const cursor = { jobId: input.jobId, offset: 0, resumeVerified: true, evals: [], rewards: [] };
+        const after = input.afterIteration ?? -1;
+        if (jobOf(input.spec) === '7') {
+          if (after < 2) return { kind: 'checkpoint', iteration: 2, saved: [2], evals: [], lastRollout: 2, cursor };
+          const failure = {
+            kind: 'node-lost',
+            message: 'Slurm: n2 DOWN* (Not responding)',
+            lastRollout: 3,
+            tracker: 2,
+          };
+          return { kind: 'failed', failure, evals: [], lastRollout: 3, cursor };
+        }
+        if (after < 5) return { kind: 'checkpoint', iteration: 5, saved: [5], evals: [], lastRollout: 5, cursor };
+        return { kind: 'succeeded', evals: [], lastRollout: 5, cursor };
+      },
+      async stopTrainingJob({ jobId }: { jobId: string }) {
+        return { jobId, how: 'stopped', status: 'STOPPED', detail: 'stand-in: stopped', at: new Date().toISOString() };
+      },
+      // the allocation's 4 nodes, one of them lost: too few for the 4 the job needs
+      async healCluster() {
+        return {
+          ready: false,
+          reason: '3 healthy node(s) of 4 needed; down: n2',
+          nodes: ['n1', 'n3', 'n4'],
+          quarantined: ['n2'],
+        };
+      },
+      async applyRetention() {
+        return { keep: [], deleted: [], deleteNext: [] };
+      },
+      async stopLaunched() {},
+    };
+    const queue = uniqueQueue('keel-slurm-exclude');
+    const workflowId = `keel-slurm-exclude-${Date.now()}`;
+    const spec = commandSpec({
+      name: 'slurm-exclude',
+      dir: await tempDir('keel-slurm-exclude-'),
+      steps: { convert: { kind: 'torch-dist-convert' }, train: { kind: 'train', needs: ['convert'] } },
+      overrides: {
+        cluster: {
+          nodes: [1, 2, 3, 4].map((i) => ({ host: `127.0.1.${i}` })),
+          spares: [],
+          executor: { kind: 'slurm', timeLimit: '1h' },
+        },
+        rollout: { numRollout: 6 },
+        ckpt: { saveInterval: 3 },
+        policies: { heartbeatTimeout: '2s', initialRetryInterval: '100ms' },
+      },
+    });
+    const worker = await workerOn(queue, activities);
+    await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start('pipeline', { taskQueue: queue, workflowId, args: [spec] });
+      assert.equal((await handle.result()).phase, 'succeeded');
+      const t = await env.client.workflow.getHandle(`${workflowId}-training`).query(trainingStatusQuery);
+      assert.deepEqual(
+        t.checkpoints.map((c) => c.iteration),
+        [2, 5],
+      );
+      assert.equal(t.failures.length, 1, 'the loss, carried into the new allocation');
+      assert.deepEqual(
+        t.allocationEnds?.map((e) => ({ allocation: e.allocation, planned: e.planned, checkpoint: e.checkpoint })),
+        [{ allocation: '7', planned: false, checkpoint: 2 }],
+      );
+      assert.match(t.allocationEnds![0]!.why, /3 healthy node\(s\) of 4 needed; down: n2: a new allocation without n2/);
+      const status = await handle.query(statusQuery);
+      assert.deepEqual(
+        status.allocation?.nodes?.map((n) => n.name),
+        ['n1', 'n3', 'n4', 'n5'],
+      );
+    });
+    assert.deepEqual(calls.allocations, [
+      { jobId: '7', exclude: undefined },
+      { jobId: '8', exclude: ['n2'] },
+    ]);
+    assert.deepEqual(calls.submitted, [`${workflowId}-train-1 in 7`, `${workflowId}-train-2 in 8`]);
   });
 });
