@@ -15,7 +15,9 @@ Writes into DIR:
 
 Pretraining takes exactly --steps steps (brief on purpose: the model solves the task sometimes but not always, so RL
 has room to improve it), on one CPU thread, with every random choice drawn from --seed and torch's deterministic
-algorithms: the same arguments give the same model on every run, whatever the load of the machine. (It does not
+algorithms: the same arguments give the same model on every run, whatever the load of the machine. The learning rate
+follows a schedule of a fixed horizon (LR_HORIZON), not one stretched over --steps: fewer steps stop the same run
+earlier. (It does not
 stop at a target pass rate: where such a probe first crosses its target depends on the last bits of the arithmetic,
 so the model would depend on the occasion.) Cached: when DIR already holds a complete model made with the same
 version and arguments, it exits at once.
@@ -50,12 +52,17 @@ from tiny_model import (  # noqa: E402
     write_sharded,
 )
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 STAMP_FILE = '.tiny-model-stamp.json'
 N_TRAIN, N_EVAL, N_PROBE = 2000, 200, 128
 BATCH = 64
 LOG_EVERY = 100
-DEFAULT_STEPS = 600
+DEFAULT_STEPS = 800
+DEFAULT_LR = 1e-3
+# The learning-rate schedule: linear warmup, then cosine decay over a fixed horizon, the same whatever --steps is, so
+# that the model of N steps is the model of M > N steps stopped at step N.
+WARMUP_STEPS = 50
+LR_HORIZON = 1500
 QUANTIZATION_CONFIG = {
     'activation_scheme': 'dynamic',
     'fmt': 'e4m3',
@@ -109,13 +116,15 @@ def make_batch(pairs: list[tuple[int, int]], rng: random.Random) -> tuple[torch.
 def pretrain(
     model: TinyMoE, pairs: list[tuple[int, int]], probe: list[dict[str, str]], args: argparse.Namespace
 ) -> None:
-    """AdamW with warmup + cosine decay, exactly args.steps steps (the probe's pass rate is logged, never acted on)."""
+    """AdamW with warmup + cosine decay over LR_HORIZON steps, stopped after exactly args.steps steps (the probe's pass
+    rate is logged, never acted on)."""
     rng = random.Random(args.seed)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, betas=(0.9, 0.98))
     model.train()
     started = time.monotonic()
     for step in range(1, args.steps + 1):
-        lr = args.lr * min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * (step - 1) / args.steps))
+        cosine = 1 + math.cos(math.pi * min(step - 1, LR_HORIZON) / LR_HORIZON)
+        lr = args.lr * min(1.0, step / WARMUP_STEPS) * 0.5 * cosine
         for group in opt.param_groups:
             group['lr'] = lr
         inputs, targets = make_batch(pairs, rng)
@@ -234,7 +243,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--out', required=True, type=Path)
     parser.add_argument('--seed', type=int, default=1234)
     parser.add_argument('--steps', type=int, default=DEFAULT_STEPS, help='pretraining steps')
-    parser.add_argument('--lr', type=float, default=3e-3)
+    parser.add_argument('--lr', type=float, default=DEFAULT_LR)
     parser.add_argument('--shards', type=int, default=4)
     return parser.parse_args(argv)
 
