@@ -138,5 +138,16 @@ export function slurmActivities(deps: ActivityDeps) {
     return { released };
   }
 
-  return { slurmAllocate, slurmRelease };
+  /** The run's holder job as Slurm lists it now (the one `slurmAllocate` adopts): its state and why it waits. */
+  async function slurmPending(input: {
+    spec: Spec;
+    runKey: string;
+  }): Promise<{ jobId?: string; state?: string; reason?: string }> {
+    const ex = slurmExecutor(localSpec(input.spec, deps));
+    const client = new SlurmClient(ex.slurmConf);
+    const job = ex.jobId ? await client.job(ex.jobId) : (await client.jobsNamed(holderJobName(input.runKey)))[0];
+    return job ? { jobId: job.jobId, state: job.state, reason: job.reason } : {};
+  }
+
+  return { slurmAllocate, slurmRelease, slurmPending };
 }

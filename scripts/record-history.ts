@@ -2,7 +2,7 @@
 // history in test/histories against the current workflow code. A history, once committed, is never re-recorded:
 // this script refuses to overwrite one. Record a new set when workflow behaviour changes (under a new patch id):
 //
-//   npx tsx scripts/record-history.ts <label> [lost-node|steering]
+//   npx tsx scripts/record-history.ts <label> [lost-node|steering|slurm]
 //
 // writes test/histories/<label>-*.binpb from one scenario on a tiny-local cluster (4 nodes and a spare, ssh off).
 // lost-node (the default): a pipeline whose training loses a node after its first checkpoint (a restart, a heal that
@@ -11,28 +11,36 @@
 // stopped after a checkpoint; cancelled while it trains; paused by its crash-loop guard (a job that crashes at once,
 // until a flag file is gone), then resumed. The runs post their notifications (every checkpoint and eval too) to a
 // loopback webhook receiver.
+// slurm: a run on a local Slurm cluster (Debian's slurmctld and slurmd, as `keel local up --slurm`) whose holder job
+// first waits in the queue behind another job, long enough to be announced (`allocation-pending`), then runs the
+// tiny pipeline and releases its allocation: the pipeline, its training and its allocation's guard.
 import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import proto from '@temporalio/proto';
 import type { Client } from '@temporalio/client';
+import { execa } from 'execa';
+import { localSlurmUnavailable, startLocalSlurm } from '../src/local/slurm.js';
 import {
   cancelUpdate,
   pauseUpdate,
   resumeUpdate,
+  statusQuery,
   stopAfterCheckpointUpdate,
   trainingStatusQuery,
 } from '../workflows/definitions.js';
 import { scrubHistory } from './history-scrub.js';
-import { eventually } from '../test/support/pipeline.js';
+import { eventually, tempDir } from '../test/support/pipeline.js';
 import { repoRoot } from '../test/support/temporal.js';
 import { startTinyRig } from '../test/support/tiny-pipeline.js';
 import { startWebhookReceiver } from '../test/support/webhook-receiver.js';
 
 const label = process.argv[2];
 const scenario = process.argv[3] ?? 'lost-node';
-if (!label || !/^[a-z0-9][a-z0-9.-]*$/.test(label) || !['lost-node', 'steering'].includes(scenario)) {
-  console.error('usage: npx tsx scripts/record-history.ts <label> [lost-node|steering]   (lowercase, e.g. keel-0.2)');
+if (!label || !/^[a-z0-9][a-z0-9.-]*$/.test(label) || !['lost-node', 'steering', 'slurm'].includes(scenario)) {
+  console.error(
+    'usage: npx tsx scripts/record-history.ts <label> [lost-node|steering|slurm]   (lowercase, e.g. keel-0.2)',
+  );
   process.exit(2);
 }
 const dir = join(repoRoot, 'test', 'histories');
@@ -77,6 +85,7 @@ const rig = await startTinyRig({
 const notify = { webhooks: [{ urlEnv: 'KEEL_RECORDING_WEBHOOK_URL', format: 'json', checkpoints: true, evals: true }] };
 try {
   if (scenario === 'steering') await steering(rig.env.client);
+  else if (scenario === 'slurm') await slurmRun(rig.env.client);
   else await lostNode();
 } finally {
   await rig.stop();
@@ -203,4 +212,57 @@ async function steering(client: Client): Promise<void> {
   await save(client, crashLoop, 'crash-loop-pipeline');
   await save(client, `${crashLoop}-training`, 'crash-loop-training');
   console.log(`notifications: ${receiver.posts.map((p) => p.body.kind).join(', ')}`);
+}
+
+async function slurmRun(client: Client): Promise<void> {
+  const unavailable = localSlurmUnavailable();
+  if (unavailable) throw new Error(`the slurm scenario needs a local Slurm: ${unavailable}`);
+  const dir = await tempDir('keel-history-slurm-');
+  const slurm = await startLocalSlurm({ dir: join(dir, 'slurm'), nodes: 5, gpusPerNode: 2 });
+  const slurmEnv = { ...process.env, SLURM_CONF: slurm.conf };
+  try {
+    // another job holds every node: the run's holder job waits (Resources)
+    const blocker = (
+      await execa('sbatch', ['--parsable', '--nodes=5', '--output=/dev/null', '--wrap=exec sleep 600'], {
+        env: slurmEnv,
+      })
+    ).stdout.trim();
+    await eventually(
+      async () =>
+        (await execa('squeue', ['--noheader', `--jobs=${blocker}`, '--format=%T'], { env: slurmEnv })).stdout.trim() ===
+          'RUNNING' || undefined,
+      30_000,
+      'the blocker running',
+    );
+    const workflowId = 'keel-history-slurm';
+    const spec = rig.spec({
+      name: 'slurm',
+      model: { saveDir: 'save-slurm/' },
+      rollout: { numRollout: 3 },
+      cluster: {
+        stateDir: join(dir, 'nodes', '{node}'),
+        executor: { kind: 'slurm', slurmConf: slurm.conf, releaseGrace: '5s', notifyPendingAfter: '3s' },
+      },
+      notify,
+    });
+    const handle = await client.workflow.start('pipeline', { taskQueue: rig.taskQueue, workflowId, args: [spec] });
+    await eventually(
+      async () => receiver.posts.some((p) => p.body.kind === 'allocation-pending') || undefined,
+      120_000,
+      'the allocation-pending notification',
+    );
+    await execa('scancel', [blocker], { env: slurmEnv });
+    await handle.result();
+    const jobId = (await handle.query(statusQuery)).allocation?.jobId;
+    if (!jobId) throw new Error('the run recorded no allocation');
+    // the guard, cancelled as the pipeline closed, has released the job
+    await client.workflow.getHandle(`${workflowId}-slurm-${jobId}`).result();
+    console.log(`notifications: ${receiver.posts.map((p) => p.body.kind).join(', ')}`);
+    await save(client, workflowId, 'slurm-pipeline');
+    await save(client, `${workflowId}-training`, 'slurm-training');
+    await save(client, `${workflowId}-slurm-${jobId}`, 'slurm-guard');
+  } finally {
+    await slurm.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
 }

@@ -13,7 +13,7 @@ import { execa } from 'execa';
 import { bundleWorkflowCode } from '@temporalio/worker';
 
 /** The releases whose runs the current keel takes over, tested by the upgrade test. */
-export const supportedReleases = ['v0.3.0', 'v0.4.0'] as const;
+export const supportedReleases = ['v0.3.0', 'v0.4.0', 'v0.5.0'] as const;
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const fixtures = join(repoRoot, 'test', 'fixtures', 'releases');

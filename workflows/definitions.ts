@@ -101,6 +101,8 @@ export interface AllocationStatus {
   adopted?: boolean;
   pendingMs?: number;
   pendingReason?: string;
+  /** while allocating: the holder job's Slurm state (PENDING, ...), as `keel status` read it from the activity */
+  jobState?: string;
 }
 
 /**

@@ -219,6 +219,37 @@ function announceProgress({ notifier, state, last }: Announcing): void {
   }
 }
 
+/**
+ * A Slurm run still waiting for its allocation after `notifyPendingAfter` (patches.slurmPending): announced once,
+ * with Slurm's reason, not waited for (the wait goes on).
+ */
+export function announceAllocationPending(
+  spec: Spec,
+  runKey: string,
+  pending: { jobId?: string; jobName: string; state?: string; reason?: string; waitedMs: number },
+): { delivered: () => Promise<void> } {
+  const notifier = new Notifier(spec, runKey);
+  if (notifier.enabled()) {
+    const job = pending.jobId ? `Slurm job ${pending.jobId} (${pending.jobName})` : `the Slurm job ${pending.jobName}`;
+    const why = pending.reason && pending.reason !== 'None' ? `: ${pending.reason}` : '';
+    notifier.send(
+      'allocation-pending',
+      pending.jobId,
+      `the run has waited ${spoken(pending.waitedMs)} for its allocation; ${job} is ` +
+        `${pending.state ?? 'not listed yet'}${why}`,
+      { jobId: pending.jobId, jobName: pending.jobName, state: pending.state, reason: pending.reason },
+    );
+  }
+  return { delivered: () => notifier.delivered() };
+}
+
+/** 90 s, 45 min, 2.5 h */
+function spoken(ms: number): string {
+  if (ms < 120_000) return `${Math.round(ms / 1000)} s`;
+  if (ms < 2 * 3_600_000) return `${Math.round(ms / 60_000)} min`;
+  return `${(ms / 3_600_000).toFixed(1)} h`;
+}
+
 /** The pipeline's end: `run-completed` or `run-failed`, waited for (never throwing) so that the run ends after it. */
 export async function announceRunEnd(
   spec: Spec,

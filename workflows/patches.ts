@@ -53,4 +53,9 @@ export const patches = {
    * run's webhooks (`job-not-stopped`). The stop's outcome itself is recorded in training's state (no command).
    */
   jobStop: 'keel-0.5-job-stop',
+  /**
+   * keel 0.6: a Slurm run waiting for its allocation shows it in the Web UI (KeelPhase `allocating`), and after
+   * `cluster.executor.notifyPendingAfter` announces the wait with Slurm's reason (`allocation-pending`).
+   */
+  slurmPending: 'keel-0.6-slurm-pending',
 } as const;

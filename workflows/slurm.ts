@@ -10,14 +10,18 @@ import {
   proxyActivities,
   setHandler,
   startChild,
+  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { SlurmAllocation } from '../activities/slurm.js';
+import { keelPhase } from '../src/search-attributes.js';
+import { durationMs } from '../src/spec/duration.js';
 import { placeOnAllocation } from '../src/spec/slurm-allocation.js';
 import type { Spec } from '../src/spec/schema.js';
 import { statusQuery, type AllocationStatus } from './definitions.js';
-import { allocating, releasing } from './options.js';
+import { announceAllocationPending } from './notify.js';
+import { allocating, quick, releasing } from './options.js';
 import { patches } from './patches.js';
 
 /** The holder job's name (as activities/slurm.ts names it): the run's id. */
@@ -44,7 +48,7 @@ export async function inSlurmAllocation<T>(
   let allocation: SlurmAllocation | undefined;
   let why = 'the run ended';
   try {
-    allocation = await proxyActivities<Activities>(allocating(spec)).slurmAllocate({ spec, runKey });
+    allocation = await allocate(spec, runKey, status.jobName);
     Object.assign(status, {
       jobId: allocation.jobId,
       state: 'held',
@@ -79,6 +83,40 @@ export async function inSlurmAllocation<T>(
       },
       (error: unknown) => log.error('releasing the Slurm allocation failed', { error: String(error) }),
     );
+  }
+}
+
+/**
+ * Allocate (or adopt) the run's holder job. keel 0.6: the run shows `allocating` in the Web UI (KeelPhase) meanwhile,
+ * and one still waiting after `notifyPendingAfter` is announced with Slurm's reason.
+ */
+async function allocate(spec: Spec, runKey: string, jobName: string): Promise<SlurmAllocation> {
+  const allocated = proxyActivities<Activities>(allocating(spec)).slurmAllocate({ spec, runKey });
+  if (spec.cluster.executor.kind !== 'slurm' || !patched(patches.slurmPending)) return allocated;
+  upsertSearchAttributes([{ key: keelPhase, value: 'allocating' }]);
+  if ((spec.notify?.webhooks.length ?? 0) === 0) return allocated;
+  let done = false;
+  const waited = allocated.finally(() => {
+    done = true;
+  });
+  void waited.catch(() => undefined); // awaited below; a cancelled wait must not leave it unhandled
+  // a spec prepared by an earlier keel has no such field
+  const threshold = durationMs((spec.cluster.executor as { notifyPendingAfter?: string }).notifyPendingAfter ?? '1h');
+  const late = !(await condition(() => done, threshold));
+  let announced: { delivered: () => Promise<void> } | undefined;
+  if (late) {
+    const now = await proxyActivities<Activities>(quick(spec))
+      .slurmPending({ spec, runKey })
+      .catch((error: unknown) => {
+        log.warn('reading the pending allocation failed', { error: String(error) });
+        return {};
+      });
+    announced = announceAllocationPending(spec, runKey, { ...now, jobName, waitedMs: threshold });
+  }
+  try {
+    return await waited;
+  } finally {
+    await announced?.delivered();
   }
 }
 

@@ -8,6 +8,7 @@ import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
+  type WorkflowHandle,
 } from '@temporalio/client';
 import { resolveSpecInput, formatProblems, InvalidSpecError, type Spec } from '../spec/index.js';
 import type { TemporalSection } from '../spec/schema.js';
@@ -22,6 +23,7 @@ import {
   stopAfterCheckpointSignal,
   stopAfterCheckpointUpdate,
   statusQuery,
+  type AllocationStatus,
   type PipelineStatus,
   type SteeringAnswer,
   type TrainingStatus,
@@ -156,6 +158,9 @@ export class KeelClient {
       workerPolling: live,
       ...(record.partial ? { partial: record.partial } : {}),
     };
+    if (record.runStatus === 'RUNNING' && status.pipeline?.allocation?.state === 'allocating') {
+      await this.pendingAllocation(handle, status.pipeline.allocation).catch(() => undefined);
+    }
     if (record.runStatus === 'COMPLETED') status.result = await handle.result().catch(() => undefined);
     if (record.runStatus === 'FAILED') {
       status.failure = await handle.result().then(
@@ -164,6 +169,28 @@ export class KeelClient {
       );
     }
     return status;
+  }
+
+  /**
+   * While the run waits for its Slurm allocation: the holder job, its state and Slurm's reason, and how long it has
+   * waited, from the allocating activity's last heartbeat (the workflow learns them only once the job runs).
+   */
+  private async pendingAllocation(handle: WorkflowHandle, allocation: AllocationStatus): Promise<void> {
+    const description = await handle.describe();
+    const payload = description.raw.pendingActivities?.find((a) => a.activityType?.name === 'slurmAllocate')
+      ?.heartbeatDetails?.payloads?.[0];
+    if (!payload) return;
+    const details = this.client.options.loadedDataConverter.payloadConverter.fromPayload<{
+      jobId?: unknown;
+      state?: unknown;
+      reason?: unknown;
+      waitingSince?: unknown;
+    }>(payload);
+    if (typeof details?.jobId === 'string') allocation.jobId = details.jobId;
+    if (typeof details?.state === 'string') allocation.jobState = details.state;
+    if (typeof details?.reason === 'string') allocation.pendingReason = details.reason;
+    if (typeof details?.waitingSince === 'number')
+      allocation.pendingMs = Math.max(0, Date.now() - details.waitingSince);
   }
 
   /** The status of every execution of a run name (re-runs, continuations), oldest first: a run's whole record. */

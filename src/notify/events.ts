@@ -13,6 +13,7 @@ export const notificationKinds = [
   'checkpoint',
   'eval',
   'job-not-stopped',
+  'allocation-pending',
 ] as const;
 
 export type NotificationKind = (typeof notificationKinds)[number];

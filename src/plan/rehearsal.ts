@@ -85,8 +85,9 @@ export function rehearsalEttr(training: Pick<TrainingStatus, 'failures'>, m: Reh
 
 /**
  * Where the k-th injected failure falls within a save interval (rollouts done since the last save): the van der
- * Corput sequence, so that any first n failures spread evenly over the interval and lose half an interval on average,
- * as the model assumes of failures that arrive at random; without it, five failures are too few to average out.
+ * Corput sequence, so that any first n failures spread evenly over the interval (the first 1, 3 or 7 lose half an
+ * interval on average, as failures at random times do; the first 4 lose 0.41 of one). The model is fed with the
+ * places (`RehearsalMeasures.placement`), since a few failures cannot average out.
  */
 export function failurePhase(k: number, saveInterval: number): number {
   let x = 0;

@@ -139,6 +139,9 @@ export const slurmExecutorSchema = z
       .describe('more sbatch options, each one word (e.g. --reservation=r1, --mem=0)'),
     slurmConf: nonEmpty.optional().describe("the slurm.conf Slurm's commands read on the worker host (SLURM_CONF)"),
     releaseGrace: duration('1s', '10m').default('30s').describe('between scancel --signal=TERM and the final scancel'),
+    notifyPendingAfter: duration('1s', '30d')
+      .default('1h')
+      .describe("a run still waiting this long for its allocation is announced to the webhooks, with Slurm's reason"),
     jobId: z
       .string()
       .regex(/^\d+$/, 'must be a Slurm job id (digits)')

@@ -16,11 +16,13 @@ import { localSlurmUnavailable, startLocalSlurm, type LocalSlurm } from '../../s
 import { SlurmExecutor, gangMemberId } from '../../src/exec/index.js';
 import { resolveSpecOrThrow, type Spec } from '../../src/spec/index.js';
 import { statusQuery, trainingStatusQuery } from '../../workflows/definitions.js';
-import { describeError } from '../../src/client/index.js';
+import { KeelClient, describeError } from '../../src/client/index.js';
+import { keelPhase } from '../../src/search-attributes.js';
 import { formatStatus } from '../../src/cli/commands/run.js';
 import { startControlPlane, type ControlPlane } from '../support/control-plane.js';
 import { eventually, eventuallyWhileRunning, tempDir } from '../support/pipeline.js';
 import { repoRoot } from '../support/temporal.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
 import { modelCache, tinySpec } from '../support/tiny-pipeline.js';
 
 const skip = localSlurmUnavailable();
@@ -28,13 +30,14 @@ if (skip) console.log(`# skipped: ${skip}`);
 const portBase = 24700;
 const grace = '5s';
 
-describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_000 }, () => {
+describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_800_000 }, () => {
   let root: string;
   let cluster: LocalCluster;
   let slurm: LocalSlurm;
   let plane: ControlPlane;
   let worker: ResultPromise | undefined;
   let temporal: { client: Client; close: () => Promise<void> };
+  let hooks: WebhookReceiver;
   /** squeue watchers of the tests, stopped in after() whatever happened */
   const watchers: { stop: () => Promise<void> }[] = [];
 
@@ -49,7 +52,11 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_
     root = await tempDir('keel-slurm-');
     cluster = await startLocalCluster({ root, repoRoot, nodes: 4, spares: 1, cacheDir: modelCache });
     slurm = await startLocalSlurm({ dir: join(root, 'slurm'), nodes: 5, gpusPerNode: 2 });
-    plane = await startControlPlane({ root, workerEnv: { KEEL_HF_ENDPOINT: cluster.hubEndpoint } });
+    hooks = await startWebhookReceiver();
+    plane = await startControlPlane({
+      root,
+      workerEnv: { KEEL_HF_ENDPOINT: cluster.hubEndpoint, KEEL_TEST_SLURM_HOOK_URL: `${hooks.origin}/slurm` },
+    });
     temporal = await plane.connect();
   });
   after(async () => {
@@ -60,6 +67,7 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_
     await slurm?.stop();
     await cluster?.stop();
     await plane?.stopServer();
+    await hooks?.close();
   });
 
   function slurmSpec(overrides: Record<string, unknown>): Spec {
@@ -103,7 +111,11 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_
     const spec = slurmSpec({
       name: 'slurm-e2e',
       model: { saveDir: 'save-slurm/' },
-      cluster: { env: { TINY_CONVERT_SLEEP_S: '10' } },
+      cluster: {
+        env: { TINY_CONVERT_SLEEP_S: '10' },
+        executor: { kind: 'slurm', slurmConf: slurm.conf, releaseGrace: grace, notifyPendingAfter: '4s' },
+      },
+      notify: { webhooks: [{ urlEnv: 'KEEL_TEST_SLURM_HOOK_URL', format: 'json' }] },
     });
     // Another job holds every node: the run's holder job waits in the queue (Slurm's reason: Resources).
     const blocker = (
@@ -149,6 +161,45 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_
       60_000,
       'the holder job pending',
     );
+    // The wait shows: in the Web UI's list (KeelPhase), in `keel status` with Slurm's reason, and, past
+    // notifyPendingAfter, as a notification.
+    const phase = (await handle.describe()).typedSearchAttributes.get(keelPhase);
+    assert.equal(phase, 'allocating', 'KeelPhase while the allocation waits');
+    const keel = await KeelClient.connect({ address: `127.0.0.1:${plane.port}`, taskQueue: plane.taskQueue });
+    const waiting = await eventually(
+      async () => {
+        const a = (await keel.status(workflowId)).pipeline?.allocation;
+        return a?.jobState === 'PENDING' && a.pendingReason === 'Resources' ? a : undefined;
+      },
+      30_000,
+      "keel status to show the job pending with Slurm's reason",
+    ).finally(() => keel.close());
+    assert.equal(waiting.jobId, pending);
+    const shownWaiting = formatStatus({
+      workflowId,
+      runStatus: 'RUNNING',
+      pipeline: { allocation: waiting },
+    } as Parameters<typeof formatStatus>[0]);
+    assert.match(
+      shownWaiting,
+      new RegExp(
+        `slurm +job ${pending} \\(keel-${workflowId}\\) allocating, PENDING for [0-9.]+ s in the queue \\(Resources\\)`,
+      ),
+    );
+    const announced = await eventually(
+      async () => hooks.posts.find((p) => p.body.kind === 'allocation-pending'),
+      60_000,
+      'the allocation-pending notification',
+    );
+    assert.equal(announced.path, '/slurm');
+    assert.deepEqual(
+      { jobId: announced.body.jobId, state: announced.body.state, reason: announced.body.reason },
+      { jobId: pending, state: 'PENDING', reason: 'Resources' },
+    );
+    assert.match(
+      String(announced.body.text),
+      /waited 4 s for its allocation; Slurm job \d+ \(keel-slurm-e2e\) is PENDING: Resources/,
+    );
     // 1. SIGKILL the worker while the allocation waits; the next worker's retry must adopt the job, not submit one.
     worker.kill('SIGKILL');
     await worker;
@@ -174,7 +225,7 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_
         );
         return statuses.every((s) => s?.state === 'running') ? statuses : undefined;
       },
-      300_000,
+      600_000,
       'the conversion running on every node',
     );
     for (const [rank, record] of before.entries()) {
@@ -205,7 +256,7 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_
         const steps = await squeue(['--steps', `--jobs=${pending}`, '--format=%i %N']);
         return ['n1', 'n2', 'n3', 'n4'].every((n) => steps.some((s) => s.endsWith(` ${n}`))) ? steps : undefined;
       },
-      300_000,
+      600_000,
       'training running with a step on every node',
     );
 
@@ -251,7 +302,7 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_
         const status = await handle.query(statusQuery).catch(() => undefined);
         return t?.jobId && (t.lastRollout ?? -1) >= 6 ? status?.allocation?.jobId : undefined;
       },
-      300_000,
+      600_000,
       'training running again',
     );
     const cancelledAt = Date.now();
@@ -347,7 +398,7 @@ describe('tiny-local pipeline on a local Slurm cluster', { skip, timeout: 1_200_
         const status = await handle.query(statusQuery).catch(() => undefined);
         return (t?.checkpoints.length ?? 0) >= 1 ? status?.allocation?.jobId : undefined;
       },
-      300_000,
+      600_000,
       'a checkpoint',
     );
     // n2's slurmd is killed: Slurm marks the node DOWN (SlurmdTimeout) and drops it from the job, and keel reads that.

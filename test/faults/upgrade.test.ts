@@ -24,6 +24,7 @@ import { startControlPlane, type ControlPlane } from '../support/control-plane.j
 import { eventually, eventuallyWhileRunning, tempDir, uniqueQueue } from '../support/pipeline.js';
 import { repoRoot, temporalBinary, workflowBundle } from '../support/temporal.js';
 import { modelCache, tinySpec } from '../support/tiny-pipeline.js';
+import { supportedReleases } from '../../scripts/release-bundles.js';
 
 const portBase = 26900;
 
@@ -121,7 +122,7 @@ describe('upgrades of a live run', { timeout: 1_200_000 }, () => {
     assert.deepEqual(await failedTasks(`${workflowId}-training`), [], 'no failed workflow task in training');
   };
 
-  for (const tag of ['v0.3.0', 'v0.4.0']) {
+  for (const tag of supportedReleases) {
     it(`a run started by ${tag} completes on the current keel`, async () => {
       const workflowId = `from-${tag.replaceAll('.', '-')}`;
       const taskQueue = uniqueQueue(workflowId);

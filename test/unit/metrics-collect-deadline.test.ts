@@ -20,33 +20,22 @@ function clientFailingWith(error: Error): Client {
   return fake as unknown as Client;
 }
 
+/** One scrape (deadline 60 s) whose listing fails as the SDK fails it: a ServiceError wrapping gRPC status `code`. */
+function collectFailingWith(code: number, details: string) {
+  const grpc = Object.assign(new Error(`${code} ${details}`), { code });
+  const client = clientFailingWith(new ServiceError('Failed to list workflows', { cause: grpc }));
+  return new RunCollector(client, { taskQueue: 'q', maxRuns: 10, timeoutMs: 60_000 }).collect();
+}
+
 describe('metrics collector deadline', () => {
   it("reports a wrapped DEADLINE_EXCEEDED as the scrape's deadline, at once", async () => {
-    const grpc = Object.assign(new Error('4 DEADLINE_EXCEEDED: Deadline exceeded'), { code: 4 });
-    const collector = new RunCollector(
-      clientFailingWith(new ServiceError('Failed to list workflows', { cause: grpc })),
-      {
-        taskQueue: 'q',
-        maxRuns: 10,
-        timeoutMs: 60_000,
-      },
-    );
-    const snapshot = await collector.collect();
+    const snapshot = await collectFailingWith(4, 'DEADLINE_EXCEEDED: Deadline exceeded');
     assert.equal(snapshot.listError, "no answer within the scrape's 60000 ms");
     assert.ok(snapshot.seconds < 5, `took ${snapshot.seconds} s`);
   });
 
   it('passes any other failure on in its own words', async () => {
-    const grpc = Object.assign(new Error('14 UNAVAILABLE: connection refused'), { code: 14 });
-    const collector = new RunCollector(
-      clientFailingWith(new ServiceError('Failed to list workflows', { cause: grpc })),
-      {
-        taskQueue: 'q',
-        maxRuns: 10,
-        timeoutMs: 60_000,
-      },
-    );
-    const snapshot = await collector.collect();
+    const snapshot = await collectFailingWith(14, 'UNAVAILABLE: connection refused');
     assert.match(snapshot.listError ?? '', /Failed to list workflows/);
   });
 });

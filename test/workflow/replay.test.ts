@@ -17,7 +17,8 @@ describe('replay of recorded workflow histories', () => {
     // holds both patches' markers). keel 0.4's runs of it write their final record to the memo and run retention
     // beside supervision (both patches' markers are in the training chain). keel 0.5's runs are steered by Updates
     // only: one paused right after its start (held until prepared), resumed and stopped after a checkpoint; one
-    // cancelled while it trains; one paused by its crash-loop guard and resumed.
+    // cancelled while it trains; one paused by its crash-loop guard and resumed. keel 0.6's run on a local Slurm
+    // cluster waited for its allocation behind another job (announced), trained, and its guard released the job.
     for (const required of [
       'pipeline-three-commands.binpb',
       'keel-0.2-pipeline.binpb',
@@ -36,6 +37,9 @@ describe('replay of recorded workflow histories', () => {
       'keel-0.5-steering-cancel-training.binpb',
       'keel-0.5-steering-crash-loop-pipeline.binpb',
       'keel-0.5-steering-crash-loop-training.binpb',
+      'keel-0.6-slurm-pipeline.binpb',
+      'keel-0.6-slurm-training.binpb',
+      'keel-0.6-slurm-guard.binpb',
     ]) {
       assert.ok(files.includes(required), `${required} is committed`);
     }

@@ -92,7 +92,13 @@ export function formatStatus(status: RunStatus): string {
   const lines = [`${status.workflowId}: ${status.runStatus}${status.pipeline ? ` (${status.pipeline.phase})` : ''}`];
   const a = status.pipeline?.allocation;
   if (a) {
-    const waited = a.pendingMs ? `, waited ${(a.pendingMs / 1000).toFixed(1)} s in the queue` : '';
+    const seconds = a.pendingMs ? (a.pendingMs / 1000).toFixed(1) : undefined;
+    const waited =
+      seconds === undefined
+        ? ''
+        : a.state === 'allocating'
+          ? `, ${a.jobState ?? 'waiting'} for ${seconds} s in the queue`
+          : `, waited ${seconds} s in the queue`;
     lines.push(
       `  slurm      job ${a.jobId ?? '-'} (${a.jobName}) ${a.state}${a.adopted ? ', adopted' : ''}${waited}` +
         `${a.pendingReason ? ` (${a.pendingReason})` : ''}`,
