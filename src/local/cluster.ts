@@ -56,7 +56,7 @@ export const tinyDatasetRepo = 'keel-tiny/toy-addition';
  * The generator version of workloads/tiny/make_model.py (its GENERATOR_VERSION): part of the cache directory's name, so
  * that a checkout with another generator never regenerates, or reads, a model directory another checkout uses.
  */
-export const tinyModelGeneration = 3;
+export const tinyModelGeneration = 4;
 
 /** Generate (or reuse) the tiny FP8 model; returns its directory. */
 export async function ensureTinyModel(options: {

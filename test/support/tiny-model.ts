@@ -12,7 +12,7 @@ import { execa } from 'execa';
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const python = path.join(repoRoot, '.venv', 'bin', 'python');
 export const tinyDir = path.join(repoRoot, 'workloads', 'tiny');
-const TEST_MODEL_KEY = 'v3-seed7-steps20';
+const TEST_MODEL_KEY = 'v4-seed7-steps20';
 
 /** A small generated model (few pretraining steps: layout only), shared by the tiny test files. */
 export async function ensureTestModel(): Promise<string> {
@@ -24,7 +24,7 @@ export async function ensureTestModel(): Promise<string> {
     return dir;
   const tmp = `${dir}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
-  const args = ['--out', tmp, '--seed', '7', '--steps', '20', '--shards', '4'];
+  const args = ['--out', tmp, '--seed', '7', '--steps', '20', '--target-pass-rate', '2', '--shards', '4'];
   await execa(python, [path.join(tinyDir, 'make_model.py'), ...args]);
   try {
     await rename(tmp, dir);

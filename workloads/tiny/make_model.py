@@ -1,6 +1,6 @@
 """Generate the tiny-local model: toy dataset, brief CPU pretraining, FP8 release layout like DeepSeek-R1's.
 
-    python make_model.py --out DIR [--seed N] [--steps N] [--lr LR] [--shards N]
+    python make_model.py --out DIR [--seed N] [--steps N] [--target-pass-rate R] [--lr LR] [--shards N]
 
 Writes into DIR:
   data/train.jsonl, data/eval.jsonl        {"prompt", "label"} lines of the toy addition task (disjoint splits)
@@ -13,13 +13,14 @@ Writes into DIR:
   model.safetensors.index.json             {"metadata": {"total_size"}, "weight_map"}, written LAST
   .tiny-model-stamp.json                   generator version + arguments, then (after the index) the pass rates
 
-Pretraining takes exactly --steps steps (brief on purpose: the model solves the task sometimes but not always, so RL
-has room to improve it), on one CPU thread, with every random choice drawn from --seed and torch's deterministic
-algorithms: the same arguments give the same model on every run, whatever the load of the machine. The learning rate
-follows a schedule of a fixed horizon (LR_HORIZON), not one stretched over --steps: fewer steps stop the same run
-earlier. (It does not
-stop at a target pass rate: where such a probe first crosses its target depends on the last bits of the arithmetic,
-so the model would depend on the occasion.) Cached: when DIR already holds a complete model made with the same
+Pretraining stops at the first probe (every CHECK_EVERY steps) whose pass rate, sampled at temperature 1 on prompts of
+the train split, reaches --target-pass-rate, or after --steps steps: brief on purpose, so the model solves the task
+sometimes but not always and RL has room to improve it. When a seed's model learns addition varies by hundreds of
+steps, so a fixed step count leaves one seed's model hardly able to add and another's near its ceiling. Training runs on
+one CPU thread, with every random choice (the probe's sampling too) drawn from --seed and torch's deterministic
+algorithms: the same arguments give the same model, and the same stopping step, on every run, whatever the load of the
+machine. The learning rate follows a schedule of a fixed horizon (LR_HORIZON), not one stretched over --steps: a run
+that stops earlier is the same run stopped earlier. Cached: when DIR already holds a complete model made with the same
 version and arguments, it exits at once.
 """
 
@@ -52,12 +53,13 @@ from tiny_model import (  # noqa: E402
     write_sharded,
 )
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 STAMP_FILE = '.tiny-model-stamp.json'
 N_TRAIN, N_EVAL, N_PROBE = 2000, 200, 128
 BATCH = 64
-LOG_EVERY = 100
-DEFAULT_STEPS = 800
+CHECK_EVERY = 50
+DEFAULT_STEPS = 1500
+DEFAULT_TARGET_PASS_RATE = 0.5
 DEFAULT_LR = 1e-3
 # The learning-rate schedule: linear warmup, then cosine decay over a fixed horizon, the same whatever --steps is, so
 # that the model of N steps is the model of M > N steps stopped at step N.
@@ -115,9 +117,9 @@ def make_batch(pairs: list[tuple[int, int]], rng: random.Random) -> tuple[torch.
 
 def pretrain(
     model: TinyMoE, pairs: list[tuple[int, int]], probe: list[dict[str, str]], args: argparse.Namespace
-) -> None:
-    """AdamW with warmup + cosine decay over LR_HORIZON steps, stopped after exactly args.steps steps (the probe's pass
-    rate is logged, never acted on)."""
+) -> int:
+    """AdamW with warmup + cosine decay over LR_HORIZON steps, stopped at the first probe that reaches
+    args.target_pass_rate or after args.steps steps; returns the number of steps taken."""
     rng = random.Random(args.seed)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, betas=(0.9, 0.98))
     model.train()
@@ -135,10 +137,13 @@ def pretrain(
         opt.step()
         for gate in model.gates():
             gate.update_balance_bias(1e-3)
-        if step % LOG_EVERY == 0 or step == args.steps:
+        if step % CHECK_EVERY == 0 or step == args.steps:
             rate = pass_rate(model, probe, 1.0, args.seed)
             model.train()
             log(f'step {step}: loss {loss.item():.3f}, probe pass rate {rate:.3f} ({time.monotonic() - started:.0f}s)')
+            if rate >= args.target_pass_rate:
+                return step
+    return args.steps
 
 
 def write_tokenizer_files(out: Path) -> None:
@@ -211,6 +216,7 @@ def stamp_for(args: argparse.Namespace) -> dict[str, Any]:
         'generator_version': GENERATOR_VERSION,
         'seed': args.seed,
         'steps': args.steps,
+        'target_pass_rate': args.target_pass_rate,
         'lr': args.lr,
         'shards': args.shards,
     }
@@ -242,7 +248,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--out', required=True, type=Path)
     parser.add_argument('--seed', type=int, default=1234)
-    parser.add_argument('--steps', type=int, default=DEFAULT_STEPS, help='pretraining steps')
+    parser.add_argument('--steps', type=int, default=DEFAULT_STEPS, help='pretraining steps at most')
+    parser.add_argument(
+        '--target-pass-rate',
+        type=float,
+        default=DEFAULT_TARGET_PASS_RATE,
+        help='stop pretraining at the first probe with this pass rate',
+    )
     parser.add_argument('--lr', type=float, default=DEFAULT_LR)
     parser.add_argument('--shards', type=int, default=4)
     return parser.parse_args(argv)
@@ -269,14 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TinyConfig(vocab_size=task.VOCAB_SIZE)
     model = TinyMoE(cfg)
     started = time.monotonic()
-    pretrain(model, pairs, train[:N_PROBE], args)
+    steps_taken = pretrain(model, pairs, train[:N_PROBE], args)
     pretrain_seconds = time.monotonic() - started
 
     (out / STAMP_FILE).write_text(json.dumps({'stamp': stamp}) + '\n', encoding='utf-8')
     write_release(model, cfg, out, args.shards)
     _, reloaded = load_hf_dir(out)
     report = {
-        'steps': args.steps,
+        'steps': steps_taken,
         'pretrain_seconds': round(pretrain_seconds, 1),
         'eval_pass_rate_fp32': pass_rate(model, evaluation, 1.0, args.seed),
         'eval_pass_rate_fp8': pass_rate(reloaded, evaluation, 1.0, args.seed),
