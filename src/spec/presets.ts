@@ -448,9 +448,10 @@ const tinyLocal: SpecInput = {
     rolloutShuffle: true,
     rmType: 'toy',
     numRollout: 100,
-    // 16 prompts x 8 samples a rollout, one optimizer step on the 128: with 8 prompts the step is noisier (seed 1's
-    // model of generator 4: +0.006 in 100 rollouts against +0.107 with 16; lr 2e-4 at 8 prompts undid the pretraining,
-    // 0.429 -> 0.177). A rollout's step costs about 14% more (the train step of 100 rollouts 224 s against 197 s).
+    // 16 prompts x 8 samples a rollout, one optimizer step on the 128: with 8 prompts the step is noisier and
+    // bench:learning fails (generator 4's models, lr warmup: +0.081, +0.016, +0.080 against +0.182, +0.155, +0.155 with
+    // 16; lr 2e-4 at 8 prompts undid the pretraining). A rollout costs about 13% more (seed 1's train step of 100
+    // rollouts: 193 s against 171 s).
     rolloutBatchSize: 16,
     nSamplesPerPrompt: 8,
     rolloutMaxResponseLen: 8,
