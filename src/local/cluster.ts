@@ -52,6 +52,12 @@ export const tinyRepo = 'keel-tiny/tiny-v3-fp8';
 /** The toy task's prompts and evals, served as a dataset repo (what dapo-math-17k and aime-2024 are to R1). */
 export const tinyDatasetRepo = 'keel-tiny/toy-addition';
 
+/**
+ * The generator version of workloads/tiny/make_model.py (its GENERATOR_VERSION): part of the cache directory's name, so
+ * that a checkout with another generator never regenerates, or reads, a model directory another checkout uses.
+ */
+export const tinyModelGeneration = 4;
+
 /** Generate (or reuse) the tiny FP8 model; returns its directory. */
 export async function ensureTinyModel(options: {
   repoRoot: string;
@@ -59,7 +65,7 @@ export async function ensureTinyModel(options: {
   seed: number;
   log?: (l: string) => void;
 }): Promise<string> {
-  const dir = join(options.cacheDir, `tiny-v3-fp8-seed${options.seed}`);
+  const dir = join(options.cacheDir, `tiny-v3-fp8-gen${tinyModelGeneration}-seed${options.seed}`);
   const python = join(options.repoRoot, '.venv', 'bin', 'python');
   options.log?.(
     `tiny model: ${existsSync(join(dir, 'model.safetensors.index.json')) ? 'cached' : 'generating (first run: a minute or two)'}`,

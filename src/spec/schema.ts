@@ -320,6 +320,7 @@ export const optimizerSchema = z
     optimizer: z.enum(['adam', 'sgd']).default('adam'),
     lr: z.number().positive(),
     lrDecayStyle: z.enum(['constant', 'linear', 'cosine']).optional(),
+    lrWarmupIters: nonNegativeInt.optional(),
     weightDecay: z.number().nonnegative().optional(),
     adamBeta1: z.number().gt(0).lt(1).optional(),
     adamBeta2: z.number().gt(0).lt(1).optional(),

@@ -210,3 +210,33 @@ test('the cast output loads back into the tiny model and generates', async () =>
   const { stdout } = await execa(python, ['-c', snippet, castDir]);
   assert.equal(stdout.trim(), '2 True');
 });
+
+test('pretraining takes --steps steps when the probe never reaches its target, and the same arguments make the same model, byte for byte', async () => {
+  // ensureTestModel made its model with these arguments (a target pass rate above 1: never reached); a second run in
+  // another directory must write the same shards (one thread, deterministic kernels, every random choice from --seed)
+  // and the same datasets.
+  const again = path.join(work, 'again');
+  const { stdout } = await execa(python, [
+    path.join(tinyDir, 'make_model.py'),
+    ...['--out', again, '--seed', '7', '--steps', '20', '--target-pass-rate', '2', '--shards', '4'],
+  ]);
+  const report = JSON.parse(stdout.trim().split('\n').at(-1)!) as { steps: number };
+  assert.equal(report.steps, 20);
+  const index = await readJson<Index>(path.join(modelDir, INDEX));
+  const files = [...new Set(Object.values(index.weight_map)), INDEX, 'data/train.jsonl', 'data/eval.jsonl'];
+  for (const f of files) {
+    const [first, second] = await Promise.all([readFile(path.join(modelDir, f)), readFile(path.join(again, f))]);
+    assert.ok(first.equals(second), `${f} differs between two runs with the same arguments`);
+  }
+});
+
+test('pretraining stops at the first probe that reaches --target-pass-rate', async () => {
+  // Probes every 50 steps; a target of 0 is reached by the first one, so of at most 120 steps 50 are taken.
+  const early = path.join(work, 'early');
+  const { stdout } = await execa(python, [
+    path.join(tinyDir, 'make_model.py'),
+    ...['--out', early, '--seed', '7', '--steps', '120', '--target-pass-rate', '0', '--shards', '4'],
+  ]);
+  const report = JSON.parse(stdout.trim().split('\n').at(-1)!) as { steps: number };
+  assert.equal(report.steps, 50);
+});

@@ -12,7 +12,7 @@ import { execa } from 'execa';
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const python = path.join(repoRoot, '.venv', 'bin', 'python');
 export const tinyDir = path.join(repoRoot, 'workloads', 'tiny');
-const TEST_MODEL_KEY = 'v1-seed7-steps20';
+const TEST_MODEL_KEY = 'v4-seed7-steps20';
 
 /** A small generated model (few pretraining steps: layout only), shared by the tiny test files. */
 export async function ensureTestModel(): Promise<string> {

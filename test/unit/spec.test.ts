@@ -33,7 +33,7 @@ describe('presets', () => {
     const r = resolveSpecInput({ preset: 'tiny-local', overrides: { rollout: { numRollout: 140 } } });
     assert.ok(r.ok);
     assert.equal(r.spec.rollout.numRollout, 140);
-    assert.equal(r.spec.rollout.rolloutBatchSize, 8, 'other fields keep the preset value');
+    assert.equal(r.spec.rollout.rolloutBatchSize, 16, 'other fields keep the preset value');
   });
 });
 

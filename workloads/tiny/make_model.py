@@ -1,6 +1,6 @@
 """Generate the tiny-local model: toy dataset, brief CPU pretraining, FP8 release layout like DeepSeek-R1's.
 
-    python make_model.py --out DIR [--seed N] [--steps N] [--target-pass-rate R] [--shards N]
+    python make_model.py --out DIR [--seed N] [--steps N] [--target-pass-rate R] [--lr LR] [--shards N]
 
 Writes into DIR:
   data/train.jsonl, data/eval.jsonl        {"prompt", "label"} lines of the toy addition task (disjoint splits)
@@ -13,9 +13,15 @@ Writes into DIR:
   model.safetensors.index.json             {"metadata": {"total_size"}, "weight_map"}, written LAST
   .tiny-model-stamp.json                   generator version + arguments, then (after the index) the pass rates
 
-Pretraining stops at --steps or as soon as the sampled (temperature 1) pass rate on a probe taken from the train
-split reaches --target-pass-rate, so the model solves the task sometimes but not always and RL has room to improve
-it. Cached: when DIR already holds a complete model made with the same version and arguments, it exits at once.
+Pretraining stops at the first probe (every CHECK_EVERY steps) whose pass rate, sampled at temperature 1 on prompts of
+the train split, reaches --target-pass-rate, or after --steps steps: brief on purpose, so the model solves the task
+sometimes but not always and RL has room to improve it. When a seed's model learns addition varies by hundreds of
+steps, so a fixed step count leaves one seed's model hardly able to add and another's near its ceiling. Training runs on
+one CPU thread, with every random choice (the probe's sampling too) drawn from --seed and torch's deterministic
+algorithms: the same arguments give the same model, and the same stopping step, on every run, whatever the load of the
+machine. The learning rate follows a schedule of a fixed horizon (LR_HORIZON), not one stretched over --steps: a run
+that stops earlier is the same run stopped earlier. Cached: when DIR already holds a complete model made with the same
+version and arguments, it exits at once.
 """
 
 from __future__ import annotations
@@ -47,11 +53,18 @@ from tiny_model import (  # noqa: E402
     write_sharded,
 )
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 4
 STAMP_FILE = '.tiny-model-stamp.json'
 N_TRAIN, N_EVAL, N_PROBE = 2000, 200, 128
 BATCH = 64
-CHECK_EVERY = 20
+CHECK_EVERY = 50
+DEFAULT_STEPS = 1500
+DEFAULT_TARGET_PASS_RATE = 0.5
+DEFAULT_LR = 1e-3
+# The learning-rate schedule: linear warmup, then cosine decay over a fixed horizon, the same whatever --steps is, so
+# that the model of N steps is the model of M > N steps stopped at step N.
+WARMUP_STEPS = 50
+LR_HORIZON = 1500
 QUANTIZATION_CONFIG = {
     'activation_scheme': 'dynamic',
     'fmt': 'e4m3',
@@ -76,6 +89,14 @@ def pass_rate(model: TinyMoE, rows: list[dict[str, str]], temperature: float, se
     return sum(task.reward(task.decode(o), r['label']) for o, r in zip(outs, rows)) / len(rows)
 
 
+def deterministic(seed: int) -> None:
+    """One thread (a reduction split over threads sums in another order), deterministic kernels, seeded RNGs."""
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def make_batch(pairs: list[tuple[int, int]], rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded [BOS] prompt answer [EOS] sequences; targets only on the answer and EOS."""
     seqs: list[list[int]] = []
@@ -94,14 +115,18 @@ def make_batch(pairs: list[tuple[int, int]], rng: random.Random) -> tuple[torch.
     return inputs, targets
 
 
-def pretrain(model: TinyMoE, pairs: list[tuple[int, int]], probe: list[dict[str, str]], args: argparse.Namespace) -> int:
-    """AdamW with warmup + cosine decay; returns the number of steps taken."""
+def pretrain(
+    model: TinyMoE, pairs: list[tuple[int, int]], probe: list[dict[str, str]], args: argparse.Namespace
+) -> int:
+    """AdamW with warmup + cosine decay over LR_HORIZON steps, stopped at the first probe that reaches
+    args.target_pass_rate or after args.steps steps; returns the number of steps taken."""
     rng = random.Random(args.seed)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, betas=(0.9, 0.98))
     model.train()
     started = time.monotonic()
     for step in range(1, args.steps + 1):
-        lr = args.lr * min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * (step - 1) / args.steps))
+        cosine = 1 + math.cos(math.pi * min(step - 1, LR_HORIZON) / LR_HORIZON)
+        lr = args.lr * min(1.0, step / WARMUP_STEPS) * 0.5 * cosine
         for group in opt.param_groups:
             group['lr'] = lr
         inputs, targets = make_batch(pairs, rng)
@@ -223,13 +248,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--out', required=True, type=Path)
     parser.add_argument('--seed', type=int, default=1234)
-    parser.add_argument('--steps', type=int, default=1500, help='pretraining steps at most')
-    parser.add_argument('--target-pass-rate', type=float, default=0.3, help='stop pretraining at this probe rate')
-    parser.add_argument('--lr', type=float, default=3e-3)
-    parser.add_argument('--shards', type=int, default=4)
+    parser.add_argument('--steps', type=int, default=DEFAULT_STEPS, help='pretraining steps at most')
     parser.add_argument(
-        '--threads', type=int, default=1, help='torch CPU threads (1 stays fast on a busy shared machine)'
+        '--target-pass-rate',
+        type=float,
+        default=DEFAULT_TARGET_PASS_RATE,
+        help='stop pretraining at the first probe with this pass rate',
     )
+    parser.add_argument('--lr', type=float, default=DEFAULT_LR)
+    parser.add_argument('--shards', type=int, default=4)
     return parser.parse_args(argv)
 
 
@@ -244,9 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out.mkdir(parents=True, exist_ok=True)
     clear_model_files(out)
-    torch.set_num_threads(max(1, args.threads))
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    deterministic(args.seed)
 
     train, evaluation = task.make_splits(N_TRAIN, N_EVAL, args.seed)
     task.write_jsonl(out / 'data' / 'train.jsonl', train)
