@@ -62,6 +62,12 @@ function previousWait(jobId: string): WaitDetails | undefined {
   }
 }
 
+/** When Slurm ends the job (now + squeue's time left), or undefined without a limit. */
+function endsAtOf(job: SlurmJob): string | undefined {
+  const left = timeLeftMs(job.timeLeft);
+  return left === undefined ? undefined : new Date(Date.now() + left).toISOString();
+}
+
 function isTerminal(job: SlurmJob): boolean {
   return (terminalJobStates as readonly string[]).includes(job.state);
 }
@@ -124,8 +130,7 @@ export function slurmActivities(deps: ActivityDeps) {
         const byName = new Map((await client.nodes(names)).map((n) => [n.name, n]));
         const nodes = names.map((name) => ({ name, address: byName.get(name)?.address ?? name }));
         log.info('the Slurm allocation runs', { jobId, nodes: job.nodeList, waitedMs: Date.now() - started });
-        const left = timeLeftMs(job.timeLeft);
-        const endsAt = left === undefined ? undefined : new Date(Date.now() + left).toISOString();
+        const endsAt = endsAtOf(job);
         return { jobId, jobName, nodes, adopted, pendingMs: Date.now() - started, pendingReason, endsAt };
       }
       if (job.reason && job.reason !== 'None') pendingReason = job.reason;
@@ -185,13 +190,8 @@ export function slurmActivities(deps: ActivityDeps) {
     if (!ex.jobId) throw ApplicationFailure.nonRetryable('the spec is not placed on an allocation', 'InvalidSpec');
     const job = await new SlurmClient(ex.slurmConf).job(ex.jobId);
     if (job === undefined) return { jobId: ex.jobId, state: 'GONE', live: false };
-    const left = timeLeftMs(job.timeLeft);
-    return {
-      jobId: ex.jobId,
-      state: job.state,
-      live: !isTerminal(job),
-      ...(left === undefined ? {} : { endsAt: new Date(Date.now() + left).toISOString() }),
-    };
+    const endsAt = endsAtOf(job);
+    return { jobId: ex.jobId, state: job.state, live: !isTerminal(job), ...(endsAt ? { endsAt } : {}) };
   }
 
   return { slurmAllocate, slurmRelease, slurmPending, slurmAllocationTime };
